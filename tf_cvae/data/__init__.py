@@ -1,0 +1,70 @@
+"""Data sets by name: `load(DataConfig(name=...))` returns a Text- or ImageDataset."""
+
+import dataclasses
+import functools
+import os
+from typing import Callable
+
+from tf_cvae.data import base
+from tf_cvae.data import synthetic
+
+TextDataset = base.TextDataset
+ImageDataset = base.ImageDataset
+
+
+def default_data_dir() -> str:
+  """$TF_CVAE_DATA, else ../shared/data relative to the working directory."""
+  return os.environ.get("TF_CVAE_DATA", os.path.join("..", "shared", "data"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which data set to load and how; every field has a flag of the same name."""
+  name: str = "synthetic_text"
+  data_dir: str | None = None          # None: default_data_dir()
+  train_file: str | None = None        # --dataset=text only
+  valid_file: str | None = None
+  test_file: str | None = None
+  max_vocab: int | None = None         # cap on vocabulary ids, specials included
+  min_count: int = 1                   # rarer training words map to unknown
+  max_length: int | None = None        # words per sentence; None: no cap
+  long_sentences: str = "drop"         # "drop" or "truncate" past max_length
+  seed: int = 0                        # synthetic data and fixed binarization
+
+  def resolved_data_dir(self) -> str:
+    return self.data_dir or default_data_dir()
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_text(seed: int) -> base.TextDataset:
+  return synthetic.synthetic_text(synthetic.SyntheticTextConfig(seed=seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_images(seed: int) -> base.ImageDataset:
+  return synthetic.synthetic_images(synthetic.SyntheticImageConfig(seed=seed))
+
+
+# One line per data set: name -> (kind, loader). Loaders take a DataConfig.
+_REGISTRY: dict[str, tuple[str, Callable[[DataConfig], base.Dataset]]] = {
+    "synthetic_text": ("text", lambda c: _synthetic_text(c.seed)),
+    "synthetic_images": ("image", lambda c: _synthetic_images(c.seed)),
+}
+
+
+def names() -> list[str]:
+  """Every data set name `load` accepts."""
+  return sorted(_REGISTRY)
+
+
+def kind(name: str) -> str:
+  """"text" or "image" for a registered data set name."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown data set {name!r}; known: {', '.join(names())}")
+  return _REGISTRY[name][0]
+
+
+def load(config: DataConfig) -> base.Dataset:
+  """Loads the data set `config.name` (raises ValueError naming what is wrong)."""
+  kind(config.name)
+  return _REGISTRY[config.name][1](config)
