@@ -6,7 +6,9 @@ import os
 from typing import Callable
 
 from tf_cvae.data import base
+from tf_cvae.data import images
 from tf_cvae.data import synthetic
+from tf_cvae.data import text
 
 TextDataset = base.TextDataset
 ImageDataset = base.ImageDataset
@@ -49,6 +51,13 @@ def _synthetic_images(seed: int) -> base.ImageDataset:
 _REGISTRY: dict[str, tuple[str, Callable[[DataConfig], base.Dataset]]] = {
     "synthetic_text": ("text", lambda c: _synthetic_text(c.seed)),
     "synthetic_images": ("image", lambda c: _synthetic_images(c.seed)),
+    "text": ("text", text.load_text),
+    "ptb": ("text", functools.partial(text.load_corpus, "ptb")),
+    "yahoo": ("text", functools.partial(text.load_corpus, "yahoo")),
+    "yelp": ("text", functools.partial(text.load_corpus, "yelp")),
+    "binarized_mnist": ("image", images.load_binarized_mnist),
+    "mnist": ("image", images.load_mnist),
+    "omniglot": ("image", images.load_omniglot),
 }
 
 

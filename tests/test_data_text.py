@@ -1,0 +1,206 @@
+"""Text corpora from files: real PTB files, then each kind of bad input."""
+
+import collections
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from tf_cvae import data
+from tf_cvae.data import vocabulary as vocab_lib
+
+PTB_VALID, PTB_TEST = "ptb/ptb.valid.txt", "ptb/ptb.test.txt"
+
+
+def _lines(path):
+  """Non-empty lines split on whitespace, read independently of the loader."""
+  with open(path, encoding="utf-8") as f:
+    return [line.split() for line in f if line.strip()]
+
+
+def _ptb(data_file, **kwargs):
+  """PTB with ptb.valid.txt as the training file (ptb.train.txt is absent)."""
+  config = data.DataConfig(
+      name="text", train_file=data_file(PTB_VALID),
+      valid_file=data_file(PTB_VALID), test_file=data_file(PTB_TEST), **kwargs)
+  return data.load(config)
+
+
+@pytest.fixture(scope="module")
+def ptb(data_file):
+  return _ptb(data_file)
+
+
+def test_ptb_sentence_counts(ptb, data_file):
+  assert len(_lines(data_file(PTB_VALID))) == 3370
+  assert len(_lines(data_file(PTB_TEST))) == 3761
+  assert ptb.num_examples("train") == ptb.num_examples("valid") == 3370
+  assert ptb.num_examples("test") == 3761
+
+
+def test_ptb_vocabulary_from_training_file(ptb, data_file):
+  counts = collections.Counter(
+      w for line in _lines(data_file(PTB_VALID)) for w in line)
+  assert {"<unk>"} == {"<unk>", "_UNK", "<UNK>", "UNK", "<s>", "</s>",
+                       "<pad>"} & set(counts)
+  words = set(counts) - {"<unk>"}
+  assert len(ptb.vocab) == 4 + len(words)
+  assert ptb.vocab.tokens[:4] == ["<pad>", "<s>", "</s>", "<unk>"]
+  capped = _ptb(data_file, max_vocab=100)
+  assert len(capped.vocab) == 100
+  frequent = _ptb(data_file, min_count=3)
+  assert len(frequent.vocab) == 4 + sum(c >= 3 for w, c in counts.items()
+                                        if w in words)
+
+
+def test_ptb_round_trip(ptb, data_file):
+  sentence = _lines(data_file(PTB_VALID))[5]
+  ids = ptb.splits["train"][5]
+  assert ids.dtype == np.int32
+  assert ids[0] == vocab_lib.BOS_ID and ids[-1] == vocab_lib.EOS_ID
+  assert len(ids) == len(sentence) + 2
+  assert ptb.vocab.decode(ids) == sentence
+
+
+def test_ptb_unknown_words(ptb, data_file):
+  train_words = {w for line in _lines(data_file(PTB_VALID)) for w in line}
+  test_lines = _lines(data_file(PTB_TEST))
+  row, col = next((i, j) for i, line in enumerate(test_lines)
+                  for j, w in enumerate(line) if w not in train_words)
+  assert ptb.splits["test"][row][col + 1] == vocab_lib.UNK_ID
+  row, col = next((i, j) for i, line in enumerate(test_lines)
+                  for j, w in enumerate(line) if w == "<unk>")
+  assert ptb.splits["test"][row][col + 1] == vocab_lib.UNK_ID
+  known = [(i, j) for i, line in enumerate(test_lines)
+           for j, w in enumerate(line) if w in train_words and w != "<unk>"]
+  i, j = known[0]
+  assert ptb.vocab.tokens[ptb.splits["test"][i][j + 1]] == test_lines[i][j]
+
+
+def test_ptb_max_length_drop_and_truncate(data_file, caplog):
+  lines = _lines(data_file(PTB_VALID))
+  longer = sum(len(s) > 10 for s in lines)
+  assert 0 < longer < len(lines)
+  with caplog.at_level(logging.INFO):
+    dropped = _ptb(data_file, max_length=10, long_sentences="drop")
+  assert dropped.num_examples("train") == len(lines) - longer
+  assert f"dropped {longer} of {len(lines)} sentences" in caplog.text
+  assert dropped.max_length() <= 12
+  truncated = _ptb(data_file, max_length=10, long_sentences="truncate")
+  assert truncated.num_examples("train") == len(lines)
+  assert max(len(s) for s in truncated.splits["train"]) == 12
+  first_long = next(i for i, s in enumerate(lines) if len(s) > 10)
+  assert truncated.vocab.decode(
+      truncated.splits["train"][first_long]) == lines[first_long][:10]
+
+
+def test_bucketed_batches_pad_after_end(ptb):
+  bounds = ptb.bucket_boundaries()
+  seen = 0
+  for batch in ptb.batches("valid", 32, shuffle=True, seed=3):
+    tokens = batch["tokens"].numpy()
+    assert tokens.shape[1] in bounds
+    for row in tokens:
+      end = int(np.argmax(row == vocab_lib.EOS_ID))
+      assert row[end] == vocab_lib.EOS_ID and row[0] == vocab_lib.BOS_ID
+      assert (row[end + 1:] == vocab_lib.PAD_ID).all()
+      assert (row[:end + 1] != vocab_lib.PAD_ID).all()
+    seen += len(tokens)
+  assert seen == ptb.num_examples("valid")
+
+
+def test_named_ptb_without_training_file(data_file):
+  data_dir = os.path.dirname(os.path.dirname(data_file(PTB_VALID)))
+  with pytest.raises(ValueError, match=r"ptb\.train\.txt: no such file; put"):
+    data.load(data.DataConfig(name="ptb", data_dir=data_dir))
+
+
+def _write(path, text):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(text if isinstance(text, bytes) else text.encode("utf-8"))
+  return str(path)
+
+
+@pytest.mark.parametrize("name", ["ptb", "yahoo", "yelp"])
+def test_named_corpora_read_conventional_files(tmp_path, name):
+  for split in ("train", "valid", "test"):
+    _write(tmp_path / name / f"{name}.{split}.txt", f"a b {split}\n\nb _UNK\n")
+  ds = data.load(data.DataConfig(name=name, data_dir=str(tmp_path)))
+  assert data.kind(name) == "text"
+  assert ds.vocab.tokens[4:] == ["b", "a", "train"]
+  assert ds.vocab.decode(ds.splits["test"][0]) == ["a", "b", "<unk>"]
+  assert ds.splits["test"][1].tolist() == [1, 4, 3, 2]
+
+
+def _text(tmp_path, train="a b\n", valid="a\n", test="b\n", **kwargs):
+  paths = {}
+  for split, text in (("train", train), ("valid", valid), ("test", test)):
+    paths[split] = _write(tmp_path / f"{split}.txt", text)
+  return data.load(data.DataConfig(
+      name="text", train_file=paths["train"], valid_file=paths["valid"],
+      test_file=paths["test"], **kwargs))
+
+
+def test_relative_files_are_found_in_data_dir(tmp_path):
+  for split in ("train", "valid", "test"):
+    _write(tmp_path / "corpus" / f"{split}.txt", "x y\n")
+  ds = data.load(data.DataConfig(
+      name="text", data_dir=str(tmp_path), train_file="corpus/train.txt",
+      valid_file="corpus/valid.txt", test_file="corpus/test.txt"))
+  assert ds.num_examples("test") == 1
+
+
+def test_empty_lines_are_skipped_and_logged(tmp_path, caplog):
+  with caplog.at_level(logging.INFO):
+    ds = _text(tmp_path, train="a b\n\n  \nb\n\n")
+  assert ds.num_examples("train") == 2
+  assert "skipped 3 empty lines" in caplog.text
+
+
+def test_missing_file(tmp_path):
+  with pytest.raises(ValueError, match=r"nowhere\.txt: no such file"):
+    data.load(data.DataConfig(
+        name="text", train_file=str(tmp_path / "nowhere.txt"),
+        valid_file="v", test_file="t"))
+
+
+def test_missing_file_names(tmp_path):
+  with pytest.raises(ValueError, match="needs valid_file, test_file"):
+    data.load(data.DataConfig(name="text", train_file=str(tmp_path / "t.txt")))
+
+
+def test_empty_file(tmp_path):
+  with pytest.raises(ValueError, match=r"valid\.txt: the file is empty"):
+    _text(tmp_path, valid="")
+
+
+def test_training_vocabulary_empty(tmp_path):
+  with pytest.raises(ValueError, match=r"train\.txt: the training vocabulary is "
+                     "empty"):
+    _text(tmp_path, train="<unk> _UNK\n<unk>\n")
+  with pytest.raises(ValueError, match=r"train\.txt: .*min_count=2"):
+    _text(tmp_path, train="a b c\n", min_count=2)
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_split_without_sentences(tmp_path, split):
+  with pytest.raises(ValueError, match=rf"{split}\.txt: no sentences \(3 lines"):
+    _text(tmp_path, **{split: "\n  \n\t\n"})
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+  with pytest.raises(ValueError, match=r"test\.txt, line 3: not valid UTF-8"):
+    _text(tmp_path, test=b"a b\nb a\nb \xff\xfe a\nb\n")
+
+
+def test_all_sentences_too_long(tmp_path):
+  with pytest.raises(ValueError, match=r"valid\.txt: no sentence has at most "
+                     "max_length=1"):
+    _text(tmp_path, train="a\n", valid="a b\n", max_length=1)
+
+
+def test_bad_long_sentences_option(tmp_path):
+  with pytest.raises(ValueError, match="long_sentences must be"):
+    _text(tmp_path, long_sentences="clip")

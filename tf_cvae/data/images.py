@@ -1,0 +1,291 @@
+"""Binary 28x28 image sets from local files, else from tensorflow-datasets.
+
+binarized_mnist: the statically binarized MNIST of Larochelle & Murray
+  (binarized_mnist/binarized_mnist_{train,valid,test}.amat, 50,000 / 10,000 /
+  10,000 lines of 784 space-separated 0/1 values); binarization "none".
+mnist: grey MNIST (mnist/{train,t10k}-images-idx3-ubyte[.gz]); the last 10,000
+  training images are the validation split. Intensities / 255 are Bernoulli
+  probabilities: train "dynamic", valid and test "fixed".
+omniglot: the original archives of 105x105 PNGs (omniglot/images_background.zip
+  and images_evaluation.zip, else images_background_small{1,2}.zip), or the
+  tfds train+test splits. Strokes (black on white) become probability 1, and
+  images shrink to 28x28 by area averaging. The split is a fixed permutation
+  (seed 0) of the images in canonical order (archive, then path in it):
+  the first 10% test, the next 10% valid, the rest train; train "dynamic",
+  valid and test "fixed".
+"""
+
+import functools
+import gzip
+import os
+import re
+import zipfile
+import zlib
+from typing import TYPE_CHECKING
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tf_cvae.data import base
+
+if TYPE_CHECKING:
+  from tf_cvae.data import DataConfig
+
+AMAT_WIDTH = 784
+BINARIZED_MNIST_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
+MNIST_VALID = 10_000
+OMNIGLOT_SIZE = 105
+OMNIGLOT_SPLIT_SEED = 0
+_SPLITS_GREY = {"train": "dynamic", "valid": "fixed", "test": "fixed"}
+
+
+def _check_file(path: str, what: str) -> None:
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file; put {what} there")
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"{path}: the file is empty")
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+  _check_file(path, what)
+  with open(path, "rb") as f:
+    data = f.read()
+  if path.endswith(".gz") and data:
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+      raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+  if not data:
+    raise ValueError(f"{path}: the file is empty")
+  return data
+
+
+def _amat_error(path: str, data: bytes) -> ValueError | None:
+  """The first bad line of an .amat file, as a ValueError (None if all good)."""
+  for number, line in enumerate(data.split(b"\n"), start=1):
+    values = line.split()
+    if len(values) != AMAT_WIDTH:
+      return ValueError(f"{path}, line {number}: {len(values)} values, expected "
+                        f"{AMAT_WIDTH} (28x28)")
+    if set(values) <= {b"0", b"1"}:
+      continue
+    for column, value in enumerate(values, start=1):
+      if value not in (b"0", b"1"):
+        text = value.decode("utf-8", "replace")
+        return ValueError(f"{path}, line {number}: value {text!r} in column "
+                          f"{column} is not 0 or 1")
+  return None
+
+
+def parse_amat(path: str) -> np.ndarray:
+  """Reads an .amat file of 0/1 rows: uint8 [lines, 784] (fast, byte-level)."""
+  data = _read_bytes(path, "binarized_mnist_{train,valid,test}.amat "
+                     "(Larochelle & Murray)").replace(b"\r\n", b"\n")
+  data = data.rstrip(b"\n") + b"\n"
+  row = 2 * AMAT_WIDTH                 # "v v ... v\n": 784 digits, 784 gaps
+  if len(data) % row == 0:
+    chars = np.frombuffer(data, np.uint8).reshape(-1, row)
+    digits = chars[:, 0::2]
+    if ((chars[:, 1:-1:2] == ord(" ")).all() and (chars[:, -1] == ord("\n")).all()
+        and ((digits == ord("0")) | (digits == ord("1"))).all()):
+      return (digits == ord("1")).astype(np.uint8)
+  error = _amat_error(path, data[:-1])
+  if error:
+    raise error
+  # Well-formed but unevenly spaced: the slow route.
+  return np.asarray([[v == b"1" for v in line.split()]
+                     for line in data[:-1].split(b"\n")], np.uint8)
+
+
+@functools.lru_cache(maxsize=3)
+def _cached_amat(path: str, unused_stamp: tuple) -> np.ndarray:
+  images = parse_amat(path).reshape(-1, 28, 28, 1)
+  images.flags.writeable = False
+  return images
+
+
+def _stamp(path: str) -> tuple:
+  stat = os.stat(path)
+  return stat.st_size, stat.st_mtime_ns
+
+
+def parse_idx_images(path: str) -> np.ndarray:
+  """Reads an MNIST idx3 image file (optionally .gz): uint8 [N, 28, 28]."""
+  data = _read_bytes(path, "the MNIST idx image file (yann.lecun.com/exdb/mnist)")
+  if len(data) < 16:
+    raise ValueError(f"{path}: {len(data)} bytes, too short for an idx header")
+  magic, count, rows, cols = np.frombuffer(data[:16], ">u4")
+  if magic != 0x803 or (rows, cols) != (28, 28):
+    raise ValueError(f"{path}: not an idx3 file of 28x28 uint8 images (magic "
+                     f"{magic:#x}, {rows}x{cols})")
+  if len(data) != 16 + count * 784:
+    raise ValueError(f"{path}: header says {count} images ({16 + count * 784} "
+                     f"bytes) but the file holds {len(data)} bytes")
+  return np.frombuffer(data, np.uint8, offset=16).reshape(count, 28, 28)
+
+
+def _tfds_splits(name: str, splits: dict[str, str]) -> dict[str, np.ndarray]:
+  """split -> uint8 images of the tfds builder `name` (downloads if needed)."""
+  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
+  out = {}
+  for split, tfds_split in splits.items():
+    # Omniglot's RGB channels are equal: keep one (a no-op for MNIST).
+    ds = tfds.load(name, split=tfds_split).map(lambda x: x["image"][..., :1])
+    out[split] = np.concatenate(list(tfds.as_numpy(ds.batch(4096))))
+  return out
+
+
+def _from_tfds(name: str, splits: dict[str, str], where: str
+               ) -> dict[str, np.ndarray]:
+  try:
+    out = _tfds_splits(name, splits)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{where}, and the tfds builder {name!r} failed "
+                     f"({type(e).__name__}: {e})") from e
+  logging.info("%s: loaded from tfds (%s)", name, ", ".join(
+      f"{k} {len(v)}" for k, v in out.items()))
+  return out
+
+
+def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
+  """Statically binarized MNIST: local .amat files, else tfds."""
+  root = os.path.join(config.resolved_data_dir(), "binarized_mnist")
+  paths = {s: os.path.join(root, f"binarized_mnist_{s}.amat")
+           for s in base.SPLITS}
+  if any(os.path.exists(p) for p in paths.values()):
+    logging.info("binarized_mnist: local files in %s", root)
+    splits = {s: _cached_amat(p, _stamp(p) if os.path.exists(p) else ())
+              for s, p in paths.items()}
+    for split, images in splits.items():
+      if len(images) != BINARIZED_MNIST_SIZES[split]:
+        logging.warning("%s: %d images, expected %d", paths[split],
+                        len(images), BINARIZED_MNIST_SIZES[split])
+  else:
+    splits = _from_tfds(
+        "binarized_mnist",
+        {"train": "train", "valid": "validation", "test": "test"},
+        f"no files binarized_mnist_{{train,valid,test}}.amat in {root} "
+        "(put the Larochelle & Murray files there)")
+  splits = {s: np.asarray(v, np.float32) for s, v in splits.items()}
+  return base.ImageDataset(
+      name="binarized_mnist", splits=splits, fixed_seed=config.seed,
+      binarization={s: "none" for s in base.SPLITS})
+
+
+def _idx_path(root: str, stem: str) -> str | None:
+  for path in (os.path.join(root, stem), os.path.join(root, stem + ".gz")):
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def load_mnist(config: "DataConfig") -> base.ImageDataset:
+  """Grey MNIST as probabilities: local idx files, else tfds."""
+  root = os.path.join(config.resolved_data_dir(), "mnist")
+  stems = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+  paths = {s: _idx_path(root, stem) for s, stem in stems.items()}
+  if any(paths.values()):
+    logging.info("mnist: local idx files in %s", root)
+    grey = {s: parse_idx_images(p or os.path.join(root, stems[s]))
+            for s, p in paths.items()}
+  else:
+    grey = _from_tfds("mnist", {"train": "train", "test": "test"},
+                      f"no files {{train,t10k}}-images-idx3-ubyte[.gz] in {root} "
+                      "(put the MNIST idx files there)")
+  train = grey["train"].reshape(-1, 28, 28, 1)
+  if len(train) <= MNIST_VALID:
+    raise ValueError(f"mnist: {len(train)} training images; the last "
+                     f"{MNIST_VALID} are the validation split, so more are "
+                     "needed")
+  probs = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
+  splits = {"train": probs(train[:-MNIST_VALID]),
+            "valid": probs(train[-MNIST_VALID:]), "test": probs(grey["test"])}
+  return base.ImageDataset(name="mnist", splits=splits, fixed_seed=config.seed,
+                           binarization=dict(_SPLITS_GREY))
+
+
+def read_omniglot_zip(path: str) -> np.ndarray:
+  """The PNGs of an Omniglot archive, sorted by path: uint8 [N, 105, 105, 1]."""
+  _check_file(path, "an Omniglot archive (github.com/brendenlake/omniglot)")
+  try:
+    with zipfile.ZipFile(path) as archive:
+      members = sorted(n for n in archive.namelist()
+                       if n.lower().endswith(".png"))
+      if not members:
+        raise ValueError(f"{path}: the archive holds no PNG images")
+      images = np.empty((len(members), OMNIGLOT_SIZE, OMNIGLOT_SIZE, 1), np.uint8)
+      for i, member in enumerate(members):
+        try:
+          raw = archive.read(member)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+          raise ValueError(f"{path}: {member}: corrupt in the archive "
+                           f"({e})") from None
+        try:
+          image = tf.io.decode_png(raw, channels=1).numpy()
+        except tf.errors.InvalidArgumentError as e:
+          reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", e.message).strip()
+          raise ValueError(f"{path}: {member}: not a valid PNG "
+                           f"({reason})") from None
+        if image.shape[:2] != (OMNIGLOT_SIZE, OMNIGLOT_SIZE):
+          raise ValueError(f"{path}: {member}: image is {image.shape[0]}x"
+                           f"{image.shape[1]} pixels, expected "
+                           f"{OMNIGLOT_SIZE}x{OMNIGLOT_SIZE}")
+        images[i] = image
+  except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+    raise ValueError(f"{path}: not a readable zip archive ({e})") from None
+  return images
+
+
+def strokes_28(grey: np.ndarray) -> np.ndarray:
+  """Black-on-white uint8 [N, H, W, 1] -> stroke probabilities [N, 28, 28, 1]."""
+  out = []
+  for start in range(0, len(grey), 2048):
+    ink = 1.0 - tf.cast(grey[start:start + 2048], tf.float32) / 255.0
+    out.append(tf.image.resize(ink, (28, 28), method="area").numpy())
+  return np.clip(np.concatenate(out), 0.0, 1.0)
+
+
+def omniglot_archives(root: str) -> list[str]:
+  """The local archives to read: the full pair if present, else the small ones."""
+  full = [os.path.join(root, f"images_{s}.zip")
+          for s in ("background", "evaluation")]
+  small = [os.path.join(root, f"images_background_small{i}.zip") for i in (1, 2)]
+  found = [p for p in full if os.path.exists(p)]
+  if os.path.exists(full[0]):    # the small sets are subsets of "background"
+    return found
+  return found + [p for p in small if os.path.exists(p)]
+
+
+@functools.lru_cache(maxsize=2)
+def _omniglot_probs(archives: tuple[str, ...], unused_stamps: tuple
+                    ) -> np.ndarray:
+  images = strokes_28(np.concatenate([read_omniglot_zip(p) for p in archives]))
+  images.flags.writeable = False
+  return images
+
+
+def load_omniglot(config: "DataConfig") -> base.ImageDataset:
+  """Omniglot as 28x28 stroke probabilities: local zip archives, else tfds."""
+  root = os.path.join(config.resolved_data_dir(), "omniglot")
+  archives = tuple(omniglot_archives(root))
+  if archives:
+    logging.info("omniglot: local archives %s", ", ".join(archives))
+    images = _omniglot_probs(archives, tuple(_stamp(p) for p in archives))
+  else:
+    grey = _from_tfds("omniglot", {"all": "train+test"},
+                     f"no Omniglot archive images_background.zip, "
+                     f"images_evaluation.zip or images_background_small1.zip "
+                     f"in {root} (put the zip files of "
+                     "github.com/brendenlake/omniglot there)")["all"]
+    images = strokes_28(grey)
+  if len(images) < 10:
+    raise ValueError(f"omniglot: {len(images)} images, need at least 10 to split")
+  order = np.random.default_rng(OMNIGLOT_SPLIT_SEED).permutation(len(images))
+  held = len(images) // 10
+  index = {"train": order[2 * held:], "valid": order[held:2 * held],
+           "test": order[:held]}
+  splits = {s: images[np.sort(i)] for s, i in index.items()}
+  return base.ImageDataset(name="omniglot", splits=splits,
+                           fixed_seed=config.seed,
+                           binarization=dict(_SPLITS_GREY))
