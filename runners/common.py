@@ -1,0 +1,140 @@
+"""Flags shared by the runners, and their translation into library configs.
+
+Only runners import absl.flags; the library takes the dataclasses built here.
+"""
+
+import datetime
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) before
+# the first import of TensorFlow; an explicit setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from tf_cvae import data as data_lib  # pylint: disable=g-import-not-at-top
+from tf_cvae import evaluation  # pylint: disable=g-import-not-at-top
+from tf_cvae import objective  # pylint: disable=g-import-not-at-top
+from tf_cvae import train  # pylint: disable=g-import-not-at-top
+from tf_cvae.models import registry  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+
+
+def define_train_flags() -> None:
+  """Defines every flag of a training run (train.py, quickstart.py)."""
+  flags.DEFINE_enum("dataset", "synthetic_text", data_lib.names(),
+                    "Data set to train on.")
+  flags.DEFINE_string("data_dir", None, "Folder of the real data files "
+                      "(default: $TF_CVAE_DATA, else ../shared/data).")
+  for split in data_lib.base.SPLITS:
+    flags.DEFINE_string(f"{split}_file", None,
+                        f"--dataset=text: the {split} file, one sentence a line.")
+  flags.DEFINE_integer("max_vocab", None, "Cap on vocabulary ids.", lower_bound=5)
+  flags.DEFINE_integer("min_count", 1, "Rarer training words become unknown.",
+                       lower_bound=1)
+  flags.DEFINE_integer("max_length", None, "Words per sentence at most.",
+                       lower_bound=1)
+  flags.DEFINE_enum("long_sentences", "drop", ["drop", "truncate"],
+                    "What happens to sentences over --max_length.")
+  flags.DEFINE_enum("model", "auto", ["auto"] + sorted(registry.MODELS),
+                    "Encoder/decoder pair; auto: lstm for text, mlp for images.")
+  flags.DEFINE_integer("embed_dim", 128, "Word embedding size.", lower_bound=1)
+  flags.DEFINE_integer("hidden_dim", 256, "LSTM / MLP hidden size.",
+                       lower_bound=1)
+  flags.DEFINE_integer("latent_dim", 32, "Size of z.", lower_bound=1)
+  flags.DEFINE_float("decoder_dropout", 0.5, "Dropout of the LSTM decoder.",
+                     lower_bound=0.0, upper_bound=0.99)
+  flags.DEFINE_enum("critic", "none", list(registry.CRITICS),
+                    "Contrastive critic; none is the plain VAE.")
+  flags.DEFINE_float("critic_weight", 3.0, "lambda: weight of the critic loss.",
+                     lower_bound=0.0)
+  flags.DEFINE_float("critic_target", None, "Nats: no critic loss once the "
+                     "InfoNCE bound c + log K reaches this (a hinge).")
+  flags.DEFINE_float("kl_weight", 1.0, "beta: weight of the KL term.",
+                     lower_bound=0.0)
+  flags.DEFINE_integer("batch_size", 32, "Batch size K (the critic's negatives).",
+                       lower_bound=1)
+  flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
+  flags.DEFINE_integer("max_steps", None, "Stop after this many steps "
+                       "(overrides --epochs).", lower_bound=1)
+  flags.DEFINE_enum("optimizer", "auto", ["auto", "sgd", "adam"],
+                    "auto: SGD for text, Adam for images (the paper's).")
+  flags.DEFINE_float("learning_rate", None, "Default 1.0 (SGD) or 1e-3 (Adam).",
+                     lower_bound=0.0)
+  flags.DEFINE_float("clip_norm", 5.0, "Global gradient norm clip; 0: none.",
+                     lower_bound=0.0)
+  flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
+  flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
+                      "under ./runs/); an existing one resumes.")
+  flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"],
+                    "XLA for the train step; auto: what measured faster.")
+  flags.DEFINE_integer("iw_samples", 500, "Importance samples of the test "
+                       "NLL; 0 skips it.", lower_bound=0)
+  flags.DEFINE_integer("iw_chunk_size", 50, "Importance samples per decoder "
+                       "pass (bounds memory).", lower_bound=1)
+  flags.DEFINE_integer("eval_examples", None, "Evaluate only this many test "
+                       "examples.", lower_bound=1)
+  flags.DEFINE_integer("log_every", 100, "Steps between progress lines.",
+                       lower_bound=1)
+  flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.",
+                       lower_bound=1)
+
+
+def train_config_from_flags(**overrides) -> train.TrainConfig:
+  """The TrainConfig the flags describe; keyword overrides replace fields."""
+  f = FLAGS
+  out_dir = f.out_dir or os.path.join("runs", "{}_{}_{}".format(
+      f.dataset, overrides.get("critic", f.critic),
+      datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+  fields = dict(
+      data=data_lib.DataConfig(
+          name=f.dataset, data_dir=f.data_dir, train_file=f.train_file,
+          valid_file=f.valid_file, test_file=f.test_file,
+          max_vocab=f.max_vocab, min_count=f.min_count,
+          max_length=f.max_length, long_sentences=f.long_sentences,
+          seed=f.seed),
+      model=registry.ModelConfig(
+          name=f.model, embed_dim=f.embed_dim, hidden_dim=f.hidden_dim,
+          latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout),
+      objective=objective.ObjectiveConfig(
+          kl_weight=f.kl_weight, critic_weight=f.critic_weight,
+          critic_target=f.critic_target),
+      eval=evaluation.EvalConfig(
+          iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
+          max_examples=f.eval_examples, seed=f.seed),
+      critic=f.critic, batch_size=f.batch_size, epochs=f.epochs,
+      max_steps=f.max_steps, optimizer=f.optimizer,
+      learning_rate=f.learning_rate, clip_norm=f.clip_norm or None,
+      seed=f.seed, out_dir=out_dir, jit_compile=f.jit_compile,
+      log_every=f.log_every, checkpoint_every=f.checkpoint_every)
+  fields.update(overrides)
+  return train.TrainConfig(**fields)
+
+
+def run_or_explain(fn, *args):
+  """Calls fn(*args); a bad input becomes one error line and exit status 2."""
+  try:
+    return fn(*args)
+  except (ValueError, FileNotFoundError) as error:
+    print(f"error: --dataset={FLAGS.dataset}: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds")
+
+
+def format_table(rows: dict[str, dict]) -> str:
+  """A fixed-width table: one row per run name, the COLUMNS present."""
+  columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
+  width = max(len(n) for n in rows) + 2
+  lines = ["run".ljust(width) + "".join(c.rjust(15) for c in columns)]
+  for name, result in rows.items():
+    cells = []
+    for c in columns:
+      v = result.get(c)
+      cells.append(("-" if v is None else f"{v:.0f}" if c == "au"
+                    else f"{v:.3f}").rjust(15))
+    lines.append(name.ljust(width) + "".join(cells))
+  return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""Trains one VAE (with or without a critic), evaluates it, writes metrics.json.
+
+  python runners/train.py                          # embedded text default
+  python runners/train.py --critic=self --critic_weight=3 --max_steps=600
+  python runners/train.py --flagfile=flags/quickstart.cfg --critic=self
+
+An existing --out_dir resumes from its last checkpoint.
+"""
+
+import json
+
+from absl import app
+from absl import logging
+
+import common
+from tf_cvae import train
+
+common.define_train_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.INFO)
+  config = common.train_config_from_flags()
+  results = common.run_or_explain(train.run, config)
+  print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,84 @@
+"""One registry from name to encoder/decoder pair and to critic.
+
+Adding a model or a critic is one builder function plus one line here.
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+
+from tf_cvae import critics
+from tf_cvae.data import base as data_base
+from tf_cvae.models import decoders
+from tf_cvae.models import encoders
+from tf_cvae.models import vae as vae_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Network sizes; `name` "auto" picks lstm for text and mlp for images."""
+  name: str = "auto"
+  embed_dim: int = 128
+  hidden_dim: int = 256
+  latent_dim: int = 32
+  decoder_dropout: float = 0.5
+
+
+def _lstm(config: ModelConfig, dataset: data_base.Dataset):
+  vocab_size = len(dataset.vocab)
+  return (encoders.LSTMEncoder(vocab_size, config.embed_dim, config.hidden_dim,
+                               config.latent_dim, name="encoder"),
+          decoders.LSTMDecoder(vocab_size, config.embed_dim, config.hidden_dim,
+                               dropout=config.decoder_dropout, name="decoder"))
+
+
+def _mlp(config: ModelConfig, dataset: data_base.Dataset):
+  del dataset
+  return (encoders.MLPEncoder(config.hidden_dim, config.latent_dim,
+                              name="encoder"),
+          decoders.MLPDecoder(config.hidden_dim, name="decoder"))
+
+
+# name -> (data kind it models, builder of (encoder, decoder)).
+MODELS: dict[str, tuple[str, Callable]] = {
+    "lstm": ("text", _lstm),
+    "mlp": ("image", _mlp),
+}
+
+# name -> builder(vae) of a critic layer; "none" is the plain VAE.
+CRITICS: dict[str, Callable[[vae_lib.VAE], keras.layers.Layer] | None] = {
+    "none": None,
+    "self": lambda vae: critics.SelfCritic(name="self_critic"),
+    "hybrid": lambda vae: critics.HybridCritic(vae.encoder.early,
+                                                name="hybrid_critic"),
+}
+
+_AUTO = {"text": "lstm", "image": "mlp"}
+
+
+def resolve_model_name(config: ModelConfig, data_kind: str) -> str:
+  """The registered model name for `config.name` ("auto" by data kind)."""
+  name = _AUTO[data_kind] if config.name == "auto" else config.name
+  if name not in MODELS:
+    raise ValueError(f"unknown model {config.name!r}; known: auto, "
+                     f"{', '.join(sorted(MODELS))}")
+  if MODELS[name][0] != data_kind:
+    raise ValueError(f"model {name!r} models {MODELS[name][0]} data, but the "
+                     f"data set is {data_kind}")
+  return name
+
+
+def build_vae(config: ModelConfig, dataset: data_base.Dataset) -> vae_lib.VAE:
+  """Builds the VAE named by `config` for `dataset` (variables created)."""
+  name = resolve_model_name(config, dataset.kind)
+  encoder, decoder = MODELS[name][1](config, dataset)
+  return vae_lib.VAE(encoder, decoder, config.latent_dim, name=f"{name}_vae")
+
+
+def build_critic(name: str, vae: vae_lib.VAE) -> keras.layers.Layer | None:
+  """The critic registered as `name` for `vae` (None for "none")."""
+  if name not in CRITICS:
+    raise ValueError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
+  builder = CRITICS[name]
+  return None if builder is None else builder(vae)
