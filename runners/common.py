@@ -7,19 +7,32 @@ import datetime
 import os
 import sys
 
-# Quiet TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) before
-# the first import of TensorFlow; an explicit setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
+from absl import logging
 
-from absl import flags  # pylint: disable=g-import-not-at-top
-
-from tf_cvae import data as data_lib  # pylint: disable=g-import-not-at-top
-from tf_cvae import evaluation  # pylint: disable=g-import-not-at-top
-from tf_cvae import objective  # pylint: disable=g-import-not-at-top
-from tf_cvae import train  # pylint: disable=g-import-not-at-top
-from tf_cvae.models import registry  # pylint: disable=g-import-not-at-top
+from tf_cvae import data as data_lib
+from tf_cvae import evaluation
+from tf_cvae import objective
+from tf_cvae import train
+from tf_cvae.models import registry
 
 FLAGS = flags.FLAGS
+
+
+class _QuietLibraries:
+  """A log filter: drops INFO lines that TensorFlow and Keras log themselves."""
+  _NOISY = frozenset({"tensorflow", "keras", "tensorflow_datasets",
+                      "tensorflow_probability"})
+
+  def filter(self, record) -> bool:
+    return (record.levelno >= logging.converter.STANDARD_WARNING
+            or not self._NOISY.intersection(record.pathname.split(os.sep)))
+
+
+def setup_logging() -> None:
+  """Our progress lines at INFO; other libraries' INFO chatter dropped."""
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
 def define_train_flags() -> None:

@@ -11,7 +11,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 
 import common
 from tf_cvae import train
@@ -24,7 +23,7 @@ flags.DEFINE_string("quickstart_dir", "runs/quickstart",
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.INFO)
+  common.setup_logging()
   parent = flags.FLAGS.quickstart_dir
   critic = flags.FLAGS.critic if flags.FLAGS.critic != "none" else "self"
   started = time.time()

@@ -10,7 +10,6 @@ An existing --out_dir resumes from its last checkpoint.
 import json
 
 from absl import app
-from absl import logging
 
 import common
 from tf_cvae import train
@@ -21,7 +20,7 @@ common.define_train_flags()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.INFO)
+  common.setup_logging()
   config = common.train_config_from_flags()
   results = common.run_or_explain(train.run, config)
   print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))

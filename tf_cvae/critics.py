@@ -69,6 +69,9 @@ class HybridCritic(keras.layers.Layer):
         keras.layers.Dense(hidden_dim, activation="relu"),
         keras.layers.Dense(proj_dim)], name="z_head")
 
+  def build(self, input_shape):
+    del input_shape  # the sublayers build on their first call
+
   def call(self, batch, mu, logvar, z, training=False):
     """[K, K] scores cos(u_i, v_j) / temperature."""
     del mu, logvar

@@ -27,6 +27,9 @@ class MaskedMeanEmbedding(keras.layers.Layer):
     super().__init__(**kwargs)
     self.embedding = embedding
 
+  def build(self, input_shape):
+    del input_shape  # the sublayers build on their first call
+
   def call(self, batch: dict, training: bool = False) -> tf.Tensor:
     tokens = batch["tokens"]
     mask = tf.cast(tf.not_equal(tokens, vocab_lib.PAD_ID), tf.float32)
@@ -41,6 +44,9 @@ class FirstDense(keras.layers.Layer):
     super().__init__(**kwargs)
     self.flatten = keras.layers.Flatten()
     self.dense = keras.layers.Dense(hidden_dim, activation="relu")
+
+  def build(self, input_shape):
+    del input_shape  # the sublayers build on their first call
 
   def call(self, batch: dict, training: bool = False) -> tf.Tensor:
     return self.dense(self.flatten(2.0 * batch["image"] - 1.0))
@@ -64,6 +70,9 @@ class LSTMEncoder(keras.layers.Layer):
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
     self.early = MaskedMeanEmbedding(self.embedding, name="early")
 
+  def build(self, input_shape):
+    del input_shape  # the sublayers build on their first call
+
   def call(self, batch: dict, training: bool = False):
     """{"tokens": int32 [batch, time]} -> (mu, logvar), each [batch, latent]."""
     tokens = batch["tokens"]
@@ -83,6 +92,9 @@ class MLPEncoder(keras.layers.Layer):
     self.hidden2 = keras.layers.Dense(hidden_dim, activation="relu",
                                       name="hidden2")
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
+
+  def build(self, input_shape):
+    del input_shape  # the sublayers build on their first call
 
   def call(self, batch: dict, training: bool = False):
     """{"image": float32 [batch, 28, 28, 1]} -> (mu, logvar) [batch, latent]."""
