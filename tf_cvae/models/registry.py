@@ -12,6 +12,7 @@ from tf_cvae import critics
 from tf_cvae.data import base as data_base
 from tf_cvae.models import decoders
 from tf_cvae.models import encoders
+from tf_cvae.models import pixelcnn
 from tf_cvae.models import vae as vae_lib
 
 
@@ -23,6 +24,9 @@ class ModelConfig:
   hidden_dim: int = 256
   latent_dim: int = 32
   decoder_dropout: float = 0.5
+  resnet_channels: int = 64             # pixelcnn: encoder's 3 stages
+  pixelcnn_layers: int = 12             # pixelcnn: gated layers (+ output)
+  pixelcnn_channels: int = 32           # pixelcnn: channels per gated layer
 
 
 def _lstm(config: ModelConfig, dataset: data_base.Dataset):
@@ -40,10 +44,20 @@ def _mlp(config: ModelConfig, dataset: data_base.Dataset):
           decoders.MLPDecoder(config.hidden_dim, name="decoder"))
 
 
+def _pixelcnn(config: ModelConfig, dataset: data_base.Dataset):
+  del dataset
+  return (pixelcnn.ResNetEncoder(config.latent_dim, config.resnet_channels,
+                                 name="encoder"),
+          pixelcnn.GatedPixelCNNDecoder(config.pixelcnn_layers,
+                                        config.pixelcnn_channels,
+                                        name="decoder"))
+
+
 # name -> (data kind it models, builder of (encoder, decoder)).
 MODELS: dict[str, tuple[str, Callable]] = {
     "lstm": ("text", _lstm),
     "mlp": ("image", _mlp),
+    "pixelcnn": ("image", _pixelcnn),
 }
 
 # name -> builder(vae) of a critic layer; "none" is the plain VAE.
