@@ -49,6 +49,8 @@ def define_train_flags() -> None:
                        lower_bound=1)
   flags.DEFINE_integer("max_length", None, "Words per sentence at most.",
                        lower_bound=1)
+  flags.DEFINE_string("vocab_file", None, "Use this saved vocabulary (a run's "
+                      "vocab.txt) instead of building one.")
   flags.DEFINE_enum("long_sentences", "drop", ["drop", "truncate"],
                     "What happens to sentences over --max_length.")
   flags.DEFINE_enum("model", "auto", ["auto"] + sorted(registry.MODELS),
@@ -57,16 +59,40 @@ def define_train_flags() -> None:
   flags.DEFINE_integer("hidden_dim", 256, "LSTM / MLP hidden size.",
                        lower_bound=1)
   flags.DEFINE_integer("latent_dim", 32, "Size of z.", lower_bound=1)
+  flags.DEFINE_integer("resnet_channels", 64, "--model=pixelcnn: channels of "
+                       "the ResNet encoder's stages.", lower_bound=1)
+  flags.DEFINE_integer("pixelcnn_layers", 12, "--model=pixelcnn: gated "
+                       "layers (kernel sizes spread from 9 to 3).",
+                       lower_bound=1)
+  flags.DEFINE_integer("pixelcnn_channels", 32, "--model=pixelcnn: channels "
+                       "of each gated layer.", lower_bound=1)
   flags.DEFINE_float("decoder_dropout", 0.5, "Dropout of the LSTM decoder.",
                      lower_bound=0.0, upper_bound=0.99)
   flags.DEFINE_enum("critic", "none", list(registry.CRITICS),
                     "Contrastive critic; none is the plain VAE.")
+  flags.DEFINE_enum("critic_side", "inference", ["inference", "model", "both"],
+                    "Contrast q(x, z) pairs (inference), p(z) p(x|z) pairs "
+                    "(model critic, appendix E), or both.")
   flags.DEFINE_float("critic_weight", 3.0, "lambda: weight of the critic loss.",
                      lower_bound=0.0)
+  flags.DEFINE_integer("critic_warmup_steps", 0, "Linear warm-up of lambda "
+                       "from 0 over this many steps.", lower_bound=0)
+  flags.DEFINE_integer("num_negatives", 0, "Queue of earlier batches' "
+                       "negatives: K = batch + this.", lower_bound=0)
   flags.DEFINE_float("critic_target", None, "Nats: no critic loss once the "
                      "InfoNCE bound c + log K reaches this (a hinge).")
   flags.DEFINE_float("kl_weight", 1.0, "beta: weight of the KL term.",
                      lower_bound=0.0)
+  flags.DEFINE_integer("kl_anneal_steps", 0, "KL annealing: beta rises "
+                       "linearly over this many steps.", lower_bound=0)
+  flags.DEFINE_float("kl_anneal_start", 0.1, "beta at the start of annealing.",
+                     lower_bound=0.0)
+  flags.DEFINE_float("free_bits", 0.0, "Free bits: nats per latent dim under "
+                     "which the KL costs nothing.", lower_bound=0.0)
+  flags.DEFINE_boolean("aggressive", False, "He et al.'s aggressive training: "
+                       "encoder-only inner loop until it converges.")
+  flags.DEFINE_integer("aggressive_max_inner", 100, "Inner encoder updates "
+                       "per step at most.", lower_bound=1)
   flags.DEFINE_integer("batch_size", 32, "Batch size K (the critic's negatives).",
                        lower_bound=1)
   flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
@@ -78,6 +104,11 @@ def define_train_flags() -> None:
                      lower_bound=0.0)
   flags.DEFINE_float("clip_norm", 5.0, "Global gradient norm clip; 0: none.",
                      lower_bound=0.0)
+  flags.DEFINE_enum("critic_optimizer", "adam", ["adam", "same"],
+                    "Optimizer of the critics' own parameters: Adam, or the "
+                    "same as the model's.")
+  flags.DEFINE_float("critic_learning_rate", 1e-3, "Learning rate of "
+                     "--critic_optimizer=adam.", lower_bound=0.0)
   flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
   flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
                       "under ./runs/); an existing one resumes.")
@@ -107,19 +138,29 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           valid_file=f.valid_file, test_file=f.test_file,
           max_vocab=f.max_vocab, min_count=f.min_count,
           max_length=f.max_length, long_sentences=f.long_sentences,
-          seed=f.seed),
+          vocab_file=f.vocab_file, seed=f.seed),
       model=registry.ModelConfig(
           name=f.model, embed_dim=f.embed_dim, hidden_dim=f.hidden_dim,
-          latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout),
+          latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout,
+          resnet_channels=f.resnet_channels,
+          pixelcnn_layers=f.pixelcnn_layers,
+          pixelcnn_channels=f.pixelcnn_channels),
       objective=objective.ObjectiveConfig(
-          kl_weight=f.kl_weight, critic_weight=f.critic_weight,
+          kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
+          kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,
+          critic_weight=f.critic_weight,
+          critic_warmup_steps=f.critic_warmup_steps,
           critic_target=f.critic_target),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed),
-      critic=f.critic, batch_size=f.batch_size, epochs=f.epochs,
+      critic=f.critic, critic_side=f.critic_side,
+      num_negatives=f.num_negatives, aggressive=f.aggressive,
+      aggressive_max_inner=f.aggressive_max_inner, batch_size=f.batch_size, epochs=f.epochs,
       max_steps=f.max_steps, optimizer=f.optimizer,
       learning_rate=f.learning_rate, clip_norm=f.clip_norm or None,
+      critic_optimizer=f.critic_optimizer,
+      critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=out_dir, jit_compile=f.jit_compile,
       log_every=f.log_every, checkpoint_every=f.checkpoint_every)
   fields.update(overrides)
@@ -135,19 +176,21 @@ def run_or_explain(fn, *args):
     sys.exit(2)
 
 
-COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds")
+COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds",
+           "seconds_per_step", "step_time_vs_vae")
 
 
 def format_table(rows: dict[str, dict]) -> str:
   """A fixed-width table: one row per run name, the COLUMNS present."""
   columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
   width = max(len(n) for n in rows) + 2
-  lines = ["run".ljust(width) + "".join(c.rjust(15) for c in columns)]
+  lines = ["run".ljust(width) + "".join(c.rjust(17) for c in columns)]
   for name, result in rows.items():
     cells = []
     for c in columns:
       v = result.get(c)
       cells.append(("-" if v is None else f"{v:.0f}" if c == "au"
-                    else f"{v:.3f}").rjust(15))
+                    else f"{v:.4f}" if c == "seconds_per_step"
+                    else f"{v:.3f}").rjust(17))
     lines.append(name.ljust(width) + "".join(cells))
   return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Shared fixtures: where the real data files live."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -36,3 +38,15 @@ def data_file(data_dir):
     return path
 
   return find
+
+
+@pytest.fixture(scope="session")
+def run_runner():
+  """run_runner("train.py", *flags) -> CompletedProcess of runners/<script>."""
+
+  def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(_REPO_ROOT, "runners", script), *args],
+        capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
+
+  return run

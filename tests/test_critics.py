@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
+from tf_cvae.data.vocabulary import EOS_ID
 from tf_cvae.models import registry
 
 tfd = tfp.distributions
@@ -60,12 +61,12 @@ def _small_text_vae():
   config = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
                                 decoder_dropout=0.0)
   batch = next(iter(dataset.batches("train", 8)))
-  return registry.build_vae(config, dataset), batch
+  return registry.build_vae(config, dataset), batch, dataset
 
 
 def test_hybrid_critic_shapes_gradients_and_shared_variables():
-  vae, batch = _small_text_vae()
-  critic = registry.build_critic("hybrid", vae)
+  vae, batch, dataset = _small_text_vae()
+  critic = registry.build_critic("hybrid", vae, dataset)
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
@@ -87,8 +88,8 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
 
 
 def test_self_critic_gradient_reaches_encoder():
-  vae, batch = _small_text_vae()
-  critic = registry.build_critic("self", vae)
+  vae, batch, dataset = _small_text_vae()
+  critic = registry.build_critic("self", vae, dataset)
   assert not critic.trainable_variables
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
@@ -97,3 +98,90 @@ def test_self_critic_gradient_reaches_encoder():
   grads = tape.gradient(loss, vae.encoder.trainable_variables)
   assert all(g is not None for g in grads)
   assert sum(float(tf.norm(tf.convert_to_tensor(g))) for g in grads) > 0
+
+
+def test_nn_critic_has_its_own_network_and_trains_the_encoder():
+  vae, batch, dataset = _small_text_vae()
+  critic = registry.build_critic("nn", vae, dataset)
+  with tf.GradientTape() as tape:
+    terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
+                              training=False)
+    loss = -tf.reduce_mean(terms["log_softmax_positive"])
+  assert terms["critic_logits"].shape == (8, 8)
+  assert not {id(v) for v in vae.trainable_variables} & {
+      id(v) for v in critic.trainable_variables}
+  grads = tape.gradient(loss, vae.encoder.to_params.trainable_variables)
+  assert all(g is not None and float(tf.norm(g)) > 0 for g in grads)
+  print("nn critic parameters:", sum(int(np.prod(v.shape))
+                                     for v in critic.trainable_variables))
+
+
+def _model_critic_gradient_norm(dataset_name, model_config):
+  dataset = data_lib.load(data_lib.DataConfig(name=dataset_name))
+  vae = registry.build_vae(model_config, dataset)
+  model_critic = registry.build_model_critic(dataset)
+  batch = next(iter(dataset.batches("train", 8)))
+  seed = tf.constant([0, 0])
+  samples = objective.draw_model_samples(vae, batch, seed)
+  with tf.GradientTape() as tape:
+    terms = objective.forward(vae, None, batch, seed, training=False,
+                              model_critic=model_critic, model_samples=samples)
+    loss = -tf.reduce_mean(terms["model_log_softmax_positive"])
+  assert float(terms["model_infonce_bound"]) <= math.log(8) + 1e-6
+  grads = tape.gradient(loss, vae.decoder.trainable_variables)
+  return sum(float(tf.norm(g)) for g in grads if g is not None)
+
+
+def test_model_critic_gradient_reaches_the_lstm_decoder():
+  config = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
+                                decoder_dropout=0.0)
+  assert _model_critic_gradient_norm("synthetic_text", config) > 0
+
+
+def test_model_critic_gradient_reaches_the_mlp_decoder():
+  config = registry.ModelConfig(hidden_dim=16, latent_dim=4)
+  assert _model_critic_gradient_norm("synthetic_images", config) > 0
+
+
+def test_model_critic_gradient_reaches_the_pixelcnn_decoder():
+  config = registry.ModelConfig(name="pixelcnn", latent_dim=4,
+                                resnet_channels=8, pixelcnn_layers=2,
+                                pixelcnn_channels=8)
+  assert _model_critic_gradient_norm("synthetic_images", config) > 0
+
+
+def test_sampled_sentences_end_at_eos_and_pad_after():
+  vae, _, _ = _small_text_vae()
+  words = vae.decoder.sample_tokens(tf.zeros([16, 4]), 12,
+                                    tf.constant([1, 2])).numpy()
+  assert words.shape == (16, 12)
+  for row in words:
+    if EOS_ID in row:
+      end = list(row).index(EOS_ID)
+      assert np.all(row[end + 1:] == 0)
+  again = vae.decoder.sample_tokens(tf.zeros([16, 4]), 12, tf.constant([1, 2]))
+  np.testing.assert_array_equal(words, again.numpy())
+
+
+def test_negative_queue_adds_rows_and_counts_only_filled_ones():
+  rng = np.random.default_rng(3)
+  critic = critics.SelfCritic()
+  queue = critics.NegativeQueue(size=6, row_dim=4)
+  mu = tf.constant(rng.normal(size=(4, 2)), tf.float32)
+  logvar = tf.zeros([4, 2])
+  z = mu + 0.01
+  x_side = critic.x_side(None, mu, logvar)
+  logits, candidates = queue.score(critic, x_side, z)
+  assert logits.shape == (10, 4) and int(candidates) == 4
+  np.testing.assert_allclose(logits[:4], critic.score(x_side, z), rtol=1e-6)
+  assert np.all(logits[4:].numpy() <= -1e8)
+  queue.push(x_side)
+  logits, candidates = queue.score(critic, x_side, z)
+  assert int(candidates) == 8
+  np.testing.assert_allclose(logits[4:8], logits[:4], rtol=1e-6)
+  queue.push(x_side * 2)          # newest first, oldest falls off
+  np.testing.assert_allclose(queue.rows[:4], x_side * 2)
+  np.testing.assert_allclose(queue.rows[4:6], x_side[:2])
+  assert int(queue.filled) == 6
+  _, bound = critics.infonce(*queue.score(critic, x_side, z))
+  assert float(bound) <= math.log(10) + 1e-6

@@ -204,3 +204,13 @@ def test_all_sentences_too_long(tmp_path):
 def test_bad_long_sentences_option(tmp_path):
   with pytest.raises(ValueError, match="long_sentences must be"):
     _text(tmp_path, long_sentences="clip")
+
+
+def test_saved_vocabulary_is_reused(ptb, data_file, tmp_path):
+  path = str(tmp_path / "vocab.txt")
+  small = _ptb(data_file, max_vocab=50)
+  small.vocab.save(path)
+  reused = _ptb(data_file, vocab_file=path)     # would build 6,000+ ids
+  assert reused.vocab.tokens == small.vocab.tokens
+  np.testing.assert_array_equal(reused.splits["test"][0],
+                                small.splits["test"][0])

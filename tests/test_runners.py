@@ -1,22 +1,12 @@
 """The runners as a user calls them: subprocesses, exit codes, files, errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--embed_dim=16", "--hidden_dim=16", "--latent_dim=4",
         "--decoder_dropout=0", "--iw_samples=4", "--iw_chunk_size=4",
         "--eval_examples=64", "--log_every=5"]
-
-
-def _run(script, *args, cwd=None):
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO, "runners", script), *args],
-      capture_output=True, text=True, cwd=cwd or REPO, timeout=600)
 
 
 def _assert_one_clear_error(result, *needles):
@@ -26,9 +16,9 @@ def _assert_one_clear_error(result, *needles):
     assert needle in result.stderr, result.stderr[-2000:]
 
 
-def test_train_runner_writes_metrics(tmp_path):
+def test_train_runner_writes_metrics(tmp_path, run_runner):
   out = tmp_path / "run"
-  result = _run("train.py", "--max_steps=10", f"--out_dir={out}", *TINY)
+  result = run_runner("train.py", "--max_steps=10", f"--out_dir={out}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(out / "metrics.json") as f:
     metrics = json.load(f)
@@ -39,8 +29,8 @@ def test_train_runner_writes_metrics(tmp_path):
   assert "step 10" in result.stderr          # progress lines
 
 
-def test_quickstart_prints_both_rows(tmp_path):
-  result = _run("quickstart.py", "--flagfile=flags/quickstart.cfg",
+def test_quickstart_prints_both_rows(tmp_path, run_runner):
+  result = run_runner("quickstart.py", "--flagfile=flags/quickstart.cfg",
                 "--max_steps=10", f"--quickstart_dir={tmp_path}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stdout.splitlines()
@@ -53,16 +43,18 @@ def test_quickstart_prints_both_rows(tmp_path):
   assert (tmp_path / "self" / "metrics.json").exists()
 
 
-def test_bad_dataset_name_names_the_flag():
-  _assert_one_clear_error(_run("train.py", "--dataset=nope"), "--dataset")
+def test_bad_dataset_name_names_the_flag(run_runner):
+  _assert_one_clear_error(run_runner("train.py", "--dataset=nope"),
+                          "--dataset")
 
 
-def test_non_positive_batch_size_names_the_flag():
-  _assert_one_clear_error(_run("train.py", "--batch_size=0"), "--batch_size")
+def test_non_positive_batch_size_names_the_flag(run_runner):
+  _assert_one_clear_error(run_runner("train.py", "--batch_size=0"),
+                          "--batch_size")
 
 
-def test_missing_data_file_is_one_clear_line(tmp_path):
-  result = _run("train.py", "--dataset=text",
+def test_missing_data_file_is_one_clear_line(tmp_path, run_runner):
+  result = run_runner("train.py", "--dataset=text",
                 f"--train_file={tmp_path}/absent.txt",
                 f"--valid_file={tmp_path}/absent.txt",
                 f"--test_file={tmp_path}/absent.txt",
@@ -72,13 +64,13 @@ def test_missing_data_file_is_one_clear_line(tmp_path):
               if l.startswith("error:")]) == 1
 
 
-def test_flagfile_with_unknown_flag_is_refused(tmp_path):
+def test_flagfile_with_unknown_flag_is_refused(tmp_path, run_runner):
   flagfile = tmp_path / "bad.cfg"
   flagfile.write_text("--critic=self\n--no_such_flag=3\n")
-  _assert_one_clear_error(_run("train.py", f"--flagfile={flagfile}"),
+  _assert_one_clear_error(run_runner("train.py", f"--flagfile={flagfile}"),
                           "no_such_flag")
 
 
 @pytest.mark.parametrize("flag", ["--critic=nope", "--jit_compile=maybe"])
-def test_bad_enum_values_name_the_flag(flag):
-  _assert_one_clear_error(_run("train.py", flag), flag.split("=")[0])
+def test_bad_enum_values_name_the_flag(flag, run_runner):
+  _assert_one_clear_error(run_runner("train.py", flag), flag.split("=")[0])

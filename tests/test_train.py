@@ -12,6 +12,7 @@ from tf_cvae import data as data_lib
 from tf_cvae import evaluation
 from tf_cvae import objective
 from tf_cvae import train
+from tf_cvae import train_step
 from tf_cvae.models import registry
 
 SMALL_TEXT = registry.ModelConfig(embed_dim=64, hidden_dim=128, latent_dim=16,
@@ -31,8 +32,8 @@ def _config(tmp_path, name, **overrides):
 def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(SMALL_TEXT, dataset)
-  critic = registry.build_critic("self", vae)
-  step = train.TrainStep(vae, critic, train.make_optimizer(
+  critic = registry.build_critic("self", vae, dataset)
+  step = train_step.TrainStep(vae, critic, train.make_optimizer(
       train.TrainConfig(), "text"), objective.ObjectiveConfig(critic_weight=1.0))
   batch = next(iter(dataset.batches("train", 32, drop_remainder=True)))
   first = step(batch)
@@ -115,3 +116,14 @@ def test_image_path_trains_mlp_vae_with_hybrid_critic(tmp_path):
   # An MLP decoder cannot ignore z: the latent carries information.
   assert results["au"] >= 1 and results["mi"] > 1.0
   assert results["nll"] < 200.0    # of 784 * log 2 = 543 nats for coin flips
+
+
+@pytest.mark.parametrize("critic", ["hybrid", "nn"])
+def test_hybrid_and_nn_critics_raise_mi(plain_and_critic, critic):
+  tmp_path, plain, _ = plain_and_critic
+  results = train.run(_config(
+      tmp_path, critic, max_steps=600, critic=critic,
+      objective=objective.ObjectiveConfig(critic_weight=10.0)))
+  print(f"\n{critic} critic:", {k: round(v, 3) for k, v in results.items()})
+  assert results["mi"] >= plain["mi"] + 0.5
+  assert results["au"] >= 1

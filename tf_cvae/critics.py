@@ -10,56 +10,87 @@ passes, never K^2.
 import keras
 import tensorflow as tf
 
+from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import latent
+from tf_cvae.models import layers
 
 
-def infonce(critic_logits: tf.Tensor):
-  """InfoNCE of a K x K critic matrix whose positives lie on the diagonal.
+def infonce(critic_logits: tf.Tensor, num_candidates=None):
+  """InfoNCE of a critic matrix whose positives lie on the diagonal.
 
   Args:
     critic_logits: [K_x, K_z] scores f(x_i, z_j); column j holds z_j's scores
       against every x, and x_j is its positive (K_z <= K_x: extra rows are
       negatives only, e.g. from other replicas or a queue).
+    num_candidates: how many rows are real candidates (rows past it must hold
+      -inf-like logits, e.g. an unfilled queue); None: all K_x rows.
 
   Returns:
     (log_softmax_positive, bound): the per-z log-probability of the positive,
     c_j = S[j, j] - logsumexp_i S[i, j] (<= 0 nats), shape [K_z]; and the
-    InfoNCE lower bound on I(x; z), mean_j c_j + log K_x (<= log K_x nats).
+    InfoNCE lower bound on I(x; z), mean_j c_j + log K (<= log K nats), K the
+    number of candidates.
   """
-  num_x = tf.shape(critic_logits)[0]
+  if num_candidates is None:
+    num_candidates = tf.shape(critic_logits)[0]
   num_z = tf.shape(critic_logits)[1]
   per_z_logits = tf.transpose(critic_logits)            # [K_z, K_x]
   cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=tf.range(num_z), logits=per_z_logits)
   log_softmax_positive = -cross_entropy
   bound = (tf.reduce_mean(log_softmax_positive)
-           + tf.math.log(tf.cast(num_x, critic_logits.dtype)))
+           + tf.math.log(tf.cast(num_candidates, critic_logits.dtype)))
   return log_softmax_positive, bound
 
 
-class SelfCritic(keras.layers.Layer):
-  """f(x_i, z_j) = log q(z_j | x_i): the encoder's own density, no parameters."""
+class Critic(layers.Composite):
+  """A separable critic: f(x_i, z_j) = score(x_side(x_i), z_j).
+
+  `x_side` is what a negative is made of (posterior parameters, or an
+  embedding of x); negatives from other replicas or from a queue of earlier
+  batches are rows of it. `call` scores a batch against itself: [K, K].
+  """
+
+  def x_side(self, batch, mu, logvar, training=False) -> tf.Tensor:
+    raise NotImplementedError
+
+  def score(self, x_side: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
+    raise NotImplementedError
 
   def call(self, batch, mu, logvar, z, training=False):
-    """[K, K] log q(z_j | x_i) in nats from posterior parameters and samples."""
+    """[K, K] critic logits of a batch against itself."""
+    return self.score(self.x_side(batch, mu, logvar, training), z)
+
+
+class SelfCritic(Critic):
+  """f(x_i, z_j) = log q(z_j | x_i): the encoder's own density, no parameters."""
+
+  def x_side(self, batch, mu, logvar, training=False):
+    """The posterior parameters [K, 2 * latent]: (mu, logvar) concatenated."""
     del batch, training
+    return tf.concat([mu, logvar], axis=-1)
+
+  def score(self, x_side, z):
+    """[N_x, K] log q(z_j | x_i) in nats."""
+    mu, logvar = tf.split(x_side, 2, axis=-1)
     return latent.pairwise_log_q(mu, logvar, z)
 
 
-class HybridCritic(keras.layers.Layer):
-  """A small head on the encoder's early layers, scored by scaled cosine.
+class DotProductCritic(Critic):
+  """Features of x and of z, each through an MLP, scored by scaled cosine.
 
-  x_i -> encoder.early (shared) -> LayerNorm, MLP -> u_i; z_j -> MLP -> v_j;
-  f(x_i, z_j) = cos(u_i, v_j) / temperature. The shared early layers get the
-  critic's gradient. Normalizing makes the scores independent of the scale of
-  the shared features (word embeddings start at U(-0.1, 0.1), where raw dot
-  products are too flat for the critic to learn from).
+  x_i -> x_features -> LayerNorm, MLP -> u_i; z_j -> MLP -> v_j;
+  f(x_i, z_j) = cos(u_i, v_j) / temperature. With `x_features` the encoder's
+  early layers this is the paper's hybrid critic (the shared layers get the
+  critic's gradient); with a network of its own, the NN critic. Normalizing
+  makes the scores independent of the features' scale (word embeddings start
+  at U(-0.1, 0.1), where raw dot products are too flat to learn from).
   """
 
-  def __init__(self, early: keras.layers.Layer, hidden_dim: int = 128,
+  def __init__(self, x_features: keras.layers.Layer, hidden_dim: int = 128,
                proj_dim: int = 64, temperature: float = 0.1, **kwargs):
     super().__init__(**kwargs)
-    self.early = early
+    self.x_features = x_features
     self.temperature = temperature
     self.x_head = keras.Sequential([
         keras.layers.LayerNormalization(),
@@ -69,14 +100,93 @@ class HybridCritic(keras.layers.Layer):
         keras.layers.Dense(hidden_dim, activation="relu"),
         keras.layers.Dense(proj_dim)], name="z_head")
 
-  def build(self, input_shape):
-    del input_shape  # the sublayers build on their first call
-
-  def call(self, batch, mu, logvar, z, training=False):
-    """[K, K] scores cos(u_i, v_j) / temperature."""
+  def x_side(self, batch, mu, logvar, training=False):
+    """Unit-norm embeddings u of the x's: [K, proj_dim]."""
     del mu, logvar
-    x_embedding = tf.math.l2_normalize(
-        self.x_head(self.early(batch, training=training)), axis=-1)
+    return tf.math.l2_normalize(
+        self.x_head(self.x_features(batch, training=training)), axis=-1)
+
+  def score(self, x_side, z):
+    """[N_x, K] scores cos(u_i, v_j) / temperature."""
     z_embedding = tf.math.l2_normalize(self.z_head(z), axis=-1)
-    return tf.matmul(x_embedding, z_embedding,
-                     transpose_b=True) / self.temperature
+    return tf.matmul(x_side, z_embedding, transpose_b=True) / self.temperature
+
+
+class TextFeatures(layers.Composite):
+  """The NN critic's own text network: embedding, LSTM, last state [B, H].
+
+  Reads hard tokens {"tokens": [B, T]}, or, for model samples, also
+  {"token_probs": [B, T, V]}: then each input is the expected embedding
+  probs @ E, so gradients reach the decoder that produced the probabilities.
+  """
+
+  def __init__(self, vocab_size: int, embed_dim: int = 64,
+               hidden_dim: int = 128, **kwargs):
+    super().__init__(**kwargs)
+    self.embedding = keras.layers.Embedding(vocab_size, embed_dim)
+    self.embedding.build(None)   # relaxed inputs read its matrix directly
+    self.lstm = keras.layers.LSTM(hidden_dim)
+
+  def call(self, batch, training=False):
+    tokens = batch["tokens"]
+    if "token_probs" in batch:
+      embedded = tf.matmul(batch["token_probs"], self.embedding.embeddings)
+    else:
+      embedded = self.embedding(tokens)
+    return self.lstm(embedded, mask=tf.not_equal(tokens, vocab_lib.PAD_ID),
+                     training=training)
+
+
+class ImageFeatures(layers.Composite):
+  """The NN critic's own image network: 3 strided convs, mean pool [B, C]."""
+
+  def __init__(self, channels: int = 32, **kwargs):
+    super().__init__(**kwargs)
+    self.convs = [keras.layers.Conv2D(channels, 3, strides=2, padding="same",
+                                      activation="relu") for _ in range(3)]
+
+  def call(self, batch, training=False):
+    hidden = 2.0 * batch["image"] - 1.0
+    for conv in self.convs:
+      hidden = conv(hidden)
+    return tf.reduce_mean(hidden, axis=[1, 2])
+
+
+class NegativeQueue(tf.Module):
+  """Earlier batches' x_side rows kept as extra negatives (MoCo-style).
+
+  The InfoNCE bound can raise the MI by at most log K; a queue of Q rows makes
+  K = batch + Q without a larger batch. Rows are stale (computed with earlier
+  parameters) and carry no gradient. For the self critic a row is a
+  posterior's (mu, logvar), so the queue costs Q * 2 * latent floats.
+  """
+
+  def __init__(self, size: int, row_dim: int, name: str = "negative_queue"):
+    super().__init__(name=name)
+    self.size = size
+    self.rows = tf.Variable(tf.zeros([size, row_dim]), trainable=False,
+                            name="rows")
+    self.filled = tf.Variable(0, dtype=tf.int32, trainable=False,
+                              name="filled")
+
+  def score(self, critic: Critic, x_side: tf.Tensor, z: tf.Tensor):
+    """Critic logits of z against the batch and the queue.
+
+    Returns:
+      (critic_logits [K + size, K], num_candidates): unfilled queue rows get
+      -1e9 logits and are not counted among the candidates.
+    """
+    num = tf.shape(x_side)[0]
+    logits = critic.score(
+        tf.concat([x_side, tf.stop_gradient(self.rows)], axis=0), z)
+    valid = tf.concat([tf.ones([num], tf.bool),
+                       tf.range(self.size) < self.filled], axis=0)
+    logits = tf.where(valid[:, tf.newaxis], logits, -1e9)
+    return logits, num + self.filled
+
+  def push(self, x_side: tf.Tensor) -> None:
+    """Puts a batch's rows first; the oldest rows fall off the end."""
+    num = tf.shape(x_side)[0]
+    merged = tf.concat([tf.stop_gradient(x_side), self.rows], axis=0)
+    self.rows.assign(merged[:self.size])
+    self.filled.assign(tf.minimum(self.filled + num, self.size))

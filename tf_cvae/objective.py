@@ -1,10 +1,12 @@
 """The training objective: negative ELBO plus the weighted critic cross-entropy.
 
-    loss = mean_i [ -log p(x_i|z_i) + kl_weight * KL(q(z|x_i) || p(z)) ]
-           - critic_weight * mean_j c_j            (c_j <= 0: InfoNCE, critics.py)
+    loss = mean_i [ -log p(x_i|z_i) + beta(t) * KL(q(z|x_i) || p(z)) ]
+           - lambda(t) * mean_j c_j                 (c_j <= 0: InfoNCE)
 
-All terms are in nats. `forward` returns per-example terms; the reductions are
-explicit in `total_loss`.
+All terms are in nats. The baselines of the paper are settings of the same
+objective: KL annealing (beta warms up linearly), beta-VAE (a fixed beta),
+free bits (a per-dimension floor on the batch-mean KL). `forward` returns the
+per-example terms; `total_loss` makes the explicit reductions.
 """
 
 import dataclasses
@@ -20,40 +22,82 @@ tfd = tfp.distributions
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-  """Weights of the loss terms."""
-  kl_weight: float = 1.0                 # beta; 1 is the ELBO
+  """Weights and schedules of the loss terms (steps count optimizer updates)."""
+  kl_weight: float = 1.0                 # beta after warm-up; 1 is the ELBO
+  kl_anneal_steps: int = 0               # linear warm-up of beta; 0: none
+  kl_anneal_start: float = 0.1           # beta at step 0 of the warm-up
+  free_bits: float = 0.0                 # nats per latent dim; 0: none
   critic_weight: float = 0.0             # lambda of the paper
+  critic_warmup_steps: int = 0           # linear warm-up of lambda from 0
   critic_target: float | None = None     # nats: no critic loss once bound >= it
 
 
-def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool) -> dict:
-  """Runs encoder, decoder and critic once on a batch.
+def linear_warmup(step, start: float, end: float, steps: int) -> tf.Tensor:
+  """start -> end linearly over `steps` steps, then end (a float32 scalar)."""
+  if steps <= 0:
+    return tf.constant(end, tf.float32)
+  fraction = tf.minimum(tf.cast(step, tf.float32) / float(steps), 1.0)
+  return start + (end - start) * fraction
+
+
+def draw_model_samples(vae, batch: dict, seed: tf.Tensor):
+  """(z [K, latent] ~ p(z), x ~ p(x|z) as a batch dict) for the model critic.
+
+  No gradient flows through the draw: call it outside the gradient tape and
+  pass the result to `forward`, which relaxes x with a gradient path.
+  """
+  num = tf.shape(next(iter(batch.values())))[0]
+  z_prior = vae.prior().sample(num, seed=seed + [1, 0])
+  return z_prior, vae.decoder.model_sample(batch, z_prior, seed + [2, 0])
+
+
+def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
+            model_critic=None, negatives=None, model_samples=None) -> dict:
+  """Runs encoder, decoder and critics once on a batch.
 
   Args:
     vae: a models.vae.VAE.
-    critic: a critic layer (critics.py) or None.
+    critic: an inference critic (critics.Critic) or None.
     batch: {"tokens": [K, T]} or {"image": [K, 28, 28, 1]}.
-    seed: int32 [2], the stateless seed of the reparameterized sample.
+    seed: int32 [2], the stateless seed of the samples.
     training: enables dropout.
+    model_critic: a critics.Critic trained on the model's own pairs
+      z ~ p(z), x ~ p(x|z) (relaxed so gradients reach the decoder), or None.
+    model_samples: draw_model_samples(...) for the model critic.
+    negatives: a critics.NegativeQueue whose rows (x_side of earlier
+      batches) join the batch's own as negatives, or None.
 
   Returns:
     dict of tensors: mu, logvar, z [K, latent]; log_likelihood, kl [K] nats;
-    and with a critic, critic_logits [K, K], log_softmax_positive [K] and
-    infonce_bound (scalar, nats).
+    kl_per_dim [K, latent]; with a critic: x_side, critic_logits [N, K],
+    log_softmax_positive [K], infonce_bound (scalar nats); with a model
+    critic: model_log_softmax_positive [K], model_infonce_bound.
   """
   mu, logvar = vae.encode(batch, training=training)
   q_z_given_x = latent.posterior(mu, logvar)
   z = q_z_given_x.sample(seed=seed)
+  kl_per_dim = tfd.kl_divergence(tfd.Normal(mu, tf.exp(0.5 * logvar)),
+                                 tfd.Normal(0.0, 1.0))
   terms = {
-      "mu": mu, "logvar": logvar, "z": z,
+      "mu": mu, "logvar": logvar, "z": z, "kl_per_dim": kl_per_dim,
       "log_likelihood": vae.log_likelihood(batch, z, training=training),
-      "kl": tfd.kl_divergence(q_z_given_x, vae.prior()),
+      "kl": tf.reduce_sum(kl_per_dim, axis=-1),
   }
   if critic is not None:
-    critic_logits = critic(batch, mu, logvar, z, training=training)
-    terms["critic_logits"] = critic_logits
+    x_side = critic.x_side(batch, mu, logvar, training=training)
+    if negatives is not None:
+      critic_logits, num_candidates = negatives.score(critic, x_side, z)
+    else:
+      critic_logits, num_candidates = critic.score(x_side, z), None
+    terms.update(x_side=x_side, critic_logits=critic_logits)
     terms["log_softmax_positive"], terms["infonce_bound"] = critics.infonce(
-        critic_logits)
+        critic_logits, num_candidates)
+  if model_critic is not None:
+    z_prior, x_sample = model_samples
+    x_model = vae.decoder.relax(x_sample, z_prior, training=training)
+    model_logits = model_critic(x_model, None, None, z_prior, training=training)
+    (terms["model_log_softmax_positive"],
+     terms["model_infonce_bound"]) = critics.infonce(model_logits)
   return terms
 
 
@@ -61,6 +105,15 @@ def negative_elbo(log_likelihood: tf.Tensor, kl: tf.Tensor,
                   kl_weight: float | tf.Tensor = 1.0) -> tf.Tensor:
   """-log p(x|z) + kl_weight * KL per example, [batch] nats."""
   return -log_likelihood + kl_weight * kl
+
+
+def free_bits_kl(kl_per_dim: tf.Tensor, floor: float) -> tf.Tensor:
+  """sum_d max(mean_batch KL_d, floor): scalar nats (Kingma et al. 2016).
+
+  A dimension whose batch-mean KL is under the floor gets no gradient from
+  the KL term, so the encoder may use it freely up to `floor` nats.
+  """
+  return tf.reduce_sum(tf.maximum(tf.reduce_mean(kl_per_dim, axis=0), floor))
 
 
 def critic_loss(log_softmax_positive: tf.Tensor, infonce_bound: tf.Tensor,
@@ -77,12 +130,29 @@ def critic_loss(log_softmax_positive: tf.Tensor, infonce_bound: tf.Tensor,
   return tf.stop_gradient(active) * loss
 
 
-def total_loss(terms: dict, config: ObjectiveConfig) -> tf.Tensor:
-  """The scalar minimized by training: mean negative ELBO + lambda * critic."""
-  loss = tf.reduce_mean(negative_elbo(terms["log_likelihood"], terms["kl"],
-                                      config.kl_weight))
-  if "log_softmax_positive" in terms and config.critic_weight:
-    loss += config.critic_weight * critic_loss(
-        terms["log_softmax_positive"], terms["infonce_bound"],
-        config.critic_target)
+def loss_weights(config: ObjectiveConfig, step) -> dict:
+  """beta and lambda at optimizer step `step` (float32 scalars)."""
+  return {
+      "kl_weight": linear_warmup(step, config.kl_anneal_start,
+                                 config.kl_weight, config.kl_anneal_steps),
+      "critic_weight": linear_warmup(step, 0.0, config.critic_weight,
+                                     config.critic_warmup_steps),
+  }
+
+
+def total_loss(terms: dict, config: ObjectiveConfig, step=0) -> tf.Tensor:
+  """The scalar minimized at `step`: mean negative ELBO + lambda * critics."""
+  weights = loss_weights(config, step)
+  if config.free_bits > 0:
+    loss = (-tf.reduce_mean(terms["log_likelihood"]) + weights["kl_weight"]
+            * free_bits_kl(terms["kl_per_dim"], config.free_bits))
+  else:
+    loss = tf.reduce_mean(negative_elbo(terms["log_likelihood"], terms["kl"],
+                                        weights["kl_weight"]))
+  if config.critic_weight:
+    for prefix in ("", "model_"):
+      if prefix + "log_softmax_positive" in terms:
+        loss += weights["critic_weight"] * critic_loss(
+            terms[prefix + "log_softmax_positive"],
+            terms[prefix + "infonce_bound"], config.critic_target)
   return loss

@@ -31,6 +31,7 @@ class DataConfig:
   min_count: int = 1                   # rarer training words map to unknown
   max_length: int | None = None        # words per sentence; None: no cap
   long_sentences: str = "drop"         # "drop" or "truncate" past max_length
+  vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
 
   def resolved_data_dir(self) -> str:

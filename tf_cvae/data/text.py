@@ -83,7 +83,8 @@ def limit_length(sentences: list[list[str]], max_length: int | None,
 def text_dataset(name: str, paths: dict[str, str], *,
                  max_vocab: int | None = None, min_count: int = 1,
                  max_length: int | None = None, long_sentences: str = "drop",
-                 hints: dict[str, str] | None = None) -> base.TextDataset:
+                 hints: dict[str, str] | None = None,
+                 vocab_file: str | None = None) -> base.TextDataset:
   """Reads train/valid/test files into a TextDataset.
 
   Args:
@@ -94,6 +95,9 @@ def text_dataset(name: str, paths: dict[str, str], *,
     max_length: words per sentence (without <s> </s>); None for no cap.
     long_sentences: "drop" or "truncate" sentences past max_length.
     hints: split -> what to put at a missing path (for the error message).
+    vocab_file: a vocabulary saved by Vocabulary.save (a run directory's
+      vocab.txt) to use instead of building one from the training file, so a
+      resumed run, evaluation and export see the ids training saw.
 
   The vocabulary counts the training sentences as kept after max_length.
 
@@ -111,15 +115,18 @@ def text_dataset(name: str, paths: dict[str, str], *,
     sentences = read_sentences(paths[split], hints.get(split, ""))
     tokens[split] = limit_length(sentences, max_length, long_sentences,
                                  paths[split])
-  vocab = vocab_lib.Vocabulary.from_sentences(
-      tokens["train"], max_size=max_vocab, min_count=min_count)
+  if vocab_file:
+    vocab = vocab_lib.Vocabulary.load(vocab_file)
+  else:
+    vocab = vocab_lib.Vocabulary.from_sentences(
+        tokens["train"], max_size=max_vocab, min_count=min_count)
   if len(vocab) == len(vocab_lib.SPECIALS):
     raise ValueError(
         f"{paths['train']}: the training vocabulary is empty: every word is an "
         f"unknown marker or seen fewer than min_count={min_count} times "
         f"(max_vocab={max_vocab})")
   logging.info("%s: vocabulary of %d ids from %s", name, len(vocab),
-               paths["train"])
+               vocab_file or paths["train"])
   splits = {split: [vocab.encode(s) for s in sentences]
             for split, sentences in tokens.items()}
   return base.TextDataset(name=name, vocab=vocab, splits=splits)
@@ -128,7 +135,8 @@ def text_dataset(name: str, paths: dict[str, str], *,
 def _options(config: "DataConfig") -> dict:
   return dict(max_vocab=config.max_vocab, min_count=config.min_count,
               max_length=config.max_length,
-              long_sentences=config.long_sentences)
+              long_sentences=config.long_sentences,
+              vocab_file=config.vocab_file)
 
 
 def _resolve(path: str, data_dir: str) -> str:

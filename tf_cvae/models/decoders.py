@@ -53,6 +53,48 @@ class LSTMDecoder(keras.layers.Layer):
                        initial_state=[tf.tanh(cell), cell], training=training)
     return self.to_vocab(self.output_dropout(hidden, training=training))
 
+  def sample_tokens(self, z: tf.Tensor, num_steps: int, seed: tf.Tensor,
+                    greedy: bool = False) -> tf.Tensor:
+    """Decodes from z: int32 [batch, num_steps] ids after <s>, PAD after </s>.
+
+    Ancestral sampling (stateless, `seed` int32 [2]) or, with `greedy`, the
+    most probable word at each step. No gradient flows through the ids.
+    """
+    cell = self.z_to_cell(z)
+    state = [tf.tanh(cell), cell]
+    previous = tf.fill([tf.shape(z)[0]], vocab_lib.BOS_ID)
+    ended = tf.zeros([tf.shape(z)[0]], tf.bool)
+    words = []
+    for step in range(num_steps):
+      inputs = tf.concat([self.embedding(previous), z], axis=-1)
+      hidden, state = self.lstm.cell(inputs, state, training=False)
+      logits = self.to_vocab(hidden)
+      if greedy:
+        word = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      else:
+        word = tf.random.stateless_categorical(
+            logits, 1, seed=seed + [0, step], dtype=tf.int32)[:, 0]
+      words.append(tf.where(ended, vocab_lib.PAD_ID, word))
+      ended = ended | tf.equal(word, vocab_lib.EOS_ID)
+      previous = word
+    return tf.stop_gradient(tf.stack(words, axis=1))
+
+  def model_sample(self, batch: dict, z: tf.Tensor, seed: tf.Tensor) -> dict:
+    """x ~ p(x|z) shaped like `batch`: {"tokens": [B, time]}, <s> first."""
+    words = self.sample_tokens(z, batch["tokens"].shape[1] - 1, seed)
+    bos = tf.fill([tf.shape(z)[0], 1], vocab_lib.BOS_ID)
+    return {"tokens": tf.concat([bos, words], axis=1)}
+
+  def relax(self, sample: dict, z: tf.Tensor, training: bool = False) -> dict:
+    """Adds the decoder's probabilities at each sampled position (one
+    teacher-forced pass), which the critic turns into expected embeddings so
+    its gradient reaches the decoder: {"tokens", "token_probs" [B, T, V]}
+    (<s>'s probabilities are one-hot)."""
+    tokens = sample["tokens"]
+    probs = tf.nn.softmax(self.logits(sample, z, training))
+    first = tf.one_hot(tokens[:, :1], tf.shape(probs)[-1], dtype=probs.dtype)
+    return {"tokens": tokens, "token_probs": tf.concat([first, probs], axis=1)}
+
   def likelihood(self, batch: dict, z: tf.Tensor,
                  training: bool = False) -> tfd.Distribution:
     """p(x|z): Categorical per token, padding masked; event [time - 1]."""
@@ -83,10 +125,25 @@ class MLPDecoder(keras.layers.Layer):
     """The pixels: float32 [batch, 28, 28, 1] in {0, 1}."""
     return batch["image"]
 
+  def logits(self, z: tf.Tensor) -> tf.Tensor:
+    """Pixel logits [batch, 28, 28, 1]."""
+    return self.reshape(self.to_logits(self.hidden2(self.hidden1(z))))
+
   def likelihood(self, batch: dict, z: tf.Tensor,
                  training: bool = False) -> tfd.Distribution:
     """p(x|z): Bernoulli per pixel; event [28, 28, 1]."""
     del batch, training  # not autoregressive: the pixels are not inputs
-    logits = self.reshape(self.to_logits(self.hidden2(self.hidden1(z))))
-    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
+    return tfd.Independent(tfd.Bernoulli(logits=self.logits(z),
+                                         dtype=tf.float32),
                            reinterpreted_batch_ndims=len(self.image_shape))
+
+  def model_sample(self, batch: dict, z: tf.Tensor, seed: tf.Tensor) -> dict:
+    """x ~ p(x|z): {"image": [B, 28, 28, 1]} binary."""
+    del batch
+    return {"image": self.likelihood(None, z).sample(seed=seed)}
+
+  def relax(self, sample: dict, z: tf.Tensor, training: bool = False) -> dict:
+    """The pixel probabilities given z (the expected image, differentiable
+    in the decoder): {"image": [B, 28, 28, 1]} in (0, 1)."""
+    del sample, training
+    return {"image": tf.sigmoid(self.logits(z))}

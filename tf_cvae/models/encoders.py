@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import layers
 
 
 def lstm_init():
@@ -20,15 +21,12 @@ def embedding_init():
   return keras.initializers.RandomUniform(-0.1, 0.1)
 
 
-class MaskedMeanEmbedding(keras.layers.Layer):
+class MaskedMeanEmbedding(layers.Composite):
   """Mean of a shared embedding over a sentence's real tokens: [batch, embed]."""
 
   def __init__(self, embedding: keras.layers.Embedding, **kwargs):
     super().__init__(**kwargs)
     self.embedding = embedding
-
-  def build(self, input_shape):
-    del input_shape  # the sublayers build on their first call
 
   def call(self, batch: dict, training: bool = False) -> tf.Tensor:
     tokens = batch["tokens"]
@@ -37,7 +35,7 @@ class MaskedMeanEmbedding(keras.layers.Layer):
     return total / tf.reduce_sum(mask, axis=1, keepdims=True)
 
 
-class FirstDense(keras.layers.Layer):
+class FirstDense(layers.Composite):
   """The first hidden layer of an image MLP: pixels in {-1, 1} -> ReLU."""
 
   def __init__(self, hidden_dim: int, **kwargs):
@@ -45,14 +43,11 @@ class FirstDense(keras.layers.Layer):
     self.flatten = keras.layers.Flatten()
     self.dense = keras.layers.Dense(hidden_dim, activation="relu")
 
-  def build(self, input_shape):
-    del input_shape  # the sublayers build on their first call
-
   def call(self, batch: dict, training: bool = False) -> tf.Tensor:
     return self.dense(self.flatten(2.0 * batch["image"] - 1.0))
 
 
-class LSTMEncoder(keras.layers.Layer):
+class LSTMEncoder(layers.Composite):
   """Sentences -> q(z|x): embedding, 1-layer LSTM, linear map of its last state.
 
   The last state is taken at each sentence's </s> (padding is masked).
@@ -70,9 +65,6 @@ class LSTMEncoder(keras.layers.Layer):
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
     self.early = MaskedMeanEmbedding(self.embedding, name="early")
 
-  def build(self, input_shape):
-    del input_shape  # the sublayers build on their first call
-
   def call(self, batch: dict, training: bool = False):
     """{"tokens": int32 [batch, time]} -> (mu, logvar), each [batch, latent]."""
     tokens = batch["tokens"]
@@ -83,7 +75,7 @@ class LSTMEncoder(keras.layers.Layer):
     return mu, logvar
 
 
-class MLPEncoder(keras.layers.Layer):
+class MLPEncoder(layers.Composite):
   """Images -> q(z|x): flatten, two ReLU layers, linear map to (mu, logvar)."""
 
   def __init__(self, hidden_dim: int, latent_dim: int, **kwargs):
@@ -92,9 +84,6 @@ class MLPEncoder(keras.layers.Layer):
     self.hidden2 = keras.layers.Dense(hidden_dim, activation="relu",
                                       name="hidden2")
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
-
-  def build(self, input_shape):
-    del input_shape  # the sublayers build on their first call
 
   def call(self, batch: dict, training: bool = False):
     """{"image": float32 [batch, 28, 28, 1]} -> (mu, logvar) [batch, latent]."""

@@ -1,17 +1,19 @@
-"""The image models of He et al. (2019): a ResNet encoder, a gated PixelCNN.
+"""The image decoder of He et al. (2019): a gated PixelCNN.
 
-The decoder is the gated PixelCNN of van den Oord et al. (2016) with separate
+It is the gated PixelCNN of van den Oord et al. (2016) with separate
 vertical and horizontal stacks, so its receptive field has no blind spot:
 the logit of pixel (i, j) depends on every pixel above row i within the
 receptive field and on the pixels left of it in row i, never on (i, j) or
 later ones. z enters every gated layer through a 4-channel 28x28 feature map.
-Pixels enter both networks as 2x - 1 in {-1, 1}, so zero padding reads as
+Pixels enter as 2x - 1 in {-1, 1}, so zero padding reads as
 "outside the image".
 """
 
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from tf_cvae.models import layers
 
 tfd = tfp.distributions
 
@@ -26,86 +28,13 @@ def spread_kernel_sizes(num_layers: int) -> tuple[int, ...]:
                for i in range(num_layers))
 
 
-class _Composite(keras.layers.Layer):
-  """A layer made of sublayers, which build on their first call."""
-
-  def build(self, input_shape):
-    del input_shape  # no own variables: Keras warns without this no-op
-
-
 def _gate(pre_activation: tf.Tensor) -> tf.Tensor:
   """tanh(a) * sigmoid(b) of the two channel halves: [..., 2C] -> [..., C]."""
   a, b = tf.split(pre_activation, 2, axis=-1)
   return tf.tanh(a) * tf.sigmoid(b)
 
 
-class ResidualBlock(_Composite):
-  """ELU(conv3x3(ELU(conv3x3(x))) + shortcut(x)), the first conv strided.
-
-  [B, H, W, C_in] -> [B, H / stride, W / stride, channels]; the shortcut is a
-  strided 1x1 conv when stride > 1, else the identity (C_in == channels).
-  """
-
-  def __init__(self, channels: int, stride: int = 1, **kwargs):
-    super().__init__(**kwargs)
-    self.conv1 = keras.layers.Conv2D(channels, 3, strides=stride,
-                                     padding="same", name="conv1")
-    self.conv2 = keras.layers.Conv2D(channels, 3, padding="same", name="conv2")
-    self.shortcut = None
-    if stride != 1:
-      self.shortcut = keras.layers.Conv2D(channels, 1, strides=stride,
-                                          name="shortcut")
-
-  def call(self, x: tf.Tensor) -> tf.Tensor:
-    residual = x if self.shortcut is None else self.shortcut(x)
-    return tf.nn.elu(self.conv2(tf.nn.elu(self.conv1(x))) + residual)
-
-
-class FirstStage(_Composite):
-  """The encoder's stem (conv3x3, ELU) and first residual block, at 28x28.
-
-  Called on a batch it returns the global average of its feature map,
-  [B, channels]: the hybrid critic's input. `feature_map=True` returns the
-  map itself, [B, 28, 28, channels], which the encoder continues from.
-  """
-
-  def __init__(self, channels: int, **kwargs):
-    super().__init__(**kwargs)
-    self.stem = keras.layers.Conv2D(channels, 3, padding="same", name="stem")
-    self.block = ResidualBlock(channels, name="block")
-
-  def call(self, batch: dict, training: bool = False,
-           feature_map: bool = False) -> tf.Tensor:
-    x = self.block(tf.nn.elu(self.stem(2.0 * batch["image"] - 1.0)))
-    return x if feature_map else tf.reduce_mean(x, axis=[1, 2])
-
-
-class ResNetEncoder(_Composite):
-  """Images -> q(z|x): residual stages at 28x28, 14x14, 7x7, a linear map.
-
-  One residual block per stage (He et al.); the flattened 7x7 map goes
-  through one Dense to (mu, logvar). No batch normalization: it would couple
-  the examples of a batch (the critic's negatives) and make evaluation
-  depend on the batch's make-up. `early` is the stem plus the first stage.
-  """
-
-  def __init__(self, latent_dim: int, channels: int = 64, **kwargs):
-    super().__init__(**kwargs)
-    self.early = FirstStage(channels, name="early")
-    self.stages = [ResidualBlock(channels, stride=2, name=f"stage{i}")
-                   for i in (2, 3)]
-    self.flatten = keras.layers.Flatten()
-    self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
-
-  def call(self, batch: dict, training: bool = False):
-    """{"image": float32 [batch, 28, 28, 1]} -> (mu, logvar) [batch, latent]."""
-    x = self.early(batch, training=training, feature_map=True)
-    for block in self.stages:
-      x = block(x)
-    return tuple(tf.split(self.to_params(self.flatten(x)), 2, axis=-1))
-
-
-class CausalConv(_Composite):
+class CausalConv(layers.Composite):
   """A convolution that sees only earlier pixels (raster order).
 
   "vertical": a (k // 2 + 1) x k kernel over rows i - k // 2 .. i, all
@@ -139,7 +68,7 @@ class CausalConv(_Composite):
     return self.conv(tf.pad(x, self.padding))
 
 
-class GatedLayer(_Composite):
+class GatedLayer(layers.Composite):
   """One gated layer of both stacks, conditioned on a feature map of z.
 
   v' = gate(V * v + C_v * cond);  h' = h + W(gate(H * h + U * (V * v) +
@@ -184,7 +113,7 @@ class GatedLayer(_Composite):
     return h if self.first else h + horizontal
 
 
-class GatedPixelCNNDecoder(_Composite):
+class GatedPixelCNNDecoder(layers.Composite):
   """z -> autoregressive Bernoulli pixels: a gated PixelCNN (He et al. 2019).
 
   z [B, latent] -> Dense -> a [B, 28, 28, cond_channels] map conditioning
@@ -257,6 +186,20 @@ class GatedPixelCNNDecoder(_Composite):
     """
     return self._decode_pixels(z, tf.random.stateless_uniform(
         self._batch_shape(z), seed=seed))
+
+  def model_sample(self, batch: dict, z: tf.Tensor, seed: tf.Tensor) -> dict:
+    """x ~ p(x|z) for the model critic, {"image": [B, 28, 28, 1]} binary.
+
+    Call it outside any gradient tape: the XLA-compiled sampling loop
+    cannot be recorded (and needs no gradient).
+    """
+    del batch
+    return {"image": self.sample(z, seed)}
+
+  def relax(self, sample: dict, z: tf.Tensor, training: bool = False) -> dict:
+    """The sample's pixel probabilities under one teacher-forced pass, which
+    carry the model critic's gradient to the decoder: {"image": (0, 1)}."""
+    return {"image": tf.sigmoid(self.logits(sample, z, training))}
 
   def greedy(self, z: tf.Tensor) -> tf.Tensor:
     """Pixel-by-pixel decisions p(x_k = 1 | x_<k, z) > 0.5: [B, 28, 28, 1]."""

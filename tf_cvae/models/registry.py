@@ -13,6 +13,7 @@ from tf_cvae.data import base as data_base
 from tf_cvae.models import decoders
 from tf_cvae.models import encoders
 from tf_cvae.models import pixelcnn
+from tf_cvae.models import resnet
 from tf_cvae.models import vae as vae_lib
 
 
@@ -46,8 +47,8 @@ def _mlp(config: ModelConfig, dataset: data_base.Dataset):
 
 def _pixelcnn(config: ModelConfig, dataset: data_base.Dataset):
   del dataset
-  return (pixelcnn.ResNetEncoder(config.latent_dim, config.resnet_channels,
-                                 name="encoder"),
+  return (resnet.ResNetEncoder(config.latent_dim, config.resnet_channels,
+                               name="encoder"),
           pixelcnn.GatedPixelCNNDecoder(config.pixelcnn_layers,
                                         config.pixelcnn_channels,
                                         name="decoder"))
@@ -60,13 +61,28 @@ MODELS: dict[str, tuple[str, Callable]] = {
     "pixelcnn": ("image", _pixelcnn),
 }
 
-# name -> builder(vae) of a critic layer; "none" is the plain VAE.
-CRITICS: dict[str, Callable[[vae_lib.VAE], keras.layers.Layer] | None] = {
+def _nn_features(dataset: data_base.Dataset) -> keras.layers.Layer:
+  """The NN critic's own network for x, by data kind."""
+  if dataset.kind == "text":
+    return critics.TextFeatures(len(dataset.vocab), name="x_features")
+  return critics.ImageFeatures(name="x_features")
+
+
+# name -> builder(vae, dataset) of an inference critic; "none": plain VAE.
+CRITICS: dict[str, Callable | None] = {
     "none": None,
-    "self": lambda vae: critics.SelfCritic(name="self_critic"),
-    "hybrid": lambda vae: critics.HybridCritic(vae.encoder.early,
-                                                name="hybrid_critic"),
+    "self": lambda vae, data: critics.SelfCritic(name="self_critic"),
+    "hybrid": lambda vae, data: critics.DotProductCritic(
+        vae.encoder.early, name="hybrid_critic"),
+    "nn": lambda vae, data: critics.DotProductCritic(
+        _nn_features(data), name="nn_critic"),
 }
+
+
+def build_model_critic(dataset: data_base.Dataset) -> critics.Critic:
+  """The model critic: an NN critic scoring z ~ p(z) against x ~ p(x|z)."""
+  return critics.DotProductCritic(_nn_features(dataset), name="model_critic")
+
 
 _AUTO = {"text": "lstm", "image": "mlp"}
 
@@ -90,9 +106,10 @@ def build_vae(config: ModelConfig, dataset: data_base.Dataset) -> vae_lib.VAE:
   return vae_lib.VAE(encoder, decoder, config.latent_dim, name=f"{name}_vae")
 
 
-def build_critic(name: str, vae: vae_lib.VAE) -> keras.layers.Layer | None:
-  """The critic registered as `name` for `vae` (None for "none")."""
+def build_critic(name: str, vae: vae_lib.VAE,
+                 dataset: data_base.Dataset) -> critics.Critic | None:
+  """The inference critic registered as `name` (None for "none")."""
   if name not in CRITICS:
     raise ValueError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
   builder = CRITICS[name]
-  return None if builder is None else builder(vae)
+  return None if builder is None else builder(vae, dataset)

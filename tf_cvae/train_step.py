@@ -1,0 +1,175 @@
+"""The train step: one `tf.function` that computes the ELBO and the critic loss
+together and applies the update; plus the aggressive-training rules.
+
+A TrainStep is a library object: build it from a VAE, critics and optimizers,
+call it with batches. Tests call it directly.
+"""
+
+from tf_cvae import critics as critics_lib
+from tf_cvae import metrics
+from tf_cvae import objective as objective_lib
+
+import keras
+import tensorflow as tf
+
+
+def _unique(variables) -> list:
+  """Variables in order, each once (the hybrid critic shares the encoder's)."""
+  seen = {}
+  for variable in variables:
+    seen.setdefault(id(variable), variable)
+  return list(seen.values())
+
+
+class TrainStep:
+  """One optimizer step on the negative ELBO plus the critic losses.
+
+  Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
+  (batch estimate), and with critics infonce_bound / model_infonce_bound.
+  `update` picks what the step trains: "all"; "encoder" (the inference side:
+  encoder and inference critic, with `encoder_optimizer`, for He et al.'s
+  aggressive inner loop); "decoder" (decoder and model critic). With a
+  `critic_optimizer`, the critics' own parameters (not those shared with the
+  encoder) are updated by it, in the same step and from the same gradient.
+  """
+
+  def __init__(self, vae, critic, optimizer: keras.optimizers.Optimizer,
+               objective_config: objective_lib.ObjectiveConfig, seed: int = 0,
+               jit_compile: bool = False, model_critic=None,
+               num_negatives: int = 0,
+               encoder_optimizer: keras.optimizers.Optimizer | None = None,
+               critic_optimizer: keras.optimizers.Optimizer | None = None):
+    self.vae, self.critic, self.model_critic = vae, critic, model_critic
+    self.optimizer = optimizer
+    self.encoder_optimizer = encoder_optimizer
+    self.critic_optimizer = critic_optimizer
+    self._critic_own = set()
+    self.objective_config = objective_config
+    self.seed = seed
+    self.num_negatives = num_negatives
+    self.jit_compile = jit_compile
+    self.negatives = None
+    self._groups = None
+    self._steps = {update: tf.function(
+        lambda batch, update=update: self._train_step(batch, update),
+        jit_compile=jit_compile) for update in ("all", "encoder", "decoder")}
+
+  def build(self, batch: dict) -> None:
+    """Creates every variable (networks, queue, optimizer slots) from a batch."""
+    seed = tf.constant([0, 0])
+    terms = objective_lib.forward(
+        self.vae, self.critic, batch, seed, training=False,
+        model_critic=self.model_critic,
+        model_samples=self._model_samples(batch, seed))
+    if self.num_negatives and self.critic is not None:
+      self.negatives = critics_lib.NegativeQueue(
+          self.num_negatives, int(terms["x_side"].shape[-1]))
+    def trainable(*modules):
+      return _unique(v for m in modules if m is not None
+                     for v in m.trainable_variables)
+    inference = trainable(self.vae.encoder, self.critic)
+    generative = [v for v in trainable(self.vae.decoder, self.model_critic)
+                  if id(v) not in {id(u) for u in inference}]
+    self._groups = {"all": _unique(inference + generative),
+                    "encoder": inference, "decoder": generative}
+    if self.critic_optimizer is not None:
+      vae_ids = {id(v) for v in self.vae.trainable_variables}
+      own = [v for v in trainable(self.critic, self.model_critic)
+             if id(v) not in vae_ids]
+      self._critic_own = {id(v) for v in own}
+      if own:
+        self.critic_optimizer.build(own)
+      else:             # the self critic has no parameters of its own
+        self.critic_optimizer = None
+    self.optimizer.build(self._split(self._groups["all"])[0])
+    if self.encoder_optimizer is not None:
+      self.encoder_optimizer.build(self._split(inference)[0])
+
+  def _split(self, variables):
+    """(variables of the main optimizer, critics' own variables)."""
+    return ([v for v in variables if id(v) not in self._critic_own],
+            [v for v in variables if id(v) in self._critic_own])
+
+  def _model_samples(self, batch, seed):
+    """The model critic's (z, x) draw, outside the tape; None without it."""
+    if self.model_critic is None:
+      return None
+    return objective_lib.draw_model_samples(self.vae, batch, seed)
+
+  @property
+  def variables(self) -> list:
+    """All trained variables, each once."""
+    return self._groups["all"]
+
+  def _train_step(self, batch, update):
+    step = self.optimizer.iterations
+    seed = tf.stack([tf.constant(self.seed, tf.int32),
+                     tf.cast(step, tf.int32)])
+    if update == "encoder":   # inner-loop steps must not repeat outer seeds
+      seed += [0, 1 << 20] + tf.cast(self.encoder_optimizer.iterations,
+                                     tf.int32) * [0, 1]
+    model_samples = self._model_samples(batch, seed)
+    with tf.GradientTape() as tape:
+      terms = objective_lib.forward(
+          self.vae, self.critic, batch, seed, training=True,
+          model_critic=self.model_critic, negatives=self.negatives,
+          model_samples=model_samples)
+      loss = objective_lib.total_loss(terms, self.objective_config, step)
+    main, own = self._split(self._groups[update])
+    gradients = tape.gradient(loss, main + own)
+    optimizer = self.encoder_optimizer if update == "encoder" else (
+        self.optimizer)
+    optimizer.apply_gradients(zip(gradients[:len(main)], main))
+    if own:
+      self.critic_optimizer.apply_gradients(zip(gradients[len(main):], own))
+    if self.negatives is not None:
+      self.negatives.push(terms["x_side"])
+    out = {"loss": loss, "rec": -tf.reduce_mean(terms["log_likelihood"]),
+           "kl": tf.reduce_mean(terms["kl"]),
+           "mi": metrics.mutual_information(terms["mu"], terms["logvar"],
+                                            terms["z"])}
+    for key in ("infonce_bound", "model_infonce_bound"):
+      if key in terms:
+        out[key] = terms[key]
+    return out
+
+  def __call__(self, batch: dict, update: str = "all") -> dict:
+    if self._groups is None:
+      self.build(batch)
+    return self._steps[update](batch)
+
+
+def inner_loop_converged(losses: list[float], window: int = 10) -> bool:
+  """He et al.'s stop rule for the aggressive inner loop.
+
+  After every `window` encoder updates, the summed loss of the last window
+  is compared with the window before it: stop once it no longer decreases.
+  """
+  if len(losses) < 2 * window or len(losses) % window:
+    return False
+  return sum(losses[-window:]) >= sum(losses[-2 * window:-window])
+
+
+def stays_aggressive(mi_history: list[float]) -> bool:
+  """He et al.'s switch: aggressive training ends once the validation MI
+  measured at an epoch's end is no higher than at the previous epoch's end."""
+  return len(mi_history) < 2 or mi_history[-1] > mi_history[-2]
+
+
+def aggressive_step(train_step: TrainStep, batch: dict, inner_batches,
+                    max_inner_steps: int = 100) -> tuple[dict, int]:
+  """One aggressive step (He et al. 2019): encoder-only updates on fresh
+  batches until `inner_loop_converged`, then a decoder-only update on `batch`.
+
+  Args:
+    inner_batches: an iterator of training batches for the inner loop.
+
+  Returns:
+    (the decoder step's outputs, the number of inner encoder updates).
+  """
+  losses = []
+  for _ in range(max_inner_steps):
+    losses.append(float(train_step(next(inner_batches), "encoder")["loss"]))
+    if inner_loop_converged(losses):
+      break
+  return train_step(batch, "decoder"), len(losses)
