@@ -4,7 +4,7 @@
       --max_steps=300 --out=runs/compare
 
 Each (data set, method) pair is one train.run in its own directory under --out
-(an existing one is reused: delete it to measure again). Prints, and writes
+(an existing one resumes: delete it to measure again). Prints, and writes
 to --out/compare.md, NLL, KL, MI, AU, the InfoNCE bound and the seconds per
 step relative to the plain VAE on the same data set. The other train flags
 (sizes, --iw_samples, --eval_examples, ...) apply to every run.
@@ -44,10 +44,18 @@ METHODS = {
 }
 
 
+# What every method starts from: no critic and no baseline, whatever the
+# command line says, so that a method row holds that method alone.
+NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
+           "aggressive": False}
+NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
+                     "critic_target": None}
+
+
 def method_config(base: train.TrainConfig, method: str) -> train.TrainConfig:
-  """`base` with the changes of `method` (objective fields merged)."""
-  changes = dict(METHODS[method])
-  objective = dict(changes.pop("objective", {}))
+  """`base` reset to the plain VAE, with the changes of `method`."""
+  changes = dict(NEUTRAL, **METHODS[method])
+  objective = dict(NEUTRAL_OBJECTIVE, **changes.pop("objective", {}))
   if objective.get("kl_anneal_steps") == "half":
     objective["kl_anneal_steps"] = max(1, (base.max_steps or 1000) // 2)
   return dataclasses.replace(

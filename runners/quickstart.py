@@ -3,7 +3,8 @@
   python runners/quickstart.py --flagfile=flags/quickstart.cfg
 
 Both runs share every flag except the critic; the plain run uses --critic=none.
-Each writes its own run directory under --out_dir (default ./runs/quickstart).
+Each writes its own run directory under --quickstart_dir (default
+./runs/quickstart): none/ and <critic>/.
 """
 
 import os

@@ -6,20 +6,11 @@ All log-densities, KLs and informations are in nats.
 import math
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tf_cvae.models import latent
 from tf_cvae.models import vae as vae_lib
 
-tfd = tfp.distributions
-
 ACTIVE_UNIT_THRESHOLD = 0.01
-
-
-def kl_to_prior(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
-  """KL(q(z|x) || N(0, I)) per example, [batch] nats (closed form, TFP)."""
-  return tfd.kl_divergence(latent.posterior(mu, logvar),
-                           latent.prior(mu.shape[-1], mu.dtype))
 
 
 def mutual_information(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor,

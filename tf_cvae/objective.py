@@ -12,12 +12,9 @@ per-example terms; `total_loss` makes the explicit reductions.
 import dataclasses
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tf_cvae import critics
 from tf_cvae.models import latent
-
-tfd = tfp.distributions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +44,9 @@ def draw_model_samples(vae, batch: dict, seed: tf.Tensor):
   pass the result to `forward`, which relaxes x with a gradient path.
   """
   num = tf.shape(next(iter(batch.values())))[0]
-  z_prior = vae.prior().sample(num, seed=seed + [1, 0])
-  return z_prior, vae.decoder.model_sample(batch, z_prior, seed + [2, 0])
+  fold_in = tf.random.experimental.stateless_fold_in
+  z_prior = vae.prior().sample(num, seed=fold_in(seed, 1))
+  return z_prior, vae.decoder.model_sample(batch, z_prior, fold_in(seed, 2))
 
 
 def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
@@ -76,8 +74,7 @@ def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
   mu, logvar = vae.encode(batch, training=training)
   q_z_given_x = latent.posterior(mu, logvar)
   z = q_z_given_x.sample(seed=seed)
-  kl_per_dim = tfd.kl_divergence(tfd.Normal(mu, tf.exp(0.5 * logvar)),
-                                 tfd.Normal(0.0, 1.0))
+  kl_per_dim = latent.kl_to_prior_per_dim(mu, logvar)
   terms = {
       "mu": mu, "logvar": logvar, "z": z, "kl_per_dim": kl_per_dim,
       "log_likelihood": vae.log_likelihood(batch, z, training=training),
@@ -94,7 +91,8 @@ def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
         critic_logits, num_candidates)
   if model_critic is not None:
     z_prior, x_sample = model_samples
-    x_model = vae.decoder.relax(x_sample, z_prior, training=training)
+    # No dropout: the relaxed probabilities are those x was drawn from.
+    x_model = vae.decoder.relax(x_sample, z_prior, training=False)
     model_logits = model_critic(x_model, None, None, z_prior, training=training)
     (terms["model_log_softmax_positive"],
      terms["model_infonce_bound"]) = critics.infonce(model_logits)

@@ -106,8 +106,9 @@ class TrainStep:
     seed = tf.stack([tf.constant(self.seed, tf.int32),
                      tf.cast(step, tf.int32)])
     if update == "encoder":   # inner-loop steps must not repeat outer seeds
-      seed += [0, 1 << 20] + tf.cast(self.encoder_optimizer.iterations,
-                                     tf.int32) * [0, 1]
+      seed = tf.random.experimental.stateless_fold_in(
+          tf.random.experimental.stateless_fold_in(seed, 3),
+          tf.cast(self.encoder_optimizer.iterations, tf.int32))
     model_samples = self._model_samples(batch, seed)
     with tf.GradientTape() as tape:
       terms = objective_lib.forward(

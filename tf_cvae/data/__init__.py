@@ -5,6 +5,7 @@ import functools
 import os
 from typing import Callable
 
+from tf_cvae import errors
 from tf_cvae.data import base
 from tf_cvae.data import images
 from tf_cvae.data import synthetic
@@ -70,11 +71,11 @@ def names() -> list[str]:
 def kind(name: str) -> str:
   """"text" or "image" for a registered data set name."""
   if name not in _REGISTRY:
-    raise ValueError(f"unknown data set {name!r}; known: {', '.join(names())}")
+    raise errors.InputError(f"unknown data set {name!r}; known: {', '.join(names())}")
   return _REGISTRY[name][0]
 
 
 def load(config: DataConfig) -> base.Dataset:
-  """Loads the data set `config.name` (raises ValueError naming what is wrong)."""
+  """Loads the data set `config.name` (raises errors.InputError naming what is wrong)."""
   kind(config.name)
   return _REGISTRY[config.name][1](config)

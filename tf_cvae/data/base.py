@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
 
 SPLITS = ("train", "valid", "test")
@@ -23,10 +24,10 @@ SPLITS = ("train", "valid", "test")
 def _check_splits(name: str, splits: dict) -> None:
   missing = [s for s in SPLITS if s not in splits]
   if missing:
-    raise ValueError(f"data set {name!r} has no split(s) {missing}")
+    raise errors.InputError(f"data set {name!r} has no split(s) {missing}")
   for split, values in splits.items():
     if len(values) == 0:
-      raise ValueError(f"data set {name!r}: split {split!r} holds no examples")
+      raise errors.InputError(f"data set {name!r}: split {split!r} holds no examples")
 
 
 @dataclasses.dataclass
@@ -116,11 +117,11 @@ class ImageDataset:
     _check_splits(self.name, self.splits)
     for split, images in self.splits.items():
       if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-        raise ValueError(f"data set {self.name!r}, split {split!r}: images "
+        raise errors.InputError(f"data set {self.name!r}, split {split!r}: images "
                          f"must be [N, 28, 28, 1], got {images.shape}")
       mode = self.binarization.get(split)
       if mode not in ("none", "dynamic", "fixed"):
-        raise ValueError(f"data set {self.name!r}: binarization of {split!r} "
+        raise errors.InputError(f"data set {self.name!r}: binarization of {split!r} "
                          f"must be none, dynamic or fixed, got {mode!r}")
       if mode == "fixed":
         rng = np.random.default_rng(self.fixed_seed + SPLITS.index(split))

@@ -27,6 +27,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tf_cvae import errors
 from tf_cvae.data import base
 
 if TYPE_CHECKING:
@@ -42,9 +43,9 @@ _SPLITS_GREY = {"train": "dynamic", "valid": "fixed", "test": "fixed"}
 
 def _check_file(path: str, what: str) -> None:
   if not os.path.isfile(path):
-    raise ValueError(f"{path}: no such file; put {what} there")
+    raise errors.InputError(f"{path}: no such file; put {what} there")
   if os.path.getsize(path) == 0:
-    raise ValueError(f"{path}: the file is empty")
+    raise errors.InputError(f"{path}: the file is empty")
 
 
 def _read_bytes(path: str, what: str) -> bytes:
@@ -55,25 +56,25 @@ def _read_bytes(path: str, what: str) -> bytes:
     try:
       data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:
-      raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+      raise errors.InputError(f"{path}: not a readable gzip file ({e})") from None
   if not data:
-    raise ValueError(f"{path}: the file is empty")
+    raise errors.InputError(f"{path}: the file is empty")
   return data
 
 
-def _amat_error(path: str, data: bytes) -> ValueError | None:
-  """The first bad line of an .amat file, as a ValueError (None if all good)."""
+def _amat_error(path: str, data: bytes) -> errors.InputError | None:
+  """The first bad line of an .amat file, as an InputError (None if all good)."""
   for number, line in enumerate(data.split(b"\n"), start=1):
     values = line.split()
     if len(values) != AMAT_WIDTH:
-      return ValueError(f"{path}, line {number}: {len(values)} values, expected "
+      return errors.InputError(f"{path}, line {number}: {len(values)} values, expected "
                         f"{AMAT_WIDTH} (28x28)")
     if set(values) <= {b"0", b"1"}:
       continue
     for column, value in enumerate(values, start=1):
       if value not in (b"0", b"1"):
         text = value.decode("utf-8", "replace")
-        return ValueError(f"{path}, line {number}: value {text!r} in column "
+        return errors.InputError(f"{path}, line {number}: value {text!r} in column "
                           f"{column} is not 0 or 1")
   return None
 
@@ -114,13 +115,13 @@ def parse_idx_images(path: str) -> np.ndarray:
   """Reads an MNIST idx3 image file (optionally .gz): uint8 [N, 28, 28]."""
   data = _read_bytes(path, "the MNIST idx image file (yann.lecun.com/exdb/mnist)")
   if len(data) < 16:
-    raise ValueError(f"{path}: {len(data)} bytes, too short for an idx header")
+    raise errors.InputError(f"{path}: {len(data)} bytes, too short for an idx header")
   magic, count, rows, cols = np.frombuffer(data[:16], ">u4")
   if magic != 0x803 or (rows, cols) != (28, 28):
-    raise ValueError(f"{path}: not an idx3 file of 28x28 uint8 images (magic "
+    raise errors.InputError(f"{path}: not an idx3 file of 28x28 uint8 images (magic "
                      f"{magic:#x}, {rows}x{cols})")
   if len(data) != 16 + count * 784:
-    raise ValueError(f"{path}: header says {count} images ({16 + count * 784} "
+    raise errors.InputError(f"{path}: header says {count} images ({16 + count * 784} "
                      f"bytes) but the file holds {len(data)} bytes")
   return np.frombuffer(data, np.uint8, offset=16).reshape(count, 28, 28)
 
@@ -141,7 +142,7 @@ def _from_tfds(name: str, splits: dict[str, str], where: str
   try:
     out = _tfds_splits(name, splits)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"{where}, and the tfds builder {name!r} failed "
+    raise errors.InputError(f"{where}, and the tfds builder {name!r} failed "
                      f"({type(e).__name__}: {e})") from e
   logging.info("%s: loaded from tfds (%s)", name, ", ".join(
       f"{k} {len(v)}" for k, v in out.items()))
@@ -195,7 +196,7 @@ def load_mnist(config: "DataConfig") -> base.ImageDataset:
                       "(put the MNIST idx files there)")
   train = grey["train"].reshape(-1, 28, 28, 1)
   if len(train) <= MNIST_VALID:
-    raise ValueError(f"mnist: {len(train)} training images; the last "
+    raise errors.InputError(f"mnist: {len(train)} training images; the last "
                      f"{MNIST_VALID} are the validation split, so more are "
                      "needed")
   probs = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
@@ -213,27 +214,27 @@ def read_omniglot_zip(path: str) -> np.ndarray:
       members = sorted(n for n in archive.namelist()
                        if n.lower().endswith(".png"))
       if not members:
-        raise ValueError(f"{path}: the archive holds no PNG images")
+        raise errors.InputError(f"{path}: the archive holds no PNG images")
       images = np.empty((len(members), OMNIGLOT_SIZE, OMNIGLOT_SIZE, 1), np.uint8)
       for i, member in enumerate(members):
         try:
           raw = archive.read(member)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-          raise ValueError(f"{path}: {member}: corrupt in the archive "
+          raise errors.InputError(f"{path}: {member}: corrupt in the archive "
                            f"({e})") from None
         try:
           image = tf.io.decode_png(raw, channels=1).numpy()
         except tf.errors.InvalidArgumentError as e:
           reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", e.message).strip()
-          raise ValueError(f"{path}: {member}: not a valid PNG "
+          raise errors.InputError(f"{path}: {member}: not a valid PNG "
                            f"({reason})") from None
         if image.shape[:2] != (OMNIGLOT_SIZE, OMNIGLOT_SIZE):
-          raise ValueError(f"{path}: {member}: image is {image.shape[0]}x"
+          raise errors.InputError(f"{path}: {member}: image is {image.shape[0]}x"
                            f"{image.shape[1]} pixels, expected "
                            f"{OMNIGLOT_SIZE}x{OMNIGLOT_SIZE}")
         images[i] = image
   except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
-    raise ValueError(f"{path}: not a readable zip archive ({e})") from None
+    raise errors.InputError(f"{path}: not a readable zip archive ({e})") from None
   return images
 
 
@@ -280,7 +281,7 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
                      "github.com/brendenlake/omniglot there)")["all"]
     images = strokes_28(grey)
   if len(images) < 10:
-    raise ValueError(f"omniglot: {len(images)} images, need at least 10 to split")
+    raise errors.InputError(f"omniglot: {len(images)} images, need at least 10 to split")
   order = np.random.default_rng(OMNIGLOT_SPLIT_SEED).permutation(len(images))
   held = len(images) // 10
   index = {"train": order[2 * held:], "valid": order[held:2 * held],

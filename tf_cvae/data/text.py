@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from absl import logging
 
+from tf_cvae import errors
 from tf_cvae.data import base
 from tf_cvae.data import vocabulary as vocab_lib
 
@@ -33,22 +34,22 @@ LONG_SENTENCES = ("drop", "truncate")
 def read_sentences(path: str, hint: str = "") -> list[list[str]]:
   """Tokenized non-empty lines of a UTF-8 file.
 
-  Raises ValueError naming the file (and the 1-based line for bad UTF-8) when
+  Raises errors.InputError naming the file (and the 1-based line for bad UTF-8) when
   the file is missing, empty or not UTF-8; `hint` says what belongs there.
   """
   if not os.path.isfile(path):
     what = f"; put {hint} there" if hint else ""
-    raise ValueError(f"{path}: no such file{what} (one tokenized sentence per "
+    raise errors.InputError(f"{path}: no such file{what} (one tokenized sentence per "
                      "line, UTF-8)")
   with open(path, "rb") as f:
     data = f.read()
   if not data:
-    raise ValueError(f"{path}: the file is empty")
+    raise errors.InputError(f"{path}: the file is empty")
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
     line = data.count(b"\n", 0, e.start) + 1
-    raise ValueError(f"{path}, line {line}: not valid UTF-8 ({e.reason} at "
+    raise errors.InputError(f"{path}, line {line}: not valid UTF-8 ({e.reason} at "
                      f"byte {e.start})") from None
   lines = text.split("\n")
   if lines[-1] == "":
@@ -57,7 +58,7 @@ def read_sentences(path: str, hint: str = "") -> list[list[str]]:
   if len(sentences) < len(lines):
     logging.info("%s: skipped %d empty lines", path, len(lines) - len(sentences))
   if not sentences:
-    raise ValueError(f"{path}: no sentences ({len(lines)} lines, all empty)")
+    raise errors.InputError(f"{path}: no sentences ({len(lines)} lines, all empty)")
   return sentences
 
 
@@ -75,7 +76,7 @@ def limit_length(sentences: list[list[str]], max_length: int | None,
                "dropped" if long_sentences == "drop" else "truncated",
                longer, len(sentences), max_length)
   if not kept:
-    raise ValueError(f"{path}: no sentence has at most max_length={max_length} "
+    raise errors.InputError(f"{path}: no sentence has at most max_length={max_length} "
                      "words (use long_sentences='truncate' or a larger cap)")
   return kept
 
@@ -105,10 +106,10 @@ def text_dataset(name: str, paths: dict[str, str], *,
     A TextDataset whose sentences are int32 ids [words + 2].
   """
   if long_sentences not in LONG_SENTENCES:
-    raise ValueError(f"long_sentences must be 'drop' or 'truncate', got "
+    raise errors.InputError(f"long_sentences must be 'drop' or 'truncate', got "
                      f"{long_sentences!r}")
   if max_length is not None and max_length < 1:
-    raise ValueError(f"max_length must be at least 1, got {max_length}")
+    raise errors.InputError(f"max_length must be at least 1, got {max_length}")
   hints = hints or {}
   tokens = {}
   for split in base.SPLITS:
@@ -121,7 +122,7 @@ def text_dataset(name: str, paths: dict[str, str], *,
     vocab = vocab_lib.Vocabulary.from_sentences(
         tokens["train"], max_size=max_vocab, min_count=min_count)
   if len(vocab) == len(vocab_lib.SPECIALS):
-    raise ValueError(
+    raise errors.InputError(
         f"{paths['train']}: the training vocabulary is empty: every word is an "
         f"unknown marker or seen fewer than min_count={min_count} times "
         f"(max_vocab={max_vocab})")
@@ -155,7 +156,7 @@ def load_text(config: "DataConfig") -> base.TextDataset:
            "test": config.test_file}
   unset = [f"{split}_file" for split, path in given.items() if not path]
   if unset:
-    raise ValueError(f"data set 'text' needs {', '.join(unset)} (one tokenized "
+    raise errors.InputError(f"data set 'text' needs {', '.join(unset)} (one tokenized "
                      "sentence per line)")
   data_dir = config.resolved_data_dir()
   paths = {split: _resolve(path, data_dir) for split, path in given.items()}

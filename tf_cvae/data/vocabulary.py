@@ -6,6 +6,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from tf_cvae import errors
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -21,7 +23,7 @@ class Vocabulary:
     self.tokens = list(SPECIALS) + words
     self._ids = {t: i for i, t in enumerate(self.tokens)}
     if len(self._ids) != len(self.tokens):
-      raise ValueError("vocabulary words must be unique")
+      raise errors.InputError("vocabulary words must be unique")
 
   @classmethod
   def from_sentences(cls, sentences: Iterable[Sequence[str]],
@@ -74,6 +76,6 @@ class Vocabulary:
     with open(path, encoding="utf-8") as f:
       tokens = f.read().split("\n")[:-1]
     if tuple(tokens[:len(SPECIALS)]) != SPECIALS:
-      raise ValueError(f"{path}: not a tf_cvae vocabulary (first lines must be "
+      raise errors.InputError(f"{path}: not a tf_cvae vocabulary (first lines must be "
                        f"{' '.join(SPECIALS)})")
     return cls(tokens[len(SPECIALS):])

@@ -72,8 +72,9 @@ class LSTMDecoder(keras.layers.Layer):
       if greedy:
         word = tf.argmax(logits, axis=-1, output_type=tf.int32)
       else:
+        step_seed = tf.random.experimental.stateless_fold_in(seed, step)
         word = tf.random.stateless_categorical(
-            logits, 1, seed=seed + [0, step], dtype=tf.int32)[:, 0]
+            logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
       words.append(tf.where(ended, vocab_lib.PAD_ID, word))
       ended = ended | tf.equal(word, vocab_lib.EOS_ID)
       previous = word

@@ -21,6 +21,16 @@ def prior(latent_dim: int, dtype=tf.float32) -> tfd.Distribution:
   return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], dtype))
 
 
+def kl_to_prior_per_dim(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+  """KL(q(z_d|x) || N(0, 1)) per example and dimension: [batch, latent] nats.
+
+  Its sum over the last axis is KL(q(z|x) || p(z)); free bits floors it per
+  dimension.
+  """
+  return tfd.kl_divergence(tfd.Normal(mu, tf.exp(0.5 * logvar)),
+                           tfd.Normal(tf.zeros_like(mu), 1.0))
+
+
 def pairwise_log_q(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
   """log q(z_j | x_i) for every pair: [num_x, num_z] nats.
 

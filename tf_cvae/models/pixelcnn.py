@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_cvae import errors
 from tf_cvae.models import layers
 
 tfd = tfp.distributions
@@ -49,7 +50,7 @@ class CausalConv(layers.Composite):
                exclude_center: bool, **kwargs):
     super().__init__(**kwargs)
     if kernel_size < 3 or kernel_size % 2 == 0:
-      raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}")
+      raise errors.InputError(f"kernel_size must be odd and >= 3, got {kernel_size}")
     half = kernel_size // 2
     reach = half if exclude_center else half + 1
     self.direction, self.shift = direction, int(exclude_center)
@@ -127,10 +128,10 @@ class GatedPixelCNNDecoder(layers.Composite):
     super().__init__(**kwargs)
     sizes = tuple(kernel_sizes or spread_kernel_sizes(num_layers))
     if len(sizes) != num_layers:
-      raise ValueError(f"{num_layers} layers but kernel sizes {sizes}")
+      raise errors.InputError(f"{num_layers} layers but kernel sizes {sizes}")
     self.image_shape = tuple(image_shape)
     if self.image_shape[-1] != 1:
-      raise ValueError(f"one channel expected, got image_shape {image_shape}")
+      raise errors.InputError(f"one channel expected, got image_shape {image_shape}")
     height, width, _ = self.image_shape
     self.to_cond = keras.layers.Dense(height * width * cond_channels,
                                       name="to_cond")

@@ -9,6 +9,7 @@ from typing import Callable
 import keras
 
 from tf_cvae import critics
+from tf_cvae import errors
 from tf_cvae.data import base as data_base
 from tf_cvae.models import decoders
 from tf_cvae.models import encoders
@@ -91,10 +92,10 @@ def resolve_model_name(config: ModelConfig, data_kind: str) -> str:
   """The registered model name for `config.name` ("auto" by data kind)."""
   name = _AUTO[data_kind] if config.name == "auto" else config.name
   if name not in MODELS:
-    raise ValueError(f"unknown model {config.name!r}; known: auto, "
+    raise errors.InputError(f"unknown model {config.name!r}; known: auto, "
                      f"{', '.join(sorted(MODELS))}")
   if MODELS[name][0] != data_kind:
-    raise ValueError(f"model {name!r} models {MODELS[name][0]} data, but the "
+    raise errors.InputError(f"model {name!r} models {MODELS[name][0]} data, but the "
                      f"data set is {data_kind}")
   return name
 
@@ -110,6 +111,6 @@ def build_critic(name: str, vae: vae_lib.VAE,
                  dataset: data_base.Dataset) -> critics.Critic | None:
   """The inference critic registered as `name` (None for "none")."""
   if name not in CRITICS:
-    raise ValueError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
+    raise errors.InputError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
   builder = CRITICS[name]
   return None if builder is None else builder(vae, dataset)
