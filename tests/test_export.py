@@ -1,0 +1,247 @@
+"""Restoring a run, exporting its encoder, loading it where only TF lives."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import evaluation
+from tf_cvae import export
+from tf_cvae import train
+from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import registry
+
+TINY_EVAL = evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
+                                  max_examples=64)
+
+
+def _train(run_dir, **fields):
+  config = train.TrainConfig(max_steps=5, eval=TINY_EVAL, out_dir=str(run_dir),
+                             log_every=1000, checkpoint_every=1000, **fields)
+  return config, train.run(config)
+
+
+def _text_means(vae, vocab, sentences):
+  """The live model's posterior means of whitespace-tokenized sentences."""
+  ids = [vocab.encode(s.split()) for s in sentences]
+  tokens = np.zeros((len(ids), max(len(i) for i in ids)), np.int32)
+  for row, sentence in enumerate(ids):
+    tokens[row, :len(sentence)] = sentence
+  return vae.encode({"tokens": tf.constant(tokens)})[0].numpy()
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+  """A 5-step text run, restored and exported, with live means of sentences."""
+  run_dir = tmp_path_factory.mktemp("text") / "run"
+  config, results = _train(run_dir, model=registry.ModelConfig(
+      embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0))
+  vae, vocab, config_dict = export.restore_vae(str(run_dir))
+  dataset = data_lib.load(config.data)
+  sentences = [" ".join(vocab.decode(s)) for s in dataset.splits["test"][:5]]
+  sentences += ["  w1   unseenword <unk> _UNK w2 ", vocab.tokens[-1]]
+  export_dir = export.export_encoder(vae, str(run_dir / "lib_export"), vocab)
+  return dict(run_dir=run_dir, config=config, results=results, vae=vae,
+              vocab=vocab, config_dict=config_dict, dataset=dataset,
+              sentences=sentences, export_dir=export_dir,
+              means=_text_means(vae, vocab, sentences))
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+  """A 5-step MLP run on synthetic images, restored and exported."""
+  run_dir = tmp_path_factory.mktemp("image") / "run"
+  _train(run_dir, data=data_lib.DataConfig(name="synthetic_images"),
+         model=registry.ModelConfig(name="mlp", hidden_dim=32, latent_dim=3))
+  vae, vocab, _ = export.restore_vae(str(run_dir))
+  assert vocab is None
+  images = (np.random.default_rng(0).random((6, 28, 28, 1)) < 0.3).astype(
+      np.float32)
+  export_dir = export.export_encoder(vae, str(run_dir / "lib_export"))
+  return dict(run_dir=run_dir, vae=vae, images=images, export_dir=export_dir,
+              means=vae.encode({"image": tf.constant(images)})[0].numpy())
+
+
+def test_restored_vae_reproduces_the_runs_test_metrics(text_run):
+  run = text_run
+  assert run["config_dict"] == json.loads(
+      (run["run_dir"] / "config.json").read_text())
+  again = evaluation.evaluate(run["vae"], None, run["dataset"],
+                              evaluation.EvalConfig(iw_samples=0,
+                                                    max_examples=64))
+  for key in ("kl", "rec"):
+    assert again[key] == pytest.approx(run["results"][key], rel=1e-5)
+
+
+def test_restore_names_the_missing_file(tmp_path, text_run):
+  def fails_naming(text):
+    with pytest.raises(errors.InputError, match=re.escape(text)):
+      export.restore_vae(str(tmp_path))
+
+  fails_naming(f"{tmp_path}/config.json")
+  shutil.copy(text_run["run_dir"] / "config.json", tmp_path)
+  fails_naming(f"{tmp_path}/vocab.txt")
+  shutil.copy(text_run["run_dir"] / "vocab.txt", tmp_path)
+  fails_naming(f"no checkpoint in {tmp_path}")
+
+
+_FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    text_dir, image_dir, inputs, out = sys.argv[1:]
+    given = np.load(inputs, allow_pickle=True)
+    text = tf.saved_model.load(text_dir)
+    images = tf.saved_model.load(image_dir)
+    t = text.encode(tf.constant(list(given["sentences"])))
+    served = text.signatures["serving_default"](
+        sentences=tf.constant(list(given["sentences"])))
+    i = images.encode(tf.constant(given["images"]))
+    errors = {}
+    for name, call in [
+        ("empty", lambda: text.encode(tf.constant(["w1", "   "]))),
+        ("range", lambda: images.encode(tf.constant(2 * given["images"]))),
+        ("shape", lambda: images.encode(tf.zeros([2, 28, 28, 3])))]:
+      try:
+        call()
+        errors[name] = None
+      except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+        errors[name] = str(e)
+    np.savez(out, text_mean=t["mean"], text_logvar=t["log_variance"],
+             text_sample=t["sample"], served_mean=served["mean"],
+             image_mean=i["mean"], image_sample=i["sample"])
+    print(json.dumps(errors))
+    """)
+
+
+def test_export_in_a_fresh_process_matches_the_live_model(
+    tmp_path, text_run, image_run):
+  inputs, out = tmp_path / "inputs.npz", tmp_path / "out.npz"
+  np.savez(inputs, sentences=np.asarray(text_run["sentences"], dtype=object),
+           images=image_run["images"])
+  result = subprocess.run(
+      [sys.executable, "-c", _FRESH_PROCESS, text_run["export_dir"],
+       image_run["export_dir"], str(inputs), str(out)],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  got = np.load(out)
+  np.testing.assert_allclose(got["text_mean"], text_run["means"], atol=1e-5)
+  np.testing.assert_allclose(got["served_mean"], text_run["means"], atol=1e-5)
+  np.testing.assert_allclose(got["image_mean"], image_run["means"], atol=1e-5)
+  live_logvar = text_run["vae"].encode({"tokens": tf.constant(
+      [text_run["vocab"].encode(text_run["sentences"][0].split())])})[1]
+  np.testing.assert_allclose(got["text_logvar"][0], live_logvar[0], atol=1e-5)
+  for kind in ("text", "image"):
+    assert got[f"{kind}_sample"].shape == got[f"{kind}_mean"].shape
+    assert not np.allclose(got[f"{kind}_sample"], got[f"{kind}_mean"])
+  errors = json.loads(result.stdout.strip().splitlines()[-1])
+  assert "empty sentence" in errors["empty"]
+  assert "[0, 1]" in errors["range"]
+  assert errors["shape"] is not None
+
+
+def test_unknown_words_and_markers_share_the_unknown_id(text_run):
+  vae, vocab = text_run["vae"], text_run["vocab"]
+  loaded = tf.saved_model.load(text_run["export_dir"])
+  words = ["<unk>", "_UNK", "UNK", "neverseen"]
+  means = loaded.encode(tf.constant(words))["mean"].numpy()
+  unknown = vae.encode({"tokens": tf.constant(
+      [[vocab_lib.BOS_ID, vocab_lib.UNK_ID, vocab_lib.EOS_ID]])})[0].numpy()
+  np.testing.assert_allclose(means, np.repeat(unknown, 4, axis=0), atol=1e-5)
+
+
+def test_export_and_encode_runners_end_to_end(tmp_path, text_run, image_run,
+                                              run_runner):
+  run_dir = text_run["run_dir"]
+  result = run_runner("export.py", f"--run_dir={run_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == str(run_dir / "export")
+  sentences = tmp_path / "sentences.txt"
+  sentences.write_text("\n".join(text_run["sentences"]) + "\n")
+  output = tmp_path / "text.npy"
+  result = run_runner("encode.py", f"--export_dir={run_dir / 'export'}",
+                      f"--input={sentences}", f"--output={output}",
+                      "--batch_size=3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  np.testing.assert_allclose(np.load(output), text_run["means"], atol=1e-5)
+
+  images = tmp_path / "images.npy"
+  np.save(images, image_run["images"][..., 0])        # [N, 28, 28] works too
+  output = tmp_path / "images_out.npy"
+  result = run_runner("encode.py", f"--export_dir={image_run['export_dir']}",
+                      f"--input={images}", f"--output={output}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  np.testing.assert_allclose(np.load(output), image_run["means"], atol=1e-5)
+
+
+def _assert_one_clear_error(result, *needles):
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: "), result.stderr[-3000:]
+  for needle in needles:
+    assert needle in last, last
+
+
+@pytest.mark.parametrize("case", ["empty_sentence", "image_shape",
+                                  "missing_input"])
+def test_encode_runner_errors_are_one_line(case, tmp_path, text_run,
+                                           image_run, run_runner):
+  export_dir = text_run["export_dir"]
+  if case == "empty_sentence":
+    path = tmp_path / "in.txt"
+    path.write_text("w1 w2\n   \nw3\n")
+    needles = ("empty sentence", "inputs 1-3")
+  elif case == "image_shape":
+    export_dir = image_run["export_dir"]
+    path = tmp_path / "in.npy"
+    np.save(path, np.zeros((2, 14, 14), np.float32))
+    needles = ("[N, 28, 28", "[2, 14, 14]")
+  else:
+    path = tmp_path / "absent.txt"
+    needles = ("no such file", str(path))
+  result = run_runner("encode.py", f"--export_dir={export_dir}",
+                      f"--input={path}", f"--output={tmp_path / 'out.npy'}")
+  _assert_one_clear_error(result, *needles)
+  assert not (tmp_path / "out.npy").exists()
+
+
+def test_failed_export_leaves_the_previous_one(tmp_path, monkeypatch,
+                                               image_run):
+  export_dir = str(tmp_path / "export")
+  export.export_encoder(image_run["vae"], export_dir)
+  real_save = tf.saved_model.save
+
+  def save_then_die(obj, path, **kwargs):
+    real_save(obj, path, **kwargs)
+    assert os.path.isdir(path) and path != export_dir
+    raise RuntimeError("killed while writing")
+
+  monkeypatch.setattr(tf.saved_model, "save", save_then_die)
+  with pytest.raises(RuntimeError, match="killed"):
+    export.export_encoder(image_run["vae"], export_dir)
+  monkeypatch.undo()
+  assert sorted(os.listdir(tmp_path)) == ["export"]
+  loaded = tf.saved_model.load(export_dir)
+  means = loaded.encode(tf.constant(image_run["images"]))["mean"].numpy()
+  np.testing.assert_allclose(means, image_run["means"], atol=1e-5)
+  # A complete new export replaces the old one.
+  export.export_encoder(image_run["vae"], export_dir)
+  assert sorted(os.listdir(tmp_path)) == ["export"]
+
+
+def test_text_export_needs_the_vocabulary(text_run, image_run, tmp_path):
+  with pytest.raises(ValueError, match="vocabulary"):
+    export.export_encoder(text_run["vae"], str(tmp_path / "t"))
+  with pytest.raises(ValueError, match="no vocabulary"):
+    export.export_encoder(image_run["vae"], str(tmp_path / "i"),
+                          text_run["vocab"])
