@@ -124,6 +124,16 @@ def define_train_flags() -> None:
                        lower_bound=1)
   flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.",
                        lower_bound=1)
+  flags.DEFINE_integer("lr_patience", 2, "Halve the learning rate after this "
+                       "many epochs without a lower validation loss; 0: "
+                       "never.", lower_bound=0)
+  flags.DEFINE_integer("lr_warmup_epochs", 0, "Epochs before the patience "
+                       "count starts (He et al.: 15).", lower_bound=0)
+  flags.DEFINE_integer("max_lr_decays", 5, "Stop training after this many "
+                       "halvings; 0: never stop for it.", lower_bound=0)
+  flags.DEFINE_integer("valid_examples", None, "Validate every epoch on only "
+                       "this many examples (default: the whole split).",
+                       lower_bound=1)
 
 
 def train_config_from_flags(**overrides) -> train.TrainConfig:
@@ -162,17 +172,23 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       critic_optimizer=f.critic_optimizer,
       critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=out_dir, jit_compile=f.jit_compile,
-      log_every=f.log_every, checkpoint_every=f.checkpoint_every)
+      log_every=f.log_every, checkpoint_every=f.checkpoint_every,
+      lr_patience=f.lr_patience, lr_warmup_epochs=f.lr_warmup_epochs,
+      max_lr_decays=f.max_lr_decays or None, valid_examples=f.valid_examples)
   fields.update(overrides)
   return train.TrainConfig(**fields)
 
 
-def run_or_explain(fn, *args):
-  """Calls fn(*args); a bad input becomes one error line and exit status 2."""
+def run_or_explain(fn, *args, context: str | None = None):
+  """Calls fn(*args); a bad input becomes one error line and exit status 2.
+
+  The line starts with `context` (default: the --dataset flag).
+  """
   try:
     return fn(*args)
   except (ValueError, FileNotFoundError) as error:
-    print(f"error: --dataset={FLAGS.dataset}: {error}", file=sys.stderr)
+    where = context if context is not None else f"--dataset={FLAGS.dataset}"
+    print(f"error: {where}: {error}", file=sys.stderr)
     sys.exit(2)
 
 

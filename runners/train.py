@@ -4,7 +4,11 @@
   python runners/train.py --critic=self --critic_weight=3 --max_steps=600
   python runners/train.py --flagfile=flags/quickstart.cfg --critic=self
 
-An existing --out_dir resumes from its last checkpoint.
+An existing --out_dir resumes from its last checkpoint. Every epoch is
+validated (out_dir/history.jsonl, out_dir/tensorboard); the learning rate is
+halved after --lr_patience epochs without improvement and training stops at
+the --max_lr_decays-th halving; the test metrics come from the best checkpoint
+(out_dir/best). runners/evaluate.py evaluates a run directory again.
 """
 
 import json

@@ -1,0 +1,294 @@
+"""The paper's training protocol in train.run, and the evaluate runner.
+
+Validation every epoch, the learning rate halved on a plateau, training
+stopped after the last halving, the best checkpoint kept and evaluated, the
+schedule carried across an interruption; runners/evaluate.py on a run dir.
+Runs are tiny: 4-dim latent, 16-unit LSTMs, 320 training sentences (9 steps
+an epoch at batch 32).
+"""
+
+import dataclasses
+import glob
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cvae import data as data_lib
+from tf_cvae import evaluation
+from tf_cvae import train
+from tf_cvae.models import registry
+
+TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
+                            decoder_dropout=0.0)
+METRICS = ("nll", "rec", "kl", "mi", "mi_full", "au", "infonce_bound", "ppl")
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory) -> dict:
+  """A small seeded corpus as --dataset=text files: 320 / 64 / 64 sentences."""
+  root = tmp_path_factory.mktemp("corpus")
+  rng = np.random.default_rng(0)
+  files = {}
+  for split, size in (("train", 320), ("valid", 64), ("test", 64)):
+    path = root / f"{split}.txt"
+    lines = []
+    for _ in range(size):
+      start, length = rng.integers(0, 30), rng.integers(3, 12)
+      words = (f"w{(start + 3 * i) % 40}" for i in range(length))
+      lines.append(" ".join(words))
+    path.write_text("\n".join(lines) + "\n")
+    files[f"{split}_file"] = str(path)
+  return files
+
+
+def _config(files: dict, out_dir, **overrides) -> train.TrainConfig:
+  """SGD at lr 2 (seeded: validation loss rises at epochs 2 and 4);
+  patience 1."""
+  fields = dict(
+      data=data_lib.DataConfig(name="text", **files), model=TINY,
+      eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4),
+      learning_rate=2.0, lr_patience=1, max_lr_decays=None, epochs=4,
+      out_dir=str(out_dir), log_every=1000, checkpoint_every=1000)
+  fields.update(overrides)
+  return train.TrainConfig(**fields)
+
+
+def _history(run_dir) -> list[dict]:
+  with open(os.path.join(run_dir, "history.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _metrics(path) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def _checkpoint_step(folder) -> int:
+  return int(tf.train.latest_checkpoint(str(folder)).rsplit("-", 1)[1])
+
+
+# The schedule as a pure function.
+
+
+def _replay(losses, **kwargs) -> list[train.PlateauState]:
+  state, states = train.PlateauState(), []
+  for epoch, loss in enumerate(losses, start=1):
+    state = train.plateau_update(state, epoch, loss, **kwargs)
+    states.append(state)
+  return states
+
+
+def test_learning_rate_halves_after_patience_epochs_without_improvement():
+  states = _replay([5.0, 4.0, 4.5, 4.2, 3.9, 3.9, 4.0, 4.0, 4.0], patience=2)
+  assert [s.decays for s in states] == [0, 0, 0, 1, 1, 1, 2, 2, 3]
+  assert [s.bad_epochs for s in states] == [0, 0, 1, 0, 0, 1, 0, 1, 0]
+  assert [s.best_epoch for s in states] == [1, 2, 2, 2, 5, 5, 5, 5, 5]
+  assert states[-1].best_loss == 3.9      # an equal loss is no improvement
+
+
+def test_epochs_of_the_warm_up_do_not_count():
+  states = _replay([5.0, 6.0, 6.0, 6.0, 6.0, 4.0, 6.0], patience=1,
+                   warmup_epochs=3)
+  assert [s.decays for s in states] == [0, 0, 0, 1, 2, 2, 3]
+  assert states[-1].best_epoch == 6       # improvements count from epoch 1
+
+
+def test_nan_never_improves_and_patience_zero_never_halves():
+  states = _replay([5.0, math.nan, math.nan], patience=1)
+  assert [s.decays for s in states] == [0, 1, 2]
+  assert states[-1].best_loss == 5.0
+  assert _replay([5.0, 6.0, 7.0], patience=0)[-1].decays == 0
+
+
+def test_training_stops_at_the_last_halving():
+  assert not train.schedule_stops(train.PlateauState(decays=4), 5)
+  assert train.schedule_stops(train.PlateauState(decays=5), 5)
+  for never in (None, 0):
+    assert not train.schedule_stops(train.PlateauState(decays=9), never)
+
+
+# End to end.
+
+
+def test_stuck_run_halves_every_patience_epochs_and_stops(text_files, tmp_path):
+  # At lr 1e-30 the weights cannot move: the validation loss of epoch 1 is
+  # never beaten, so with patience 2 the rate halves at epochs 3 and 5, and
+  # the second halving ends training although 10 epochs were asked for.
+  results = train.run(_config(
+      text_files, tmp_path / "stuck", learning_rate=1e-30, lr_patience=2,
+      max_lr_decays=2, epochs=10))
+  history = _history(tmp_path / "stuck")
+  assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
+  assert len({r["valid_loss"] for r in history}) == 1
+  assert [r["lr_halved"] for r in history] == [False, False, True, False, True]
+  assert [r["learning_rate"] for r in history] == pytest.approx(
+      [1e-30, 1e-30, 1e-30, 5e-31, 5e-31], rel=1e-6)
+  assert results["epochs"] == 5 and results["lr_decays"] == 2
+  assert results["learning_rate"] == pytest.approx(2.5e-31, rel=1e-6)
+  assert results["best_epoch"] == 1
+  assert results["steps"] == history[-1]["step"]
+
+
+@pytest.fixture(scope="module")
+def protocol_run(text_files, tmp_path_factory):
+  """An uninterrupted 4-epoch run; (config, metrics.json, history)."""
+  config = _config(text_files, tmp_path_factory.mktemp("runs") / "whole")
+  train.run(config)
+  return (config, _metrics(os.path.join(config.out_dir, "metrics.json")),
+          _history(config.out_dir))
+
+
+def test_best_checkpoint_has_the_lowest_validation_loss(protocol_run):
+  config, metrics, history = protocol_run
+  losses = [r["valid_loss"] for r in history]
+  best = int(np.argmin(losses)) + 1
+  assert best < len(history)              # the seeded run is worse at the end
+  assert metrics["evaluated_checkpoint"] == "best"
+  assert metrics["best_epoch"] == best
+  assert metrics["best_valid_loss"] == pytest.approx(min(losses))
+  best_dir = os.path.join(config.out_dir, "best")
+  assert _checkpoint_step(best_dir) == history[best - 1]["step"]
+  assert len(glob.glob(os.path.join(best_dir, "*.index"))) == 1
+  # Patience 1: every epoch that does not improve halves the rate.
+  assert [r["lr_halved"] for r in history] == [
+      not r["improved"] for r in history]
+  for before, after in zip(history, history[1:]):
+    factor = 0.5 if before["lr_halved"] else 1.0
+    assert after["learning_rate"] == pytest.approx(
+        before["learning_rate"] * factor)
+  assert metrics["lr_decays"] == sum(r["lr_halved"] for r in history)
+  assert metrics["lr_decays"] >= 1
+
+
+@pytest.fixture(scope="module")
+def library_evaluation(protocol_run):
+  """The test metrics of the run's best and last checkpoints, via restore."""
+  config = protocol_run[0]
+  results = {}
+  for which in ("best", "last"):
+    step_fn, dataset, restored = train.restore(config.out_dir, which)
+    eval_config = dataclasses.replace(restored.eval,
+                                      batch_size=restored.batch_size)
+    results[which] = evaluation.evaluate(step_fn.vae, step_fn.critic,
+                                         dataset, eval_config)
+  return results
+
+
+def test_test_metrics_come_from_the_best_checkpoint(protocol_run,
+                                                     library_evaluation):
+  _, metrics, _ = protocol_run
+  for key in METRICS:
+    assert metrics[key] == pytest.approx(library_evaluation["best"][key],
+                                         rel=1e-5, abs=1e-5), key
+  assert metrics["rec"] != pytest.approx(library_evaluation["last"]["rec"],
+                                         rel=1e-4)
+
+
+def test_run_writes_tensorboard_scalars(protocol_run):
+  config = protocol_run[0]
+  tags = set()
+  for path in glob.glob(os.path.join(config.out_dir, "tensorboard", "*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  assert {"valid/loss", "valid/kl", "valid/mi", "valid/au",
+          "valid/infonce_bound", "train/epoch_loss"} <= tags
+
+
+def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
+                                                protocol_run):
+  whole_config, whole_metrics, whole_history = protocol_run
+  part = dataclasses.replace(whole_config, out_dir=str(tmp_path / "part"))
+  first = train.run(dataclasses.replace(part, epochs=2))
+  assert first["epochs"] == 2 and first["lr_decays"] == 1
+  # Then stopped inside epoch 4 (after epoch 3's validation), then finished.
+  train.run(dataclasses.replace(part, max_steps=whole_history[2]["step"] + 4))
+  resumed = train.run(part)
+  history = _history(part.out_dir)
+  assert len(history) == len(whole_history)
+  for got, want in zip(history, whole_history):
+    for key, value in want.items():
+      assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+  for key in ("lr_decays", "learning_rate", "best_epoch", "best_valid_loss",
+              "steps", "epochs", *METRICS):
+    assert resumed[key] == pytest.approx(whole_metrics[key], rel=1e-4,
+                                         abs=1e-4), key
+
+
+def test_max_steps_inside_the_first_epoch_evaluates_the_last_weights(
+    text_files, tmp_path):
+  out = tmp_path / "short"
+  results = train.run(_config(text_files, out, max_steps=3, critic="self",
+                              num_negatives=32))
+  assert results["evaluated_checkpoint"] == "last"
+  assert "best_epoch" not in results and results["epochs"] == 0
+  assert tf.train.latest_checkpoint(str(out / "best")) is None
+  assert not os.path.exists(out / "history.jsonl")
+  # The checkpoint holds the schedule and the negative queue too.
+  names = [n for n, _ in tf.train.list_variables(
+      tf.train.latest_checkpoint(str(out / "checkpoints")))]
+  for part in ("lr_schedule/best_loss", "lr_schedule/decays", "negatives/",
+               "epoch_loss_sum", "optimizer/_learning_rate"):
+    assert any(n.startswith(part) for n in names), part
+
+
+def test_load_config_rebuilds_the_nested_config(protocol_run, tmp_path):
+  config = protocol_run[0]
+  assert train.load_config(config.out_dir) == config
+  with pytest.raises(ValueError, match="config.json not found"):
+    train.load_config(str(tmp_path / "absent"))
+  saved = dataclasses.asdict(config)
+  saved["model"]["no_such_size"] = 3
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"config.json does not match.*"
+                     r"no_such_size"):
+    train.load_config(str(tmp_path))
+
+
+def test_evaluate_runner_writes_the_library_numbers(protocol_run,
+                                                     library_evaluation,
+                                                     run_runner):
+  config, metrics, _ = protocol_run
+  result = run_runner("evaluate.py", f"--run_dir={config.out_dir}",
+                      "--iw_samples=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  written = _metrics(os.path.join(config.out_dir, "metrics_test.json"))
+  assert written["checkpoint"] == "best" and written["split"] == "test"
+  for key in METRICS:
+    assert written[key] == pytest.approx(library_evaluation["best"][key],
+                                         rel=1e-5, abs=1e-5), key
+    assert written[key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-5)
+  header, row = result.stdout.strip().splitlines()[-2:]
+  assert header.split()[:3] == ["run", "nll", "kl"]
+  assert row.startswith(f"{config.out_dir} (best, test)")
+
+
+def test_evaluate_runner_on_a_missing_run_dir_is_one_clear_line(tmp_path,
+                                                                 run_runner):
+  absent = tmp_path / "absent"
+  result = run_runner("evaluate.py", f"--run_dir={absent}")
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr, result.stderr[-2000:]
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and f"--run_dir={absent}" in errors[0]
+  assert "config.json not found" in errors[0]
+
+
+def test_schedule_flags_reach_the_train_config(monkeypatch):
+  monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..",
+                                           "runners"))
+  import common
+  from absl import flags
+  if "lr_patience" not in flags.FLAGS:
+    common.define_train_flags()
+  flags.FLAGS(["train.py", "--lr_patience=3", "--lr_warmup_epochs=15",
+               "--max_lr_decays=0", "--valid_examples=500"])
+  try:
+    config = common.train_config_from_flags(out_dir="unused")
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert (config.lr_patience, config.lr_warmup_epochs, config.max_lr_decays,
+          config.valid_examples) == (3, 15, None, 500)
