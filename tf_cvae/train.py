@@ -23,6 +23,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from tf_cvae import data as data_lib
+from tf_cvae import errors
 from tf_cvae import evaluation
 from tf_cvae import objective as objective_lib
 from tf_cvae import train_step as train_step_lib
@@ -252,12 +253,13 @@ def halve_learning_rates(step_fn: train_step_lib.TrainStep) -> float:
 def _dataclass_from_dict(cls, values):
   """cls(**values), nested dataclass fields rebuilt from their dicts."""
   if not isinstance(values, dict):
-    raise ValueError(f"{cls.__name__} must be a JSON object, got "
-                     f"{type(values).__name__}")
+    raise errors.InputError(f"{cls.__name__} must be a JSON object, got "
+                            f"{type(values).__name__}")
   fields = {f.name: f for f in dataclasses.fields(cls)}
   unknown = sorted(set(values) - set(fields))
   if unknown:
-    raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    raise errors.InputError(
+        f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
   kwargs = {}
   for name, value in values.items():
     default = fields[name].default
@@ -272,25 +274,26 @@ def load_config(run_dir: str) -> TrainConfig:
 
   The nested sections (data, model, objective, eval) become their dataclasses
   again; fields the file lacks (runs older than the field) take their
-  defaults. Raises ValueError naming the file when it is missing, is not
-  JSON, or holds fields this version does not know.
+  defaults. Raises errors.InputError (a ValueError) naming the file when it
+  is missing, is not JSON, or holds fields this version does not know.
   """
   path = os.path.join(run_dir, "config.json")
   if not os.path.isfile(path):
     why = ("no such directory" if not os.path.isdir(run_dir)
            else "the directory holds no config.json")
-    raise ValueError(f"{path} not found ({why}); a run directory is the "
-                     "out_dir of a training run")
+    raise errors.InputError(f"{path} not found ({why}); a run directory is "
+                            "the out_dir of a training run")
   try:
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-    raise ValueError(f"{path} is not readable JSON: {error}") from None
+    raise errors.InputError(
+        f"{path} is not readable JSON: {error}") from None
   try:
     return _dataclass_from_dict(TrainConfig, saved)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{path} does not match this version's TrainConfig: "
-                     f"{error}") from None
+    raise errors.InputError(f"{path} does not match this version's "
+                            f"TrainConfig: {error}") from None
 
 
 def _model_parts(step_fn: train_step_lib.TrainStep) -> dict:
@@ -306,8 +309,8 @@ def _restore_model(step_fn: train_step_lib.TrainStep, path: str) -> None:
     status = tf.train.Checkpoint(**_model_parts(step_fn)).restore(path)
     status.expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError) as error:
-    raise ValueError(f"checkpoint {path} does not fit the model of its "
-                     f"config.json: {error}") from None
+    raise errors.InputError(f"checkpoint {path} does not fit the model of "
+                            f"its config.json: {error}") from None
 
 
 CHECKPOINT_DIRS = {"best": "best", "last": "checkpoints"}
@@ -324,19 +327,20 @@ def restore(run_dir: str, which: str = "best"):
   Data and networks are built as `run` built them (config.json; a text run
   reuses run_dir/vocab.txt), then the networks are loaded from the best
   checkpoint (run_dir/best) or the last one (run_dir/checkpoints); optimizer
-  state is not loaded. config.out_dir is set to run_dir. Raises ValueError
-  when the directory, its config or the checkpoint is missing or does not fit.
+  state is not loaded. config.out_dir is set to run_dir. Raises
+  errors.InputError (a ValueError) when the directory, its config or the
+  checkpoint is missing or does not fit.
   """
   if which not in CHECKPOINT_DIRS:
-    raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_DIRS)},"
-                     f" got {which!r}")
+    raise errors.InputError(f"checkpoint must be one of "
+                            f"{', '.join(CHECKPOINT_DIRS)}, got {which!r}")
   config = dataclasses.replace(load_config(run_dir), out_dir=run_dir)
   folder = os.path.join(run_dir, CHECKPOINT_DIRS[which])
   path = tf.train.latest_checkpoint(folder)
   if path is None:
     hint = (" (best/ appears once an epoch has finished; the last checkpoint "
             "is in checkpoints/)" if which == "best" else "")
-    raise ValueError(f"no checkpoint in {folder}{hint}")
+    raise errors.InputError(f"no checkpoint in {folder}{hint}")
   keras.utils.set_random_seed(config.seed)
   dataset = _load_data(config, run_dir, save_vocab=False)
   step_fn = build_train_step(config, dataset)
@@ -402,7 +406,7 @@ class _Training:
         self.checkpoint.restore(
             self.last.latest_checkpoint).assert_existing_objects_matched()
       except AssertionError as error:
-        raise ValueError(
+        raise errors.InputError(
             f"{self.last.latest_checkpoint} lacks parts of this version's "
             f"training state (written by an older tf_cvae?); pass a new "
             f"--out_dir: {error}") from None
