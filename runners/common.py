@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 
 from tf_cvae import data as data_lib
+from tf_cvae import errors
 from tf_cvae import evaluation
 from tf_cvae import objective
 from tf_cvae import train
@@ -109,6 +110,9 @@ def define_train_flags() -> None:
                     "same as the model's.")
   flags.DEFINE_float("critic_learning_rate", 1e-3, "Learning rate of "
                      "--critic_optimizer=adam.", lower_bound=0.0)
+  flags.DEFINE_integer("data_seed", 0, "Seed of the generated data sets and "
+                       "of the fixed test binarization: the same across "
+                       "--seed replicates, so they share one test set.")
   flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
   flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
                       "under ./runs/); an existing one resumes.")
@@ -148,7 +152,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           valid_file=f.valid_file, test_file=f.test_file,
           max_vocab=f.max_vocab, min_count=f.min_count,
           max_length=f.max_length, long_sentences=f.long_sentences,
-          vocab_file=f.vocab_file, seed=f.seed),
+          vocab_file=f.vocab_file, seed=f.data_seed),
       model=registry.ModelConfig(
           name=f.model, embed_dim=f.embed_dim, hidden_dim=f.hidden_dim,
           latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout,
@@ -186,7 +190,7 @@ def run_or_explain(fn, *args, context: str | None = None):
   """
   try:
     return fn(*args)
-  except (ValueError, FileNotFoundError) as error:
+  except (errors.InputError, FileNotFoundError) as error:
     where = context if context is not None else f"--dataset={FLAGS.dataset}"
     print(f"error: {where}: {error}", file=sys.stderr)
     sys.exit(2)

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 import common
+from tf_cvae import build
 from tf_cvae import evaluation
 from tf_cvae import train
 
@@ -26,7 +27,7 @@ flags.DEFINE_integer("iw_samples", 500, "Importance samples of the NLL; 0 "
                      "skips it.", lower_bound=0)
 flags.DEFINE_integer("eval_examples", None, "Evaluate only this many "
                      "examples.", lower_bound=1)
-flags.DEFINE_enum("checkpoint", "best", sorted(train.CHECKPOINT_DIRS),
+flags.DEFINE_enum("checkpoint", "best", sorted(build.CHECKPOINT_DIRS),
                   "The best checkpoint (lowest validation loss) or the last.")
 flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS

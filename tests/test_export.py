@@ -150,7 +150,7 @@ def test_export_in_a_fresh_process_matches_the_live_model(
 
 
 def test_unknown_words_and_markers_share_the_unknown_id(text_run):
-  vae, vocab = text_run["vae"], text_run["vocab"]
+  vae = text_run["vae"]
   loaded = tf.saved_model.load(text_run["export_dir"])
   words = ["<unk>", "_UNK", "UNK", "neverseen"]
   means = loaded.encode(tf.constant(words))["mean"].numpy()

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae import evaluation
+from tf_cvae import schedule
 from tf_cvae import train
 from tf_cvae.models import registry
 
@@ -74,10 +75,10 @@ def _checkpoint_step(folder) -> int:
 # The schedule as a pure function.
 
 
-def _replay(losses, **kwargs) -> list[train.PlateauState]:
-  state, states = train.PlateauState(), []
+def _replay(losses, **kwargs) -> list[schedule.PlateauState]:
+  state, states = schedule.PlateauState(), []
   for epoch, loss in enumerate(losses, start=1):
-    state = train.plateau_update(state, epoch, loss, **kwargs)
+    state = schedule.plateau_update(state, epoch, loss, **kwargs)
     states.append(state)
   return states
 
@@ -105,10 +106,10 @@ def test_nan_never_improves_and_patience_zero_never_halves():
 
 
 def test_training_stops_at_the_last_halving():
-  assert not train.schedule_stops(train.PlateauState(decays=4), 5)
-  assert train.schedule_stops(train.PlateauState(decays=5), 5)
+  assert not schedule.schedule_stops(schedule.PlateauState(decays=4), 5)
+  assert schedule.schedule_stops(schedule.PlateauState(decays=5), 5)
   for never in (None, 0):
-    assert not train.schedule_stops(train.PlateauState(decays=9), never)
+    assert not schedule.schedule_stops(schedule.PlateauState(decays=9), never)
 
 
 # End to end.

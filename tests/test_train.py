@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest
@@ -91,10 +90,12 @@ def test_run_writes_config_metrics_vocab_and_checkpoints(plain_and_critic):
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
+  # With dropout: its random state must resume too, not restart.
+  model = dataclasses.replace(SMALL_TEXT, decoder_dropout=0.3)
   whole = train.run(_config(tmp_path, "whole", max_steps=40, critic="self",
-                            checkpoint_every=20))
+                            checkpoint_every=20, model=model))
   part = _config(tmp_path, "resumed", max_steps=20, critic="self",
-                 checkpoint_every=20)
+                 checkpoint_every=20, model=model)
   train.run(part)
   resumed = train.run(dataclasses.replace(part, max_steps=40))
   assert resumed["steps"] == 40

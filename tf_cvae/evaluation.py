@@ -7,7 +7,9 @@ import time
 from absl import logging
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
+from tf_cvae import errors
 from tf_cvae import critics
 from tf_cvae import metrics
 from tf_cvae import objective
@@ -97,7 +99,7 @@ class Evaluator:
       zs.append(terms["z"])
       count += size
     if count == 0:
-      raise ValueError(f"split {config.split!r} of {dataset.name!r} is empty")
+      raise errors.InputError(f"split {config.split!r} of {dataset.name!r} is empty")
     results = {k: v / count for k, v in sums.items()}
     if not config.iw_samples:
       del results["nll"]
@@ -116,3 +118,22 @@ class Evaluator:
                  dataset.name, config.split, results["eval_seconds"])
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
             for k, v in results.items()}
+
+
+# How TensorBoard's scalars plugin marks its summaries.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR)
+
+
+def write_scalars(writer, prefix: str, values: dict, step: int) -> None:
+  """TensorBoard scalars `prefix/name` at `step` into a summary writer.
+
+  Written with tf.summary.write and the scalars plugin's metadata, which is
+  what tf.summary.scalar writes, minus its need for the tensorboard package
+  (not a dependency of TensorFlow 2.21 nor of ours).
+  """
+  with writer.as_default(step=step):
+    for name, value in values.items():
+      tf.summary.write(f"{prefix}/{name}", tf.cast(value, tf.float32),
+                       metadata=_SCALAR_METADATA)

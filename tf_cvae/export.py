@@ -15,54 +15,20 @@ q(z|x). Loading it needs only TensorFlow:
 """
 
 import dataclasses
-import json
 import os
 import shutil
-import typing
 
 import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import train
+from tf_cvae import build
+from tf_cvae import config as config_lib
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import registry
 from tf_cvae.models import vae as vae_lib
 
 IMAGE_SHAPE = (28, 28, 1)
-
-
-def _from_dict(cls, values: dict, source: str):
-  """The dataclass `cls` from its `dataclasses.asdict`, nested ones included."""
-  if not isinstance(values, dict):
-    raise errors.InputError(f"{source}: expected an object for "
-                            f"{cls.__name__}, got {values!r}")
-  hints = typing.get_type_hints(cls)
-  known = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - known)
-  if unknown:
-    raise errors.InputError(
-        f"{source}: {cls.__name__} has no field(s) {unknown}")
-  fields = {}
-  for name, value in values.items():
-    if dataclasses.is_dataclass(hints[name]):
-      value = _from_dict(hints[name], value, f"{source} [{name}]")
-    fields[name] = value
-  return cls(**fields)
-
-
-def load_config(run_dir: str) -> train.TrainConfig:
-  """The TrainConfig that `train.run` saved as run_dir/config.json."""
-  path = os.path.join(run_dir, "config.json")
-  if not os.path.exists(path):
-    raise errors.InputError(f"{path} does not exist: {run_dir} is not a "
-                            f"run directory written by train.run")
-  with open(path, encoding="utf-8") as f:
-    try:
-      values = json.load(f)
-    except json.JSONDecodeError as error:
-      raise errors.InputError(f"{path} is not valid JSON: {error}") from None
-  return _from_dict(train.TrainConfig, values, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +45,7 @@ def _dummy_batch(kind: str) -> dict:
 
 
 def restore_vae(run_dir: str):
-  """The VAE of a run directory, restored from its last checkpoint.
+  """The VAE of a run directory, restored from its best (else last) checkpoint.
 
   Args:
     run_dir: a directory written by `train.run` (config.json, checkpoints/,
@@ -95,7 +61,7 @@ def restore_vae(run_dir: str):
     readable config.json, no vocab.txt (text) or no checkpoint, or when the
     checkpoint does not fit the config.
   """
-  config = load_config(run_dir)
+  config = config_lib.load_config(run_dir)
   kind = data_lib.kind(config.data.name)
   vocab = None
   if kind == "text":
@@ -104,8 +70,12 @@ def restore_vae(run_dir: str):
       raise errors.InputError(f"{vocab_path} does not exist: a text run "
                               f"saves its vocabulary there")
     vocab = vocab_lib.Vocabulary.load(vocab_path)
-  checkpoint_dir = os.path.join(run_dir, "checkpoints")
-  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  # The best checkpoint (by validation loss) once an epoch has finished,
+  # else the last one: the weights the run's metrics.json was computed with.
+  latest = None
+  for which in ("best", "last"):
+    checkpoint_dir = os.path.join(run_dir, build.CHECKPOINT_DIRS[which])
+    latest = latest or tf.train.latest_checkpoint(checkpoint_dir)
   if latest is None:
     raise errors.InputError(f"no checkpoint in {checkpoint_dir}")
   vae = registry.build_vae(config.model, _ModelInputs(kind, vocab))
@@ -141,7 +111,7 @@ class EncoderModule(tf.Module):
     super().__init__(name="encoder_export")
     kind = _data_kind(vae)
     if kind is not None and (kind == "text") != (vocab is not None):
-      raise ValueError(f"{vae.name} models {kind} data: "
+      raise errors.InputError(f"{vae.name} models {kind} data: "
                        + ("pass its vocabulary" if kind == "text"
                           else "an image model takes no vocabulary"))
     self.vae = vae

@@ -1,0 +1,146 @@
+"""From a TrainConfig to data, networks, optimizers and a TrainStep; and back
+from a run directory to the trained networks (`restore`)."""
+
+import dataclasses
+import os
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from tf_cvae import config as config_lib
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import train_step as train_step_lib
+from tf_cvae.models import registry
+
+TrainConfig = config_lib.TrainConfig
+
+
+def resolve_jit_compile(setting: str, model_name: str) -> bool:
+  """Whether to XLA-compile the train step.
+
+  "auto": never for LSTM models (cuDNN kernels cannot be compiled on GPU, and
+  on CPU the whole LSTM step measured slower under XLA, see PITFALLS.md); for
+  the other models, only when a GPU is present.
+  """
+  if setting in ("on", "off"):
+    return setting == "on"
+  if setting != "auto":
+    raise errors.InputError(f"jit_compile must be on, off or auto, got {setting!r}")
+  if model_name == "lstm":
+    return False
+  return bool(tf.config.list_physical_devices("GPU"))
+
+
+def make_optimizer(config: TrainConfig, data_kind: str) -> keras.optimizers.Optimizer:
+  """The paper's optimizers: SGD (lr 1.0) for text, Adam (1e-3) for images."""
+  name = config.optimizer
+  if name == "auto":
+    name = "sgd" if data_kind == "text" else "adam"
+  clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+  if name == "sgd":
+    return keras.optimizers.SGD(config.learning_rate or 1.0, **clip)
+  if name == "adam":
+    return keras.optimizers.Adam(config.learning_rate or 1e-3, **clip)
+  raise errors.InputError(f"optimizer must be sgd, adam or auto, got {name!r}")
+
+
+def load_data(config: TrainConfig, run_dir: str, save_vocab: bool = True):
+  """The data set; a text run reuses its vocabulary (run_dir/vocab.txt)."""
+  vocab_path = os.path.join(run_dir, "vocab.txt")
+  data_config = config.data
+  if os.path.exists(vocab_path):
+    # Text ids stay those the checkpoint was trained with (loaders of
+    # generated or image data ignore vocab_file).
+    data_config = dataclasses.replace(data_config, vocab_file=vocab_path)
+  dataset = data_lib.load(data_config)
+  if dataset.kind == "text" and save_vocab:
+    dataset.vocab.save(vocab_path)
+  return dataset
+
+
+def build_train_step(config: TrainConfig, dataset) -> train_step_lib.TrainStep:
+  """The model, critics and optimizers of `config`, as one TrainStep."""
+  if config.critic_side not in ("inference", "model", "both"):
+    raise errors.InputError(f"critic_side must be inference, model or both, got "
+                     f"{config.critic_side!r}")
+  if config.critic_side == "both" and config.critic == "none":
+    raise errors.InputError("critic_side=both needs an inference critic (critic)")
+  vae = registry.build_vae(config.model, dataset)
+  critic = (registry.build_critic(config.critic, vae, dataset)
+            if config.critic_side != "model" else None)
+  model_critic = (registry.build_model_critic(dataset)
+                  if config.critic_side != "inference" else None)
+  model_name = registry.resolve_model_name(config.model, dataset.kind)
+  return train_step_lib.TrainStep(
+      vae, critic, make_optimizer(config, dataset.kind), config.objective,
+      seed=config.seed, model_critic=model_critic,
+      jit_compile=resolve_jit_compile(config.jit_compile, model_name),
+      num_negatives=config.num_negatives,
+      encoder_optimizer=(make_optimizer(config, dataset.kind)
+                         if config.aggressive else None),
+      critic_optimizer=_critic_optimizer(config))
+
+
+def _critic_optimizer(config: TrainConfig):
+  """Adam for the critics' own parameters, or None to use the main optimizer.
+
+  Under the text protocol's SGD (lr 1.0, clipped) the NN and hybrid critics'
+  heads learned too slowly to raise MI in 600 steps on the embedded data;
+  with Adam they did (see the closing notes of issue 5).
+  """
+  if config.critic_optimizer == "same":
+    return None
+  if config.critic_optimizer != "adam":
+    raise errors.InputError(f"critic_optimizer must be adam or same, got "
+                     f"{config.critic_optimizer!r}")
+  return keras.optimizers.Adam(config.critic_learning_rate)
+
+
+def model_parts(step_fn: train_step_lib.TrainStep) -> dict:
+  """The networks a checkpoint holds under these names (evaluation's share)."""
+  parts = dict(vae=step_fn.vae, critic=step_fn.critic,
+               model_critic=step_fn.model_critic)
+  return {name: part for name, part in parts.items() if part is not None}
+
+
+def restore_model(step_fn: train_step_lib.TrainStep, path: str) -> None:
+  """Loads the networks (not the optimizers) of checkpoint `path`."""
+  try:
+    status = tf.train.Checkpoint(**model_parts(step_fn)).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError) as error:
+    raise errors.InputError(f"checkpoint {path} does not fit the model of "
+                            f"its config.json: {error}") from None
+
+
+CHECKPOINT_DIRS = {"best": "best", "last": "checkpoints"}
+
+def restore(run_dir: str, which: str = "best"):
+  """Rebuilds a run from its directory: (step_fn, dataset, config).
+
+  Data and networks are built as `run` built them (config.json; a text run
+  reuses run_dir/vocab.txt), then the networks are loaded from the best
+  checkpoint (run_dir/best) or the last one (run_dir/checkpoints); optimizer
+  state is not loaded. config.out_dir is set to run_dir. Raises
+  errors.InputError (a ValueError) when the directory, its config or the
+  checkpoint is missing or does not fit.
+  """
+  if which not in CHECKPOINT_DIRS:
+    raise errors.InputError(f"checkpoint must be one of "
+                            f"{', '.join(CHECKPOINT_DIRS)}, got {which!r}")
+  config = dataclasses.replace(config_lib.load_config(run_dir), out_dir=run_dir)
+  folder = os.path.join(run_dir, CHECKPOINT_DIRS[which])
+  path = tf.train.latest_checkpoint(folder)
+  if path is None:
+    hint = (" (best/ appears once an epoch has finished; the last checkpoint "
+            "is in checkpoints/)" if which == "best" else "")
+    raise errors.InputError(f"no checkpoint in {folder}{hint}")
+  keras.utils.set_random_seed(config.seed)
+  dataset = load_data(config, run_dir, save_vocab=False)
+  step_fn = build_train_step(config, dataset)
+  step_fn.build(next(iter(dataset.batches("train", config.batch_size))))
+  restore_model(step_fn, path)
+  logging.info("restored %s from %s", step_fn.vae.name, path)
+  return step_fn, dataset, config

@@ -1,0 +1,119 @@
+"""TrainConfig: everything a run needs, and its round trip through JSON.
+
+Runners build a TrainConfig from flags; `run` writes it to out_dir/config.json
+and `load_config` reads it back for evaluation, export and resumption.
+"""
+
+import dataclasses
+import json
+import os
+
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import evaluation
+from tf_cvae import objective as objective_lib
+from tf_cvae.models import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything a run needs; runners build it from flags."""
+  data: data_lib.DataConfig = data_lib.DataConfig()
+  model: registry.ModelConfig = registry.ModelConfig()
+  objective: objective_lib.ObjectiveConfig = objective_lib.ObjectiveConfig()
+  eval: evaluation.EvalConfig = evaluation.EvalConfig()
+  critic: str = "none"                 # inference critic: none self hybrid nn
+  critic_side: str = "inference"       # inference | model | both
+  num_negatives: int = 0               # queue of earlier batches' negatives
+  aggressive: bool = False             # He et al.'s aggressive encoder updates
+  aggressive_max_inner: int = 100      # encoder updates per step at most
+  batch_size: int = 32                 # K: the critic's negatives
+  epochs: int = 10
+  max_steps: int | None = None         # overrides epochs when set
+  optimizer: str = "auto"              # sgd | adam; auto: sgd text, adam images
+  learning_rate: float | None = None   # None: 1.0 for sgd, 1e-3 for adam
+  clip_norm: float | None = 5.0        # global gradient-norm clip
+  critic_optimizer: str = "adam"       # critics' own parameters: adam | same
+  critic_learning_rate: float = 1e-3
+  seed: int = 0
+  out_dir: str = "runs/default"
+  jit_compile: str = "auto"            # on | off | auto (see resolve_jit_compile)
+  log_every: int = 100
+  checkpoint_every: int = 500
+  lr_patience: int = 2                 # epochs not improving; 0: never halve
+  lr_warmup_epochs: int = 0            # epochs not counted (He et al.: 15)
+  max_lr_decays: int | None = 5        # stop at this halving; None or 0: never
+  valid_examples: int | None = None    # cap on the validation split
+
+
+def _dataclass_from_dict(cls, values):
+  """cls(**values), nested dataclass fields rebuilt from their dicts."""
+  if not isinstance(values, dict):
+    raise errors.InputError(f"{cls.__name__} must be a JSON object, got "
+                            f"{type(values).__name__}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise errors.InputError(
+        f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+  kwargs = {}
+  for name, value in values.items():
+    default = fields[name].default
+    if dataclasses.is_dataclass(default):
+      value = _dataclass_from_dict(type(default), value)
+    kwargs[name] = value
+  return cls(**kwargs)
+
+
+def load_config(run_dir: str) -> TrainConfig:
+  """The TrainConfig of a run directory, read from its config.json.
+
+  The nested sections (data, model, objective, eval) become their dataclasses
+  again; fields the file lacks (runs older than the field) take their
+  defaults. Raises errors.InputError (a ValueError) naming the file when it
+  is missing, is not JSON, or holds fields this version does not know.
+  """
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.isfile(path):
+    why = ("no such directory" if not os.path.isdir(run_dir)
+           else "the directory holds no config.json")
+    raise errors.InputError(f"{path} not found ({why}); a run directory is "
+                            "the out_dir of a training run")
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise errors.InputError(
+        f"{path} is not readable JSON: {error}") from None
+  try:
+    return _dataclass_from_dict(TrainConfig, saved)
+  except (TypeError, ValueError) as error:
+    raise errors.InputError(f"{path} does not match this version's "
+                            f"TrainConfig: {error}") from None
+
+
+def write_json(path: str, payload: dict) -> None:
+  """Writes JSON atomically (write, then rename)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+# Config sections that must match to resume from an existing run directory.
+RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
+               "batch_size", "optimizer", "critic_optimizer", "aggressive")
+
+
+def check_resumable(out_dir: str, config_dict: dict) -> None:
+  """Refuses to resume a run directory whose run differs in these keys."""
+  path = os.path.join(out_dir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  clashes = [k for k in RESUME_KEYS if saved.get(k) != config_dict.get(k)]
+  if clashes:
+    raise errors.InputError(
+        f"{out_dir} holds a run with a different {', '.join(clashes)} (see "
+        f"{path}); pass a new --out_dir or delete the old run")
