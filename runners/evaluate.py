@@ -18,7 +18,6 @@ from absl import flags
 import common
 from tf_cvae import build
 from tf_cvae import evaluation
-from tf_cvae import train
 
 flags.DEFINE_string("run_dir", None, "Run directory (a training --out_dir).")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"],
@@ -35,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def evaluate_run() -> dict:
   """Restores --run_dir, evaluates --split, writes metrics_<split>.json."""
-  step_fn, dataset, config = train.restore(FLAGS.run_dir, FLAGS.checkpoint)
+  step_fn, dataset, config = build.restore(FLAGS.run_dir, FLAGS.checkpoint)
   eval_config = dataclasses.replace(
       config.eval, split=FLAGS.split, batch_size=config.batch_size,
       iw_samples=FLAGS.iw_samples, max_examples=FLAGS.eval_examples)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cvae import build
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae import train
@@ -72,7 +73,7 @@ def test_aggressive_step_updates_encoder_then_decoder_only():
   config = train.TrainConfig(
       model=registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
                                  decoder_dropout=0.0), aggressive=True)
-  step = train.build_train_step(config, dataset)
+  step = build.build_train_step(config, dataset)
   batches = iter(dataset.batches("train", 32, shuffle=True, seed=1,
                                  drop_remainder=True).repeat())
   batch = next(batches)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cvae import build
+from tf_cvae import config as config_lib
 from tf_cvae import data as data_lib
 from tf_cvae import evaluation
 from tf_cvae import schedule
@@ -171,7 +173,7 @@ def library_evaluation(protocol_run):
   config = protocol_run[0]
   results = {}
   for which in ("best", "last"):
-    step_fn, dataset, restored = train.restore(config.out_dir, which)
+    step_fn, dataset, restored = build.restore(config.out_dir, which)
     eval_config = dataclasses.replace(restored.eval,
                                       batch_size=restored.batch_size)
     results[which] = evaluation.evaluate(step_fn.vae, step_fn.critic,
@@ -238,15 +240,15 @@ def test_max_steps_inside_the_first_epoch_evaluates_the_last_weights(
 
 def test_load_config_rebuilds_the_nested_config(protocol_run, tmp_path):
   config = protocol_run[0]
-  assert train.load_config(config.out_dir) == config
+  assert config_lib.load_config(config.out_dir) == config
   with pytest.raises(ValueError, match="config.json not found"):
-    train.load_config(str(tmp_path / "absent"))
+    config_lib.load_config(str(tmp_path / "absent"))
   saved = dataclasses.asdict(config)
   saved["model"]["no_such_size"] = 3
   (tmp_path / "config.json").write_text(json.dumps(saved))
   with pytest.raises(ValueError, match=r"config.json does not match.*"
                      r"no_such_size"):
-    train.load_config(str(tmp_path))
+    config_lib.load_config(str(tmp_path))
 
 
 def test_evaluate_runner_writes_the_library_numbers(protocol_run,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cvae import build
 from tf_cvae import data as data_lib
 from tf_cvae import evaluation
 from tf_cvae import objective
@@ -32,7 +33,7 @@ def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(SMALL_TEXT, dataset)
   critic = registry.build_critic("self", vae, dataset)
-  step = train_step.TrainStep(vae, critic, train.make_optimizer(
+  step = train_step.TrainStep(vae, critic, build.make_optimizer(
       train.TrainConfig(), "text"), objective.ObjectiveConfig(critic_weight=1.0))
   batch = next(iter(dataset.batches("train", 32, drop_remainder=True)))
   first = step(batch)

@@ -46,6 +46,12 @@ def make_optimizer(config: TrainConfig, data_kind: str) -> keras.optimizers.Opti
   raise errors.InputError(f"optimizer must be sgd, adam or auto, got {name!r}")
 
 
+def epoch_batches(dataset, config: TrainConfig, epoch: int):
+  """The training batches of `epoch` (0-based), in their seeded order."""
+  return dataset.batches("train", config.batch_size, shuffle=True,
+                         seed=config.seed * 1000 + epoch, drop_remainder=True)
+
+
 def load_data(config: TrainConfig, run_dir: str, save_vocab: bool = True):
   """The data set; a text run reuses its vocabulary (run_dir/vocab.txt)."""
   vocab_path = os.path.join(run_dir, "vocab.txt")

@@ -1,13 +1,9 @@
-"""Training: the config, the one-`tf.function` train step, and the loop.
+"""The training loop: `run(TrainConfig) -> dict`, what runners and tests call.
 
-`run(TrainConfig) -> dict` is what runners and tests call: it trains (resuming
-from the run directory's last checkpoint) under the paper's protocol
-(validation every epoch, the learning rate halved on a plateau, training
-stopped after the last halving, the best checkpoint kept), evaluates the test
-split with the best checkpoint and writes into `out_dir`: config.json,
-metrics.json, history.jsonl (one line per epoch), tensorboard/, checkpoints/
-(the last ones) and best/ (the best one). `load_config` and `restore` rebuild
-a finished run from its directory.
+It trains under the paper's protocol (resuming from out_dir's last
+checkpoint), evaluates the test split with the best checkpoint and writes
+into out_dir: config.json, metrics.json, history.jsonl (one line per epoch),
+tensorboard/, checkpoints/ (the last ones) and best/ (the best one).
 """
 
 import dataclasses
@@ -27,22 +23,7 @@ from tf_cvae import evaluation
 from tf_cvae import schedule
 from tf_cvae import train_step as train_step_lib
 
-# The names callers use from here (the library's entry points).
-TrainConfig = config_lib.TrainConfig
-load_config = config_lib.load_config
-restore = build.restore
-build_train_step = build.build_train_step
-make_optimizer = build.make_optimizer
-resolve_jit_compile = build.resolve_jit_compile
-
-
-# The training loop.
-
-
-def _epoch_batches(dataset, config: TrainConfig, epoch: int):
-  """The training batches of `epoch` (0-based), in their seeded order."""
-  return dataset.batches("train", config.batch_size, shuffle=True,
-                         seed=config.seed * 1000 + epoch, drop_remainder=True)
+TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 
 
 class _Training:
@@ -152,7 +133,7 @@ class _Training:
     # and compilation happen in the first steps), validation time left out.
     first_step, timed_from, paused = int(optimizer.iterations), None, 0.0
     while not self.finished():
-      batches = _epoch_batches(self.dataset, config, int(self.epoch))
+      batches = build.epoch_batches(self.dataset, config, int(self.epoch))
       for batch in batches.skip(int(self.step_in_epoch)):
         if bool(self.aggressive):
           out, inner = train_step_lib.aggressive_step(
@@ -207,11 +188,12 @@ class _Training:
     learning_rate = float(step_fn.optimizer.learning_rate)
     before = self.schedule.read()
     state = schedule.plateau_update(before, epoch, valid_loss,
-                           patience=config.lr_patience,
-                           warmup_epochs=config.lr_warmup_epochs)
+                                    patience=config.lr_patience,
+                                    warmup_epochs=config.lr_warmup_epochs)
     self.schedule.write(state)
     halved = state.decays > before.decays
-    new_rate = schedule.halve_learning_rates(step_fn) if halved else learning_rate
+    new_rate = (schedule.halve_learning_rates(step_fn) if halved
+                else learning_rate)
     record = dict(
         epoch=epoch, step=step, train_loss=train_loss, valid_loss=valid_loss,
         **{f"valid_{k}": valid[k] for k in ("rec", "kl", "mi", "mi_full", "au",
@@ -278,7 +260,7 @@ def run(config: TrainConfig) -> dict:
   keras.utils.set_random_seed(config.seed)
   dataset = build.load_data(config, config.out_dir)
   step_fn = build.build_train_step(config, dataset)
-  step_fn.build(next(iter(_epoch_batches(dataset, config, 0))))
+  step_fn.build(next(iter(build.epoch_batches(dataset, config, 0))))
   training = _Training(config, dataset, step_fn)
   training.resume()
   logging.info("training %s, critic %s (%s side) on %s (%d train examples), "
