@@ -2,6 +2,7 @@
 from a run directory to the trained networks (`restore`)."""
 
 import dataclasses
+import itertools
 import os
 
 from absl import logging
@@ -50,6 +51,19 @@ def epoch_batches(dataset, config: TrainConfig, epoch: int):
   """The training batches of `epoch` (0-based), in their seeded order."""
   return dataset.batches("train", config.batch_size, shuffle=True,
                          seed=config.seed * 1000 + epoch, drop_remainder=True)
+
+
+def inner_loop_batches(dataset, config: TrainConfig):
+  """Endless training batches for the aggressive inner loop.
+
+  Each pass over the data has its own order (and, for images, its own
+  dynamic binarization); the seeds lie far from the epochs' seed * 1000 +
+  epoch, so the inner loop never replays an epoch's stream.
+  """
+  for pass_index in itertools.count():
+    yield from dataset.batches(
+        "train", config.batch_size, shuffle=True, drop_remainder=True,
+        seed=10**9 + config.seed * 1000 + pass_index)
 
 
 def load_data(config: TrainConfig, run_dir: str, save_vocab: bool = True):

@@ -125,9 +125,7 @@ class _Training:
     """Trains until finished(); returns the steady seconds per step."""
     config, step_fn = self.config, self.step_fn
     optimizer = step_fn.optimizer
-    inner_batches = iter(self.dataset.batches(
-        "train", config.batch_size, shuffle=True, seed=config.seed + 7,
-        drop_remainder=True).repeat())
+    inner_batches = build.inner_loop_batches(self.dataset, config)
     window_start, window_steps = time.time(), 0
     # Steady-state step time: from the 21st step of this process on (tracing
     # and compilation happen in the first steps), validation time left out.
