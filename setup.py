@@ -19,7 +19,9 @@ setuptools.setup(
         "numpy>=1.23",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "matplotlib>=3.5"],
+        # The notebook's latent plot (notebooks/colab_quickstart.ipynb).
+        "plots": ["matplotlib>=3.5"],
         # CUDA wheels for a machine without a preinstalled GPU TensorFlow.
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },

@@ -11,9 +11,11 @@ from absl import flags
 from absl import logging
 
 from tf_cvae import data as data_lib
+from tf_cvae import determinism
 from tf_cvae import errors
 from tf_cvae import evaluation
 from tf_cvae import objective
+from tf_cvae import replicas
 from tf_cvae import train
 from tf_cvae.models import registry
 
@@ -114,10 +116,24 @@ def define_train_flags() -> None:
                        "of the fixed test binarization: the same across "
                        "--seed replicates, so they share one test set.")
   flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
+  flags.DEFINE_boolean("deterministic", False, "Deterministic TF kernels "
+                       "(enable_op_determinism; slower on GPU): the same "
+                       "--seed gives the same metrics.json.")
   flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
                       "under ./runs/); an existing one resumes.")
   flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"],
                     "XLA for the train step; auto: what measured faster.")
+  flags.DEFINE_enum("strategy", "default", list(replicas.STRATEGIES),
+                    "default: one device; mirrored: every local GPU (or the "
+                    "CPU split into --num_cpu_devices); multi_worker; tpu. "
+                    "The critic's negatives span the global batch.")
+  flags.DEFINE_integer("max_bad_steps", 20, "Stop (keeping the best "
+                       "checkpoint) after this many steps in a row with a "
+                       "non-finite loss or gradient; each is skipped.",
+                       lower_bound=1)
+  flags.DEFINE_integer("num_cpu_devices", 1, "--strategy=mirrored without "
+                       "GPUs: split the host CPU into this many devices.",
+                       lower_bound=1)
   flags.DEFINE_integer("iw_samples", 500, "Importance samples of the test "
                        "NLL; 0 skips it.", lower_bound=0)
   flags.DEFINE_integer("iw_chunk_size", 50, "Importance samples per decoder "
@@ -141,8 +157,14 @@ def define_train_flags() -> None:
 
 
 def train_config_from_flags(**overrides) -> train.TrainConfig:
-  """The TrainConfig the flags describe; keyword overrides replace fields."""
+  """The TrainConfig the flags describe; keyword overrides replace fields.
+
+  With --deterministic it also turns on determinism (before any model or
+  pipeline exists: runners call this first).
+  """
   f = FLAGS
+  if f.deterministic:
+    determinism.enable(overrides.get("seed", f.seed))
   out_dir = f.out_dir or os.path.join("runs", "{}_{}_{}".format(
       f.dataset, overrides.get("critic", f.critic),
       datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
@@ -176,6 +198,8 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       critic_optimizer=f.critic_optimizer,
       critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=out_dir, jit_compile=f.jit_compile,
+      strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
+      max_bad_steps=f.max_bad_steps, deterministic=f.deterministic,
       log_every=f.log_every, checkpoint_every=f.checkpoint_every,
       lr_patience=f.lr_patience, lr_warmup_epochs=f.lr_warmup_epochs,
       max_lr_decays=f.max_lr_decays or None, valid_examples=f.valid_examples)
@@ -194,6 +218,12 @@ def run_or_explain(fn, *args, context: str | None = None):
     where = context if context is not None else f"--dataset={FLAGS.dataset}"
     print(f"error: {where}: {error}", file=sys.stderr)
     sys.exit(2)
+  except errors.TrainingError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(3)
+  except errors.Interrupted as interrupted:
+    print(f"interrupted: {interrupted}", file=sys.stderr)
+    sys.exit(128 + interrupted.signum)
 
 
 COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds",

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,3 +51,22 @@ def run_runner():
         capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
 
   return run
+
+
+@pytest.fixture(scope="session")
+def text_files(tmp_path_factory) -> dict:
+  """A small seeded corpus as --dataset=text files: 320 / 64 / 64 sentences
+  of 3-11 words over 40 (9 steps an epoch at batch 32); {split}_file keys."""
+  root = tmp_path_factory.mktemp("corpus")
+  rng = np.random.default_rng(0)
+  files = {}
+  for split, size in (("train", 320), ("valid", 64), ("test", 64)):
+    path = root / f"{split}.txt"
+    lines = []
+    for _ in range(size):
+      start, length = rng.integers(0, 30), rng.integers(3, 12)
+      words = (f"w{(start + 3 * i) % 40}" for i in range(length))
+      lines.append(" ".join(words))
+    path.write_text("\n".join(lines) + "\n")
+    files[f"{split}_file"] = str(path)
+  return files

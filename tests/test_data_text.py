@@ -82,7 +82,7 @@ def test_ptb_max_length_drop_and_truncate(data_file, caplog):
   lines = _lines(data_file(PTB_VALID))
   longer = sum(len(s) > 10 for s in lines)
   assert 0 < longer < len(lines)
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     dropped = _ptb(data_file, max_length=10, long_sentences="drop")
   assert dropped.num_examples("train") == len(lines) - longer
   assert f"dropped {longer} of {len(lines)} sentences" in caplog.text
@@ -153,7 +153,7 @@ def test_relative_files_are_found_in_data_dir(tmp_path):
 
 
 def test_empty_lines_are_skipped_and_logged(tmp_path, caplog):
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     ds = _text(tmp_path, train="a b\n\n  \nb\n\n")
   assert ds.num_examples("train") == 2
   assert "skipped 3 empty lines" in caplog.text
@@ -190,9 +190,33 @@ def test_split_without_sentences(tmp_path, split):
     _text(tmp_path, **{split: "\n  \n\t\n"})
 
 
-def test_invalid_utf8_names_the_line(tmp_path):
-  with pytest.raises(ValueError, match=r"test\.txt, line 3: not valid UTF-8"):
-    _text(tmp_path, test=b"a b\nb a\nb \xff\xfe a\nb\n")
+def test_a_few_invalid_utf8_lines_are_skipped_and_logged(tmp_path, caplog):
+  ds = _text(tmp_path, test=b"a b\nb a\nb \xff\xfe a\nb\n")
+  assert ds.num_examples("test") == 3
+  assert ("test.txt: skipped 1 of 4 lines that are not valid UTF-8 (first: "
+          "line 3" in caplog.text)
+
+
+def test_mostly_invalid_utf8_names_the_first_bad_line(tmp_path):
+  with pytest.raises(ValueError, match=r"test\.txt, line 2: not valid UTF-8 "
+                     r".*; 2 of 4 lines are not: convert the file to UTF-8"):
+    _text(tmp_path, test=b"a b\n\xe9 a\nb \xff a\nb\n")
+
+
+def test_binary_file_is_an_error_not_skips(tmp_path):
+  with pytest.raises(ValueError, match=r"train\.txt, line 2: NUL byte at "
+                     "byte 4: a binary file"):
+    _text(tmp_path, train=b"a b\n\0\x01\x02\n")
+
+
+def test_uncapped_line_over_the_word_limit(tmp_path):
+  long = " ".join(["a"] * 1001)
+  with pytest.raises(ValueError, match=r"train\.txt, line 2: 1001 words, "
+                     "more than 1000; set max_length"):
+    _text(tmp_path, train=f"a b\n{long}\n")
+  ds = _text(tmp_path, train=f"a b\n{long}\n", max_length=5,
+             long_sentences="truncate")
+  assert ds.num_examples("train") == 2
 
 
 def test_all_sentences_too_long(tmp_path):

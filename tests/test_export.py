@@ -200,7 +200,7 @@ def test_encode_runner_errors_are_one_line(case, tmp_path, text_run,
   if case == "empty_sentence":
     path = tmp_path / "in.txt"
     path.write_text("w1 w2\n   \nw3\n")
-    needles = ("empty sentence", "inputs 1-3")
+    needles = ("line 2: empty", "every line must hold a sentence")
   elif case == "image_shape":
     export_dir = image_run["export_dir"]
     path = tmp_path / "in.npy"

@@ -30,24 +30,6 @@ TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
 METRICS = ("nll", "rec", "kl", "mi", "mi_full", "au", "infonce_bound", "ppl")
 
 
-@pytest.fixture(scope="module")
-def text_files(tmp_path_factory) -> dict:
-  """A small seeded corpus as --dataset=text files: 320 / 64 / 64 sentences."""
-  root = tmp_path_factory.mktemp("corpus")
-  rng = np.random.default_rng(0)
-  files = {}
-  for split, size in (("train", 320), ("valid", 64), ("test", 64)):
-    path = root / f"{split}.txt"
-    lines = []
-    for _ in range(size):
-      start, length = rng.integers(0, 30), rng.integers(3, 12)
-      words = (f"w{(start + 3 * i) % 40}" for i in range(length))
-      lines.append(" ".join(words))
-    path.write_text("\n".join(lines) + "\n")
-    files[f"{split}_file"] = str(path)
-  return files
-
-
 def _config(files: dict, out_dir, **overrides) -> train.TrainConfig:
   """SGD at lr 2 (seeded: validation loss rises at epochs 2 and 4);
   patience 1."""

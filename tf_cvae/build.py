@@ -12,6 +12,7 @@ import tensorflow as tf
 from tf_cvae import config as config_lib
 from tf_cvae import data as data_lib
 from tf_cvae import errors
+from tf_cvae import replicas
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.models import registry
 
@@ -80,8 +81,18 @@ def load_data(config: TrainConfig, run_dir: str, save_vocab: bool = True):
   return dataset
 
 
-def build_train_step(config: TrainConfig, dataset) -> train_step_lib.TrainStep:
-  """The model, critics and optimizers of `config`, as one TrainStep."""
+def build_train_step(config: TrainConfig, dataset,
+                     strategy=None) -> train_step_lib.TrainStep:
+  """The model, critics and optimizers of `config`, as one TrainStep.
+
+  With a tf.distribute `strategy`, everything is created in its scope.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    return _build_train_step(config, dataset, strategy)
+
+
+def _build_train_step(config, dataset, strategy):
   if config.critic_side not in ("inference", "model", "both"):
     raise errors.InputError(f"critic_side must be inference, model or both, got "
                      f"{config.critic_side!r}")
@@ -100,7 +111,24 @@ def build_train_step(config: TrainConfig, dataset) -> train_step_lib.TrainStep:
       num_negatives=config.num_negatives,
       encoder_optimizer=(make_optimizer(config, dataset.kind)
                          if config.aggressive else None),
-      critic_optimizer=_critic_optimizer(config))
+      critic_optimizer=_critic_optimizer(config), strategy=strategy)
+
+
+def training_parts(config: TrainConfig):
+  """(dataset, built TrainStep) of a run, on the devices config.strategy
+  names; the global batch must split evenly over the replicas."""
+  strategy = replicas.make_strategy(config.strategy, config.num_cpu_devices)
+  num_replicas = strategy.num_replicas_in_sync
+  if config.batch_size % num_replicas:
+    raise errors.InputError(
+        f"--batch_size={config.batch_size} does not split over {num_replicas} "
+        f"replicas (--strategy={config.strategy}); use a multiple of "
+        f"{num_replicas}")
+  keras.utils.set_random_seed(config.seed)
+  dataset = load_data(config, config.out_dir)
+  step_fn = build_train_step(config, dataset, strategy)
+  step_fn.build(next(iter(epoch_batches(dataset, config, 0))))
+  return dataset, step_fn
 
 
 def _critic_optimizer(config: TrainConfig):

@@ -38,12 +38,16 @@ class TrainConfig:
   seed: int = 0
   out_dir: str = "runs/default"
   jit_compile: str = "auto"            # on | off | auto (see resolve_jit_compile)
+  strategy: str = "default"            # replicas.STRATEGIES
+  num_cpu_devices: int = 1             # mirrored on a CPU host: its devices
   log_every: int = 100
   checkpoint_every: int = 500
   lr_patience: int = 2                 # epochs not improving; 0: never halve
   lr_warmup_epochs: int = 0            # epochs not counted (He et al.: 15)
   max_lr_decays: int | None = 5        # stop at this halving; None or 0: never
   valid_examples: int | None = None    # cap on the validation split
+  deterministic: bool = False          # enable_op_determinism (GPU: slower)
+  max_bad_steps: int = 20              # stop after this many non-finite steps in a row
 
 
 def _dataclass_from_dict(cls, values):

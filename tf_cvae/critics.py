@@ -15,15 +15,18 @@ from tf_cvae.models import latent
 from tf_cvae.models import layers
 
 
-def infonce(critic_logits: tf.Tensor, num_candidates=None):
-  """InfoNCE of a critic matrix whose positives lie on the diagonal.
+def infonce(critic_logits: tf.Tensor, num_candidates=None,
+            positive_offset=0):
+  """InfoNCE of a critic matrix whose positives lie on a (shifted) diagonal.
 
   Args:
     critic_logits: [K_x, K_z] scores f(x_i, z_j); column j holds z_j's scores
-      against every x, and x_j is its positive (K_z <= K_x: extra rows are
-      negatives only, e.g. from other replicas or a queue).
+      against every x, and x_{offset + j} is its positive (K_z <= K_x: the
+      other rows are negatives only, e.g. other replicas' or a queue's).
     num_candidates: how many rows are real candidates (rows past it must hold
       -inf-like logits, e.g. an unfilled queue); None: all K_x rows.
+    positive_offset: the row of z_0's positive (int32 scalar): a replica's
+      first global example when rows hold every replica's x (replicas.py).
 
   Returns:
     (log_softmax_positive, bound): the per-z log-probability of the positive,
@@ -36,7 +39,7 @@ def infonce(critic_logits: tf.Tensor, num_candidates=None):
   num_z = tf.shape(critic_logits)[1]
   per_z_logits = tf.transpose(critic_logits)            # [K_z, K_x]
   cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=tf.range(num_z), logits=per_z_logits)
+      labels=tf.range(num_z) + positive_offset, logits=per_z_logits)
   log_softmax_positive = -cross_entropy
   bound = (tf.reduce_mean(log_softmax_positive)
            + tf.math.log(tf.cast(num_candidates, critic_logits.dtype)))
@@ -164,10 +167,12 @@ class NegativeQueue(tf.Module):
   def __init__(self, size: int, row_dim: int, name: str = "negative_queue"):
     super().__init__(name=name)
     self.size = size
+    # Under a strategy every replica pushes the same (gathered) rows.
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
     self.rows = tf.Variable(tf.zeros([size, row_dim]), trainable=False,
-                            name="rows")
+                            name="rows", aggregation=first)
     self.filled = tf.Variable(0, dtype=tf.int32, trainable=False,
-                              name="filled")
+                              name="filled", aggregation=first)
 
   def score(self, critic: Critic, x_side: tf.Tensor, z: tf.Tensor):
     """Critic logits of z against the batch and the queue.

@@ -8,3 +8,21 @@ class InputError(ValueError):
   one line and exit with status 2; any other exception is a bug and keeps its
   traceback.
   """
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on (e.g. it diverged); its checkpoints are kept.
+
+  Runners print it as one line and exit with status 3.
+  """
+
+
+class Interrupted(Exception):
+  """Training stopped by a signal after saving a checkpoint.
+
+  Runners exit with status 128 + `signum`, the shell's code for the signal.
+  """
+
+  def __init__(self, signum: int, message: str):
+    super().__init__(message)
+    self.signum = signum

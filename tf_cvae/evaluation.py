@@ -24,7 +24,7 @@ class EvalConfig:
   iw_samples: int = 500          # 0 skips the IW-NLL
   iw_chunk_size: int = 50        # samples per decoder pass (bounds memory)
   max_examples: int | None = None
-  mi_chunk_size: int = 512       # chunks of the whole-split MI
+  mi_chunk_size: int = 512       # blocks of the whole-split MI (bounds memory)
   seed: int = 0
 
 
@@ -64,6 +64,11 @@ class Evaluator:
     infonce_bound (c + log K per batch, averaged; the run's critic, or the
     self critic for a plain VAE); text adds ppl and tokens; num_examples;
     eval_seconds. With config.iw_samples == 0 there is no nll (nor ppl).
+
+    Memory is bounded whatever iw_samples and the split's size N: the IW-NLL
+    holds one chunk (iw_chunk_size x batch_size decoder inputs) at a time;
+    the split's mu, logvar and z ([N, latent] each) are kept for mi_full and
+    au, and mi_full's q(z) is computed in mi_chunk_size blocks, never [N, N].
     """
     started = time.time()
     vae = self.vae

@@ -160,6 +160,20 @@ class EncoderModule(tf.Module):
     return self._posterior({"image": images})
 
 
+def _recover(export_dir: str) -> None:
+  """Undoes what a killed export_encoder left beside export_dir.
+
+  export_dir + ".tmp" (a save that did not finish) is removed; a previous
+  export parked at export_dir + ".old" moves back when export_dir is missing
+  (killed between the two renames), else is removed.
+  """
+  tmp, old = export_dir + ".tmp", export_dir + ".old"
+  shutil.rmtree(tmp, ignore_errors=True)
+  if os.path.isdir(old) and not os.path.exists(export_dir):
+    os.replace(old, export_dir)
+  shutil.rmtree(old, ignore_errors=True)
+
+
 def export_encoder(vae: vae_lib.VAE, export_dir: str,
                    vocab: vocab_lib.Vocabulary | None = None) -> str:
   """Writes the SavedModel of EncoderModule(vae, vocab) to export_dir.
@@ -167,16 +181,17 @@ def export_encoder(vae: vae_lib.VAE, export_dir: str,
   Text models need `vocab` (input: `sentences`, string [batch]); image models
   take none (input: `images`, float32 [batch, 28, 28, 1]). The model is
   written to export_dir + ".tmp" and moved into place only once complete, so
-  a failed or killed export leaves an existing export_dir as it was.
+  a failed or killed export leaves an existing export_dir as it was. A
+  directory cannot replace another in one rename: the old export moves to
+  export_dir + ".old" first, and a kill between the two renames (two system
+  calls apart) leaves it there; the next export moves it back (_recover).
 
   Returns:
     export_dir.
   """
   export_dir = os.path.normpath(export_dir)
-  tmp = export_dir + ".tmp"
-  old = export_dir + ".old"
-  for leftover in (tmp, old):        # from an export that was killed
-    shutil.rmtree(leftover, ignore_errors=True)
+  tmp, old = export_dir + ".tmp", export_dir + ".old"
+  _recover(export_dir)
   module = EncoderModule(vae, vocab)
   try:
     tf.saved_model.save(module, tmp, signatures={

@@ -14,6 +14,7 @@ import dataclasses
 import tensorflow as tf
 
 from tf_cvae import critics
+from tf_cvae import replicas
 from tf_cvae.models import latent
 
 
@@ -72,8 +73,7 @@ def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
     critic: model_log_softmax_positive [K], model_infonce_bound.
   """
   mu, logvar = vae.encode(batch, training=training)
-  q_z_given_x = latent.posterior(mu, logvar)
-  z = q_z_given_x.sample(seed=seed)
+  z = _sample_posterior(mu, logvar, seed)
   kl_per_dim = latent.kl_to_prior_per_dim(mu, logvar)
   terms = {
       "mu": mu, "logvar": logvar, "z": z, "kl_per_dim": kl_per_dim,
@@ -82,21 +82,50 @@ def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
   }
   if critic is not None:
     x_side = critic.x_side(batch, mu, logvar, training=training)
-    if negatives is not None:
-      critic_logits, num_candidates = negatives.score(critic, x_side, z)
-    else:
-      critic_logits, num_candidates = critic.score(x_side, z), None
-    terms.update(x_side=x_side, critic_logits=critic_logits)
-    terms["log_softmax_positive"], terms["infonce_bound"] = critics.infonce(
-        critic_logits, num_candidates)
+    terms.update(_contrast(critic, x_side, z, negatives))
   if model_critic is not None:
     z_prior, x_sample = model_samples
     # No dropout: the relaxed probabilities are those x was drawn from.
     x_model = vae.decoder.relax(x_sample, z_prior, training=False)
-    model_logits = model_critic(x_model, None, None, z_prior, training=training)
-    (terms["model_log_softmax_positive"],
-     terms["model_infonce_bound"]) = critics.infonce(model_logits)
+    model_terms = _contrast(model_critic, model_critic.x_side(
+        x_model, None, None, training=training), z_prior)
+    terms["model_log_softmax_positive"] = model_terms["log_softmax_positive"]
+    terms["model_infonce_bound"] = model_terms["infonce_bound"]
   return terms
+
+
+def _sample_posterior(mu, logvar, seed):
+  """z ~ q(z|x) [K, latent]; under a strategy, the draw of the global batch.
+
+  Each replica draws the whole batch's noise from the shared seed and keeps
+  its rows, so R replicas sample what one device would (replicas.py).
+  """
+  if replicas.num_replicas() == 1:
+    return latent.posterior(mu, logvar).sample(seed=seed)
+  z_global = latent.posterior(replicas.gather(mu),
+                              replicas.gather(logvar)).sample(seed=seed)
+  return replicas.local_rows(z_global, tf.shape(mu)[0])
+
+
+def _contrast(critic, x_side, z, negatives=None) -> dict:
+  """A critic's InfoNCE terms for z [K_local, latent] against every x.
+
+  The candidates are the x-side rows of the global batch (gathered from all
+  replicas, so K is the global batch) plus the queue's. Returns x_side (the
+  gathered rows), critic_logits [K + Q, K_local], log_softmax_positive
+  [K_local] and infonce_bound (scalar nats, over the global batch).
+  """
+  x_side_all = replicas.gather(x_side)
+  if negatives is not None:
+    critic_logits, num_candidates = negatives.score(critic, x_side_all, z)
+  else:
+    critic_logits, num_candidates = critic.score(x_side_all, z), None
+  log_softmax_positive, bound = critics.infonce(
+      critic_logits, num_candidates,
+      positive_offset=replicas.position(tf.shape(z)[0]))
+  return {"x_side": x_side_all, "critic_logits": critic_logits,
+          "log_softmax_positive": log_softmax_positive,
+          "infonce_bound": replicas.mean(bound)}
 
 
 def negative_elbo(log_likelihood: tf.Tensor, kl: tf.Tensor,
@@ -111,7 +140,8 @@ def free_bits_kl(kl_per_dim: tf.Tensor, floor: float) -> tf.Tensor:
   A dimension whose batch-mean KL is under the floor gets no gradient from
   the KL term, so the encoder may use it freely up to `floor` nats.
   """
-  return tf.reduce_sum(tf.maximum(tf.reduce_mean(kl_per_dim, axis=0), floor))
+  batch_mean = replicas.mean(tf.reduce_mean(kl_per_dim, axis=0))
+  return tf.reduce_sum(tf.maximum(batch_mean, floor))
 
 
 def critic_loss(log_softmax_positive: tf.Tensor, infonce_bound: tf.Tensor,

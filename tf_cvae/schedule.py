@@ -84,4 +84,4 @@ def halve_learning_rates(step_fn: train_step_lib.TrainStep) -> float:
   for optimizer in (step_fn.optimizer, step_fn.encoder_optimizer):
     if optimizer is not None:
       optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
-  return float(step_fn.optimizer.learning_rate)
+  return step_fn.learning_rate

@@ -7,19 +7,20 @@ tensorboard/, checkpoints/ (the last ones) and best/ (the best one).
 """
 
 import dataclasses
-import json
 import os
 import time
 
 from absl import logging
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_cvae import build
 from tf_cvae import config as config_lib
+from tf_cvae import determinism
 from tf_cvae import errors
 from tf_cvae import evaluation
+from tf_cvae import faults
+from tf_cvae import history as history_lib
 from tf_cvae import schedule
 from tf_cvae import train_step as train_step_lib
 
@@ -46,6 +47,8 @@ class _Training:
     self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
     self.aggressive = tf.Variable(config.aggressive, trainable=False)
     self.schedule = schedule.PlateauVariables()
+    self.bad_steps = faults.BadSteps(config.max_bad_steps)
+    self.signals = faults.StopSignals()
     tracked = dict(build.model_parts(step_fn), negatives=step_fn.negatives,
                    encoder_optimizer=step_fn.encoder_optimizer,
                    critic_optimizer=step_fn.critic_optimizer)
@@ -58,6 +61,7 @@ class _Training:
         optimizer=step_fn.optimizer, epoch=self.epoch,
         step_in_epoch=self.step_in_epoch, epoch_loss_sum=self.loss_sum,
         aggressive=self.aggressive, lr_schedule=self.schedule,
+        bad_steps=self.bad_steps,
         dropout_rng=rng_states,
         **{k: v for k, v in tracked.items() if v is not None})
     self.last = tf.train.CheckpointManager(
@@ -68,8 +72,7 @@ class _Training:
         max_to_keep=1)
     self.writer = tf.summary.create_file_writer(
         os.path.join(out_dir, "tensorboard"))
-    self.history_path = os.path.join(out_dir, "history.jsonl")
-    self.history = []
+    self.history = history_lib.History(os.path.join(out_dir, "history.jsonl"))
     self.validator = evaluation.Evaluator(step_fn.vae, step_fn.critic)
 
   def resume(self) -> None:
@@ -86,28 +89,15 @@ class _Training:
       state = self.schedule.read()
       logging.info("resumed from %s at step %d, epoch %d (learning rate %g, "
                    "%d halvings, best epoch %d)", self.last.latest_checkpoint,
-                   int(self.step_fn.optimizer.iterations), int(self.epoch),
-                   float(self.step_fn.optimizer.learning_rate), state.decays,
+                   self.step_fn.iterations, int(self.epoch),
+                   self.step_fn.learning_rate, state.decays,
                    state.best_epoch)
-    if os.path.exists(self.history_path):
-      with open(self.history_path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
-      # Lines past the checkpoint (written before an interruption) go: the
-      # resumed run validates those epochs again.
-      self.history = [r for r in records if r["epoch"] <= int(self.epoch)]
-      if len(self.history) < len(records):
-        self._write_history()
-
-  def _write_history(self) -> None:
-    tmp = self.history_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in self.history)
-    os.replace(tmp, self.history_path)
+    self.history.load(last_epoch=int(self.epoch))
 
   def steps_done(self) -> bool:
     max_steps = self.config.max_steps
     return (max_steps is not None
-            and int(self.step_fn.optimizer.iterations) >= max_steps)
+            and self.step_fn.iterations >= max_steps)
 
   def finished(self) -> bool:
     if self.steps_done():
@@ -124,12 +114,11 @@ class _Training:
   def train(self) -> float | None:
     """Trains until finished(); returns the steady seconds per step."""
     config, step_fn = self.config, self.step_fn
-    optimizer = step_fn.optimizer
     inner_batches = build.inner_loop_batches(self.dataset, config)
     window_start, window_steps = time.time(), 0
     # Steady-state step time: from the 21st step of this process on (tracing
     # and compilation happen in the first steps), validation time left out.
-    first_step, timed_from, paused = int(optimizer.iterations), None, 0.0
+    first_step, timed_from, paused = step_fn.iterations, None, 0.0
     while not self.finished():
       batches = build.epoch_batches(self.dataset, config, int(self.epoch))
       for batch in batches.skip(int(self.step_in_epoch)):
@@ -140,9 +129,12 @@ class _Training:
         else:
           out = step_fn(batch)
         self.step_in_epoch.assign_add(1)
-        self.loss_sum.assign_add(tf.cast(out["loss"], tf.float64))
+        nonfinite = int(out.pop("nonfinite"))
+        step = step_fn.iterations
+        self.bad_steps.record(nonfinite, step + 1, self.best.directory)
+        if not nonfinite:
+          self.loss_sum.assign_add(tf.cast(out["loss"], tf.float64))
         window_steps += 1
-        step = int(optimizer.iterations)
         if step == first_step + 20:
           timed_from = (time.time(), step)
         if step % config.log_every == 0:
@@ -152,10 +144,12 @@ class _Training:
                        int(self.epoch) + 1, step, "  ".join(
                            f"{k} {float(v):.3f}" for k, v in out.items()), rate)
           self.summaries("train", dict(
-              out, learning_rate=optimizer.learning_rate), step)
+              out, learning_rate=step_fn.learning_rate), step)
           window_start, window_steps = time.time(), 0
-        if step % config.checkpoint_every == 0:
+        if step % config.checkpoint_every == 0 and not nonfinite:
           self.last.save(checkpoint_number=step)
+        if self.signals.requested:
+          self.interrupt()
         if self.steps_done():
           break
       else:
@@ -166,16 +160,24 @@ class _Training:
         if timed_from is not None:
           paused += validation
     self.writer.flush()
-    steps = int(optimizer.iterations) - timed_from[1] if timed_from else 0
+    steps = step_fn.iterations - timed_from[1] if timed_from else 0
     if steps <= 0:
       return None
     return (time.time() - timed_from[0] - paused) / steps
+
+  def interrupt(self) -> None:
+    """Saves the last checkpoint and raises errors.Interrupted."""
+    path = self.last.save(checkpoint_number=self.step_fn.iterations)
+    self.writer.flush()
+    raise errors.Interrupted(self.signals.requested, (
+        f"stopped by signal {self.signals.requested} at step "
+        f"{self.step_fn.iterations}; saved {path}: the same command resumes"))
 
   def end_epoch(self) -> None:
     """Validation, the schedule, the best checkpoint, history and summaries."""
     config, step_fn = self.config, self.step_fn
     self.epoch.assign_add(1)
-    epoch, step = int(self.epoch), int(step_fn.optimizer.iterations)
+    epoch, step = int(self.epoch), step_fn.iterations
     train_loss = float(self.loss_sum) / max(int(self.step_in_epoch), 1)
     self.step_in_epoch.assign(0)
     self.loss_sum.assign(0.0)
@@ -183,7 +185,7 @@ class _Training:
         split="valid", batch_size=config.batch_size, iw_samples=0,
         max_examples=config.valid_examples, seed=config.eval.seed))
     valid_loss = valid["rec"] + valid["kl"]         # the negative ELBO
-    learning_rate = float(step_fn.optimizer.learning_rate)
+    learning_rate = step_fn.learning_rate
     before = self.schedule.read()
     state = schedule.plateau_update(before, epoch, valid_loss,
                                     patience=config.lr_patience,
@@ -201,35 +203,15 @@ class _Training:
         best_epoch=state.best_epoch, best_valid_loss=state.best_loss)
     if bool(self.aggressive):
       self.aggressive.assign(train_step_lib.stays_aggressive(
-          [r["valid_mi"] for r in self.history] + [valid["mi"]]))
+          [r["valid_mi"] for r in self.history.records] + [valid["mi"]]))
       record["aggressive_ends"] = not bool(self.aggressive)
     self.history.append(record)
-    with open(self.history_path, "a", encoding="utf-8") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
     self.summaries("valid", {k: record[f"valid_{k}"] for k in (
         "loss", "rec", "kl", "mi", "mi_full", "au", "infonce_bound")}, step)
     self.summaries("train", dict(epoch_loss=train_loss,
                                  lr_decays=state.decays), step)
     self.writer.flush()
-    if record["improved"]:
-      verdict = "best so far"
-    elif halved:
-      verdict = (f"no improvement: learning rate halved to {new_rate:g} "
-                 f"(halving {state.decays} of "
-                 f"{config.max_lr_decays or 'no cap'})")
-    else:
-      verdict = f"best epoch {state.best_epoch} at {state.best_loss:.3f}"
-    logging.info("epoch %d (step %d): train loss %.3f  valid loss %.3f (rec "
-                 "%.3f, kl %.3f)  mi %.3f  au %d  infonce_bound %.3f  lr %g: "
-                 "%s", epoch, step, train_loss, valid_loss, valid["rec"],
-                 valid["kl"], valid["mi"], valid["au"],
-                 valid["infonce_bound"], learning_rate, verdict)
-    if "aggressive_ends" in record:
-      logging.info("validation MI %.3f: aggressive training %s", valid["mi"],
-                   "ends" if record["aggressive_ends"] else "continues")
-    if schedule.schedule_stops(state, config.max_lr_decays):
-      logging.info("halving %d of max_lr_decays=%d done: training stops",
-                   state.decays, config.max_lr_decays)
+    history_lib.log_epoch(record, state, new_rate, config.max_lr_decays)
     if record["improved"]:
       self.best.save(checkpoint_number=step)
     self.last.save(checkpoint_number=step)
@@ -254,28 +236,30 @@ def run(config: TrainConfig) -> dict:
   config_dict = dataclasses.asdict(config)
   os.makedirs(config.out_dir, exist_ok=True)
   config_lib.check_resumable(config.out_dir, config_dict)
+  if config.deterministic:
+    determinism.enable(config.seed)
+  dataset, step_fn = build.training_parts(config)
+  # Written once the data loaded: a bad file leaves no run to clash with.
   config_lib.write_json(os.path.join(config.out_dir, "config.json"), config_dict)
-  keras.utils.set_random_seed(config.seed)
-  dataset = build.load_data(config, config.out_dir)
-  step_fn = build.build_train_step(config, dataset)
-  step_fn.build(next(iter(build.epoch_batches(dataset, config, 0))))
   training = _Training(config, dataset, step_fn)
   training.resume()
   logging.info("training %s, critic %s (%s side) on %s (%d train examples), "
-               "jit_compile=%s, %d parameters", step_fn.vae.name, config.critic,
-               config.critic_side, dataset.name,
-               dataset.num_examples("train"), step_fn.jit_compile,
+               "%d replica(s), K = %d, jit_compile=%s, %d parameters",
+               step_fn.vae.name, config.critic, config.critic_side,
+               dataset.name, dataset.num_examples("train"),
+               step_fn.num_replicas, config.batch_size, step_fn.jit_compile,
                sum(int(np.prod(v.shape)) for v in step_fn.variables))
   started = time.time()
-  seconds_per_step = training.train()
+  with training.signals:
+    seconds_per_step = training.train()
   train_seconds = time.time() - started
-  steps = int(step_fn.optimizer.iterations)
+  steps = step_fn.iterations
   training.last.save(checkpoint_number=steps)
   training.writer.close()
 
   state = training.schedule.read()
   extra = dict(epochs=int(training.epoch), lr_decays=state.decays,
-               learning_rate=float(step_fn.optimizer.learning_rate))
+               learning_rate=step_fn.learning_rate)
   if training.best.latest_checkpoint:
     build.restore_model(step_fn, training.best.latest_checkpoint)
     extra.update(evaluated_checkpoint="best", best_epoch=state.best_epoch,
@@ -289,7 +273,8 @@ def run(config: TrainConfig) -> dict:
   eval_config = dataclasses.replace(config.eval, batch_size=config.batch_size)
   results = evaluation.evaluate(step_fn.vae, step_fn.critic, dataset,
                                 eval_config)
-  results.update(extra, train_seconds=train_seconds, steps=steps)
+  results.update(extra, train_seconds=train_seconds, steps=steps,
+                 skipped_steps=int(training.bad_steps.total))
   if seconds_per_step is not None:
     results["seconds_per_step"] = seconds_per_step
   config_lib.write_json(os.path.join(config.out_dir, "metrics.json"), results)

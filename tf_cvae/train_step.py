@@ -6,8 +6,10 @@ call it with batches. Tests call it directly.
 """
 
 from tf_cvae import critics as critics_lib
+from tf_cvae import errors
 from tf_cvae import metrics
 from tf_cvae import objective as objective_lib
+from tf_cvae import replicas
 
 import keras
 import tensorflow as tf
@@ -31,6 +33,12 @@ class TrainStep:
   aggressive inner loop); "decoder" (decoder and model critic). With a
   `critic_optimizer`, the critics' own parameters (not those shared with the
   encoder) are updated by it, in the same step and from the same gradient.
+
+  With a `strategy` of R replicas (networks and optimizers must have been
+  created in its scope), a call takes the global batch; replica r trains on
+  rows [r K/R, (r+1) K/R), the critics contrast against the gathered global
+  batch, and the update equals the single-device update on the same batch
+  (tested). XLA is not used across replicas (its collectives do not compile).
   """
 
   def __init__(self, vae, critic, optimizer: keras.optimizers.Optimizer,
@@ -38,8 +46,12 @@ class TrainStep:
                jit_compile: bool = False, model_critic=None,
                num_negatives: int = 0,
                encoder_optimizer: keras.optimizers.Optimizer | None = None,
-               critic_optimizer: keras.optimizers.Optimizer | None = None):
+               critic_optimizer: keras.optimizers.Optimizer | None = None,
+               strategy: tf.distribute.Strategy | None = None):
     self.vae, self.critic, self.model_critic = vae, critic, model_critic
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.num_replicas = self.strategy.num_replicas_in_sync
+    jit_compile = jit_compile and self.num_replicas == 1
     self.optimizer = optimizer
     self.encoder_optimizer = encoder_optimizer
     self.critic_optimizer = critic_optimizer
@@ -51,11 +63,15 @@ class TrainStep:
     self.negatives = None
     self._groups = None
     self._steps = {update: tf.function(
-        lambda batch, update=update: self._train_step(batch, update),
+        lambda batch, update=update: self._step(batch, update),
         jit_compile=jit_compile) for update in ("all", "encoder", "decoder")}
 
   def build(self, batch: dict) -> None:
     """Creates every variable (networks, queue, optimizer slots) from a batch."""
+    with self.strategy.scope():
+      self._build(batch)
+
+  def _build(self, batch: dict) -> None:
     seed = tf.constant([0, 0])
     terms = objective_lib.forward(
         self.vae, self.critic, batch, seed, training=False,
@@ -94,12 +110,37 @@ class TrainStep:
     """The model critic's (z, x) draw, outside the tape; None without it."""
     if self.model_critic is None:
       return None
+    if replicas.num_replicas() > 1:     # each replica its own prior draw
+      seed = tf.random.experimental.stateless_fold_in(seed,
+                                                      replicas.replica_id())
     return objective_lib.draw_model_samples(self.vae, batch, seed)
+
+  @property
+  def iterations(self) -> int:
+    """Optimizer steps taken (a Python int, also for mirrored variables)."""
+    return int(tf.convert_to_tensor(self.optimizer.iterations))
+
+  @property
+  def learning_rate(self) -> float:
+    """The model optimizer's current learning rate (a Python float)."""
+    return float(tf.convert_to_tensor(self.optimizer.learning_rate))
 
   @property
   def variables(self) -> list:
     """All trained variables, each once."""
     return self._groups["all"]
+
+  def _step(self, batch, update):
+    """One update on the global batch: directly, or split over replicas."""
+    if self.num_replicas == 1:
+      return self._train_step(batch, update)
+    def replica_step(batch):
+      size = int(next(iter(batch.values())).shape[0]) // self.num_replicas
+      local = {k: replicas.local_rows(v, size) for k, v in batch.items()}
+      return self._train_step(local, update)
+    outputs = self.strategy.run(replica_step, args=(batch,))
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in outputs.items()}
 
   def _train_step(self, batch, update):
     step = self.optimizer.iterations
@@ -116,28 +157,70 @@ class TrainStep:
           model_critic=self.model_critic, negatives=self.negatives,
           model_samples=model_samples)
       loss = objective_lib.total_loss(terms, self.objective_config, step)
+      # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
+      replica_loss = loss / replicas.num_replicas()
     main, own = self._split(self._groups[update])
-    gradients = tape.gradient(loss, main + own)
+    gradients = tape.gradient(replica_loss, main + own)
     optimizer = self.encoder_optimizer if update == "encoder" else (
         self.optimizer)
-    optimizer.apply_gradients(zip(gradients[:len(main)], main))
-    if own:
-      self.critic_optimizer.apply_gradients(zip(gradients[len(main):], own))
-    if self.negatives is not None:
-      self.negatives.push(terms["x_side"])
+    gradients = replicas.global_gradients(
+        gradients, optimizer.global_clipnorm, len(main))
+    nonfinite = _nonfinite_mask(terms, gradients)
+
+    def update_fn(gradients, x_side):
+      optimizer.apply_gradients(zip(gradients[:len(main)], main))
+      if own:
+        self.critic_optimizer.apply_gradients(zip(gradients[len(main):], own))
+      if self.negatives is not None:
+        self.negatives.push(x_side)
+    # A step with a non-finite term or gradient changes nothing.
+    replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
+                      terms.get("x_side", tf.zeros([0])))
+    # The batch MI estimate over the global batch (as on one device).
+    mi_inputs = [tf.stop_gradient(replicas.gather(terms[k]))
+                 for k in ("mu", "logvar", "z")]
     out = {"loss": loss, "rec": -tf.reduce_mean(terms["log_likelihood"]),
            "kl": tf.reduce_mean(terms["kl"]),
-           "mi": metrics.mutual_information(terms["mu"], terms["logvar"],
-                                            terms["z"])}
+           "mi": metrics.mutual_information(*mi_inputs)}
     for key in ("infonce_bound", "model_infonce_bound"):
       if key in terms:
         out[key] = terms[key]
+    out["nonfinite"] = nonfinite
     return out
 
   def __call__(self, batch: dict, update: str = "all") -> dict:
+    size = int(next(iter(batch.values())).shape[0])
+    if size % self.num_replicas:
+      raise errors.InputError(
+          f"a batch of {size} does not split over {self.num_replicas} "
+          f"replicas; make --batch_size a multiple of {self.num_replicas}")
     if self._groups is None:
       self.build(batch)
     return self._steps[update](batch)
+
+
+# Bit i of a step's "nonfinite" output: NONFINITE_TERMS[i] was NaN or inf.
+NONFINITE_TERMS = ("reconstruction", "kl", "critic", "model_critic",
+                   "gradients")
+
+
+def _nonfinite_mask(terms: dict, gradients: list) -> tf.Tensor:
+  """An int32 bitmask of the step's non-finite parts (0: all finite), the
+  same on every replica (each replica's verdicts are combined)."""
+  def bad(value):
+    return tf.logical_not(tf.reduce_all(tf.math.is_finite(value)))
+  parts = [bad(terms["log_likelihood"]), bad(terms["kl"]),
+           bad(terms.get("log_softmax_positive", 0.0)),
+           bad(terms.get("model_log_softmax_positive", 0.0)),
+           bad(tf.linalg.global_norm([g for g in gradients if g is not None]))]
+  mask = tf.add_n([tf.cast(part, tf.int32) * (1 << i)
+                   for i, part in enumerate(parts)])
+  return replicas.bitwise_or(mask)
+
+
+def nonfinite_names(mask: int) -> list[str]:
+  """The NONFINITE_TERMS a step's "nonfinite" bitmask names."""
+  return [name for i, name in enumerate(NONFINITE_TERMS) if mask & (1 << i)]
 
 
 def inner_loop_converged(losses: list[float], window: int = 10) -> bool:

@@ -10,8 +10,6 @@ Batches are dicts:
 """
 
 import dataclasses
-from typing import Sequence
-
 import numpy as np
 import tensorflow as tf
 
@@ -28,6 +26,15 @@ def _check_splits(name: str, splits: dict) -> None:
   for split, values in splits.items():
     if len(values) == 0:
       raise errors.InputError(f"data set {name!r}: split {split!r} holds no examples")
+
+
+def _check_batch(name: str, split: str, count: int, batch_size: int,
+                 drop_remainder: bool) -> None:
+  """An InputError when drop_remainder would leave no batch at all."""
+  if drop_remainder and count < batch_size:
+    raise errors.InputError(
+        f"data set {name!r}: split {split!r} holds {count} examples, fewer "
+        f"than one batch of {batch_size}: use a smaller batch size or more data")
 
 
 @dataclasses.dataclass
@@ -63,6 +70,7 @@ class TextDataset:
     `seed` fixes the shuffle order (pass a new seed each epoch).
     """
     sentences = self.splits[split]
+    _check_batch(self.name, split, len(sentences), batch_size, drop_remainder)
     lengths = np.asarray([len(s) for s in sentences], dtype=np.int32)
     padded = np.full((len(sentences), lengths.max()), vocab_lib.PAD_ID, np.int32)
     for row, sentence in enumerate(sentences):
@@ -140,6 +148,7 @@ class ImageDataset:
     seed each epoch for a fresh draw.
     """
     images = self.splits[split]
+    _check_batch(self.name, split, len(images), batch_size, drop_remainder)
     ds = tf.data.Dataset.from_tensor_slices(images).enumerate()
     if shuffle:
       ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=False)
@@ -161,7 +170,3 @@ class ImageDataset:
 
 Dataset = TextDataset | ImageDataset
 
-
-def tokens_from_lines(lines: Sequence[str]) -> list[list[str]]:
-  """Whitespace tokenization, the only preprocessing text gets."""
-  return [line.split() for line in lines]

@@ -52,7 +52,7 @@ def _read_bytes(path: str, what: str) -> bytes:
   _check_file(path, what)
   with open(path, "rb") as f:
     data = f.read()
-  if path.endswith(".gz") and data:
+  if path.endswith(".gz"):
     try:
       data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:
@@ -73,7 +73,7 @@ def _amat_error(path: str, data: bytes) -> errors.InputError | None:
       continue
     for column, value in enumerate(values, start=1):
       if value not in (b"0", b"1"):
-        text = value.decode("utf-8", "replace")
+        text = value[:20].decode("utf-8", "replace")
         return errors.InputError(f"{path}, line {number}: value {text!r} in column "
                           f"{column} is not 0 or 1")
   return None
@@ -116,7 +116,7 @@ def parse_idx_images(path: str) -> np.ndarray:
   data = _read_bytes(path, "the MNIST idx image file (yann.lecun.com/exdb/mnist)")
   if len(data) < 16:
     raise errors.InputError(f"{path}: {len(data)} bytes, too short for an idx header")
-  magic, count, rows, cols = np.frombuffer(data[:16], ">u4")
+  magic, count, rows, cols = (int(v) for v in np.frombuffer(data[:16], ">u4"))
   if magic != 0x803 or (rows, cols) != (28, 28):
     raise errors.InputError(f"{path}: not an idx3 file of 28x28 uint8 images (magic "
                      f"{magic:#x}, {rows}x{cols})")
@@ -175,10 +175,8 @@ def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
 
 
 def _idx_path(root: str, stem: str) -> str | None:
-  for path in (os.path.join(root, stem), os.path.join(root, stem + ".gz")):
-    if os.path.exists(path):
-      return path
-  return None
+  paths = (os.path.join(root, stem), os.path.join(root, stem + ".gz"))
+  return next((p for p in paths if os.path.exists(p)), None)
 
 
 def load_mnist(config: "DataConfig") -> base.ImageDataset:
@@ -197,8 +195,7 @@ def load_mnist(config: "DataConfig") -> base.ImageDataset:
   train = grey["train"].reshape(-1, 28, 28, 1)
   if len(train) <= MNIST_VALID:
     raise errors.InputError(f"mnist: {len(train)} training images; the last "
-                     f"{MNIST_VALID} are the validation split, so more are "
-                     "needed")
+                            f"{MNIST_VALID} are the validation split: need more")
   probs = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1) / 255.0
   splits = {"train": probs(train[:-MNIST_VALID]),
             "valid": probs(train[-MNIST_VALID:]), "test": probs(grey["test"])}
@@ -206,35 +203,45 @@ def load_mnist(config: "DataConfig") -> base.ImageDataset:
                            binarization=dict(_SPLITS_GREY))
 
 
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+               OSError, NotImplementedError, RuntimeError)
+
+
+def _png(path: str, member: str, raw: bytes) -> np.ndarray:
+  """One Omniglot PNG: uint8 [105, 105, 1] (InputError naming the member)."""
+  try:
+    image = tf.io.decode_png(raw, channels=1).numpy()
+  except tf.errors.InvalidArgumentError as e:
+    reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", e.message).strip()
+    raise errors.InputError(f"{path}: {member}: not a valid PNG ({reason})") from None
+  if image.shape[:2] != (OMNIGLOT_SIZE,) * 2:
+    raise errors.InputError(
+        f"{path}: {member}: image is {image.shape[0]}x{image.shape[1]} "
+        f"pixels, expected {OMNIGLOT_SIZE}x{OMNIGLOT_SIZE}")
+  return image
+
+
 def read_omniglot_zip(path: str) -> np.ndarray:
-  """The PNGs of an Omniglot archive, sorted by path: uint8 [N, 105, 105, 1]."""
+  """An Omniglot archive's PNGs by path: uint8 [N, 105, 105, 1] (InputError
+  naming the archive and member when damaged, encrypted or unsupported)."""
   _check_file(path, "an Omniglot archive (github.com/brendenlake/omniglot)")
   try:
-    with zipfile.ZipFile(path) as archive:
-      members = sorted(n for n in archive.namelist()
-                       if n.lower().endswith(".png"))
-      if not members:
-        raise errors.InputError(f"{path}: the archive holds no PNG images")
-      images = np.empty((len(members), OMNIGLOT_SIZE, OMNIGLOT_SIZE, 1), np.uint8)
-      for i, member in enumerate(members):
-        try:
-          raw = archive.read(member)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-          raise errors.InputError(f"{path}: {member}: corrupt in the archive "
-                           f"({e})") from None
-        try:
-          image = tf.io.decode_png(raw, channels=1).numpy()
-        except tf.errors.InvalidArgumentError as e:
-          reason = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", e.message).strip()
-          raise errors.InputError(f"{path}: {member}: not a valid PNG "
-                           f"({reason})") from None
-        if image.shape[:2] != (OMNIGLOT_SIZE, OMNIGLOT_SIZE):
-          raise errors.InputError(f"{path}: {member}: image is {image.shape[0]}x"
-                           f"{image.shape[1]} pixels, expected "
-                           f"{OMNIGLOT_SIZE}x{OMNIGLOT_SIZE}")
-        images[i] = image
-  except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
-    raise errors.InputError(f"{path}: not a readable zip archive ({e})") from None
+    archive = zipfile.ZipFile(path)
+  except _ZIP_ERRORS as e:
+    raise errors.InputError(f"{path}: not a readable zip archive "
+                            f"({e or type(e).__name__})") from None
+  with archive:
+    members = sorted(n for n in archive.namelist() if n.lower().endswith(".png"))
+    if not members:
+      raise errors.InputError(f"{path}: the archive holds no PNG images")
+    images = np.empty((len(members), OMNIGLOT_SIZE, OMNIGLOT_SIZE, 1), np.uint8)
+    for i, member in enumerate(members):
+      try:
+        raw = archive.read(member)
+      except _ZIP_ERRORS as e:
+        raise errors.InputError(f"{path}: {member}: corrupt in the archive "
+                                f"({e or type(e).__name__})") from None
+      images[i] = _png(path, member, raw)
   return images
 
 

@@ -4,8 +4,14 @@ The only preprocessing is whitespace tokenization: corpora such as PTB, Yahoo
 and Yelp (as released by He et al. 2019) are already tokenized and carry their
 own unknown markers (`<unk>`, `_UNK`), which map to the unknown id. Empty lines
 are skipped. The vocabulary comes from the training split alone.
+
+Bad files are errors.InputError naming the file and line: binary files (a NUL
+byte), files not in UTF-8, lines of more than UNCAPPED_WORD_LIMIT words when
+max_length is unset. A few lines that are not UTF-8 (at most 1%) are skipped
+with a warning that counts them.
 """
 
+import codecs
 import os
 from typing import TYPE_CHECKING
 
@@ -29,13 +35,56 @@ CORPORA = {
              "(github.com/jxhe/vae-lagging-encoder, yelp_data/yelp.{split}.txt)"),
 }
 LONG_SENTENCES = ("drop", "truncate")
+# Words per line at most when max_length is None: a longer line is almost
+# surely not a sentence, and it would pad every batch of its bucket.
+UNCAPPED_WORD_LIMIT = 1000
 
 
-def read_sentences(path: str, hint: str = "") -> list[list[str]]:
+def _decode_lines(path: str, data: bytes) -> list[str | None]:
+  """The UTF-8 lines of `data`, None for a skipped line; no BOM.
+
+  A NUL byte means a binary file (or UTF-16/32): an InputError. Lines that
+  are not valid UTF-8 (a few lines in another encoding) become None, logged
+  as a warning with their count, up to max(1, 1%) of the lines; more (or
+  every line) is an InputError naming the first bad line.
+  """
+  nul = data.find(b"\0")
+  if nul >= 0:
+    line = data.count(b"\n", 0, nul) + 1
+    raise errors.InputError(
+        f"{path}, line {line}: NUL byte at byte {nul}: a binary file or "
+        "UTF-16/32 text, not UTF-8 text with one tokenized sentence per line")
+  data = data.removeprefix(codecs.BOM_UTF8)
+  try:
+    return data.decode("utf-8").split("\n")
+  except UnicodeDecodeError:
+    pass
+  lines, bad = [], []
+  for number, raw in enumerate(data.split(b"\n"), start=1):
+    try:
+      lines.append(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+      bad.append(f"line {number}: not valid UTF-8 ({e.reason} at byte "
+                 f"{e.start} of the line)")
+      lines.append(None)
+  total = len(lines) - (lines[-1] == "")     # no line after a final newline
+  if len(bad) > max(1, total // 100) or len(bad) == total:
+    raise errors.InputError(f"{path}, {bad[0]}; {len(bad)} of {total} "
+                            "lines are not: convert the file to UTF-8")
+  logging.warning("%s: skipped %d of %d lines that are not valid UTF-8 "
+                  "(first: %s)", path, len(bad), total, bad[0])
+  return lines
+
+
+def read_sentences(path: str, hint: str = "",
+                   word_limit: int | None = None) -> list[list[str]]:
   """Tokenized non-empty lines of a UTF-8 file.
 
-  Raises errors.InputError naming the file (and the 1-based line for bad UTF-8) when
-  the file is missing, empty or not UTF-8; `hint` says what belongs there.
+  Empty lines are skipped (logged), and so are a few lines that are not
+  UTF-8 (a warning with their count; see _decode_lines). Raises
+  errors.InputError naming the file (and the 1-based line or byte) when the
+  file is missing, empty, binary or not UTF-8, or when a line has more than
+  `word_limit` words (None: no limit); `hint` says what belongs there.
   """
   if not os.path.isfile(path):
     what = f"; put {hint} there" if hint else ""
@@ -45,18 +94,24 @@ def read_sentences(path: str, hint: str = "") -> list[list[str]]:
     data = f.read()
   if not data:
     raise errors.InputError(f"{path}: the file is empty")
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = data.count(b"\n", 0, e.start) + 1
-    raise errors.InputError(f"{path}, line {line}: not valid UTF-8 ({e.reason} at "
-                     f"byte {e.start})") from None
-  lines = text.split("\n")
+  lines = _decode_lines(path, data)
   if lines[-1] == "":
     lines.pop()
-  sentences = [s for s in base.tokens_from_lines(lines) if s]
-  if len(sentences) < len(lines):
-    logging.info("%s: skipped %d empty lines", path, len(lines) - len(sentences))
+  sentences, empty = [], 0
+  for number, line in enumerate(lines, start=1):
+    if line is None:
+      continue
+    words = line.split()
+    if word_limit is not None and len(words) > word_limit:
+      raise errors.InputError(
+          f"{path}, line {number}: {len(words)} words, more than {word_limit}; "
+          "set max_length (and long_sentences) to drop or truncate such lines")
+    if words:
+      sentences.append(words)
+    else:
+      empty += 1
+  if empty:
+    logging.info("%s: skipped %d empty lines", path, empty)
   if not sentences:
     raise errors.InputError(f"{path}: no sentences ({len(lines)} lines, all empty)")
   return sentences
@@ -113,7 +168,9 @@ def text_dataset(name: str, paths: dict[str, str], *,
   hints = hints or {}
   tokens = {}
   for split in base.SPLITS:
-    sentences = read_sentences(paths[split], hints.get(split, ""))
+    sentences = read_sentences(
+        paths[split], hints.get(split, ""),
+        UNCAPPED_WORD_LIMIT if max_length is None else None)
     tokens[split] = limit_length(sentences, max_length, long_sentences,
                                  paths[split])
   if vocab_file:

@@ -23,7 +23,10 @@ class Vocabulary:
     self.tokens = list(SPECIALS) + words
     self._ids = {t: i for i, t in enumerate(self.tokens)}
     if len(self._ids) != len(self.tokens):
-      raise errors.InputError("vocabulary words must be unique")
+      seen = collections.Counter(self.tokens)
+      twice = next(t for t in self.tokens if seen[t] > 1)
+      raise errors.InputError(f"vocabulary words must be unique: {twice!r} "
+                              f"appears {seen[twice]} times")
 
   @classmethod
   def from_sentences(cls, sentences: Iterable[Sequence[str]],
@@ -72,10 +75,20 @@ class Vocabulary:
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":
-    """Reads a file written by `save`."""
-    with open(path, encoding="utf-8") as f:
-      tokens = f.read().split("\n")[:-1]
+    """Reads a file written by `save` (InputError naming `path` if it cannot)."""
+    try:
+      with open(path, "rb") as f:
+        tokens = f.read().decode("utf-8").split("\n")[:-1]
+    except OSError as e:
+      raise errors.InputError(f"{path}: cannot read the vocabulary "
+                              f"({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+      raise errors.InputError(f"{path}: not a tf_cvae vocabulary (not UTF-8 "
+                              f"at byte {e.start})") from None
     if tuple(tokens[:len(SPECIALS)]) != SPECIALS:
       raise errors.InputError(f"{path}: not a tf_cvae vocabulary (first lines must be "
                        f"{' '.join(SPECIALS)})")
-    return cls(tokens[len(SPECIALS):])
+    try:
+      return cls(tokens[len(SPECIALS):])
+    except errors.InputError as e:
+      raise errors.InputError(f"{path}: {e}") from None

@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import encoders
+from tf_cvae.models import fused_lstm
 
 tfd = tfp.distributions
 
@@ -19,18 +20,19 @@ class LSTMDecoder(keras.layers.Layer):
 
   z is concatenated to every input embedding and sets the initial cell state
   through a linear map (hidden = tanh(cell)). Dropout on the input embeddings
-  and on the LSTM output before the vocabulary projection.
+  and on the LSTM output before the vocabulary projection. `lstm_impl`:
+  "fused", "keras" or "auto" (fused_lstm.resolve_impl).
   """
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
-               dropout: float = 0.5, **kwargs):
+               dropout: float = 0.5, lstm_impl: str = "auto", **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=encoders.embedding_init(),
         name="embedding")
     self.z_to_cell = keras.layers.Dense(hidden_dim, name="z_to_cell")
-    self.lstm = keras.layers.LSTM(
-        hidden_dim, return_sequences=True,
+    self.lstm = fused_lstm.lstm(
+        hidden_dim, lstm_impl, return_sequences=True,
         kernel_initializer=encoders.lstm_init(),
         recurrent_initializer=encoders.lstm_init(), name="lstm")
     self.embed_dropout = keras.layers.Dropout(dropout)
@@ -42,8 +44,8 @@ class LSTMDecoder(keras.layers.Layer):
     """The predicted tokens: int32 [batch, time - 1] (everything after <s>)."""
     return batch["tokens"][:, 1:]
 
-  def logits(self, batch: dict, z: tf.Tensor, training: bool = False):
-    """Next-token logits [batch, time - 1, vocab] given z [batch, latent]."""
+  def hidden(self, batch: dict, z: tf.Tensor, training: bool = False):
+    """The LSTM's outputs after dropout, [batch, time - 1, hidden]."""
     inputs = batch["tokens"][:, :-1]
     embedded = self.embed_dropout(self.embedding(inputs), training=training)
     steps = tf.shape(inputs)[1]
@@ -51,7 +53,14 @@ class LSTMDecoder(keras.layers.Layer):
     cell = self.z_to_cell(z)
     hidden = self.lstm(tf.concat([embedded, z_every_step], axis=-1),
                        initial_state=[tf.tanh(cell), cell], training=training)
-    return self.to_vocab(self.output_dropout(hidden, training=training))
+    if not self.to_vocab.built:
+      self.to_vocab.build(hidden.shape)
+    return self.output_dropout(hidden, training=training)
+
+  def logits(self, batch: dict, z: tf.Tensor, training: bool = False):
+    """Next-token logits [batch, time - 1, vocab] given z [batch, latent]."""
+    return _project(self.hidden(batch, z, training), self.to_vocab.kernel,
+                    self.to_vocab.bias)
 
   def sample_tokens(self, z: tf.Tensor, num_steps: int, seed: tf.Tensor,
                     greedy: bool = False) -> tf.Tensor:
@@ -99,10 +108,81 @@ class LSTMDecoder(keras.layers.Layer):
   def likelihood(self, batch: dict, z: tf.Tensor,
                  training: bool = False) -> tfd.Distribution:
     """p(x|z): Categorical per token, padding masked; event [time - 1]."""
-    valid = tf.not_equal(self.target(batch), vocab_lib.PAD_ID)
-    tokens = tfd.Categorical(logits=self.logits(batch, z, training))
-    return tfd.Independent(tfd.Masked(tokens, validity_mask=valid),
-                           reinterpreted_batch_ndims=1)
+    return Words(self.hidden(batch, z, training), self.to_vocab.kernel,
+                 self.to_vocab.bias,
+                 tf.not_equal(self.target(batch), vocab_lib.PAD_ID))
+
+
+def _project(hidden, kernel, bias):
+  """hidden [B, T, H] @ kernel [H, V] + bias as one 2-D matmul (oneDNN fuses
+  the bias into it): logits [B, T, V]."""
+  flat = tf.matmul(tf.reshape(hidden, [-1, tf.shape(hidden)[-1]]), kernel)
+  return tf.reshape(flat + bias, tf.concat([tf.shape(hidden)[:2], [-1]], 0))
+
+
+def word_log_probs(hidden, kernel, bias, words):
+  """log softmax(hidden @ kernel + bias)[word] per row, [N] nats.
+
+  hidden [N, H], kernel [H, V], bias [V], words int32 [N]. One fused softmax
+  cross-entropy; its gradient scales the [N, H] and [N, V] operands of the
+  two gradient matmuls by the upstream gradient instead of making d logits
+  (a pass over [N, V] saved; the same values as autodiff, tested).
+  """
+  @tf.custom_gradient
+  def log_probs(hidden, kernel, bias):
+    logits = tf.matmul(hidden, kernel) + bias
+    xent, d_xent = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+        features=logits, labels=words)
+    def grad(upstream):
+      scale = -upstream[:, tf.newaxis]           # log p = -xent
+      return (tf.matmul(d_xent, kernel, transpose_b=True) * scale,
+              tf.matmul(hidden * scale, d_xent, transpose_a=True),
+              tf.linalg.matvec(d_xent, scale[:, 0], transpose_a=True))
+    return -xent, grad
+  return log_probs(hidden, kernel, bias)
+
+
+class Words(tfd.Distribution):
+  """Sentences [B, T] of word ids: a Categorical per position with logits
+  hidden @ kernel + bias; positions where `valid` is False (padding) add 0.
+
+  Batch shape [B], event [T]. log_prob (nats, [B]) goes through
+  `word_log_probs`; only sampling makes the [B, T, V] logits.
+  """
+
+  def __init__(self, hidden, kernel, bias, valid, name="Words"):
+    parameters = dict(locals())
+    self._hidden, self._valid = hidden, valid
+    self._kernel, self._bias = tf.convert_to_tensor(kernel), (
+        tf.convert_to_tensor(bias))
+    super().__init__(dtype=tf.int32, validate_args=False,
+                     reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                     allow_nan_stats=True, parameters=parameters, name=name)
+
+  def _batch_shape(self):
+    return self._hidden.shape[:1]
+
+  def _batch_shape_tensor(self):
+    return tf.shape(self._hidden)[:1]
+
+  def _event_shape(self):
+    return self._hidden.shape[1:2]
+
+  def _event_shape_tensor(self):
+    return tf.shape(self._hidden)[1:2]
+
+  def _log_prob(self, words):
+    words = tf.where(self._valid, tf.cast(words, tf.int32), vocab_lib.PAD_ID)
+    flat = word_log_probs(
+        tf.reshape(self._hidden, [-1, tf.shape(self._hidden)[-1]]),
+        self._kernel, self._bias, tf.reshape(words, [-1]))
+    return tf.reduce_sum(tf.where(self._valid, tf.reshape(
+        flat, tf.shape(words)), 0.0), axis=-1)
+
+  def _sample_n(self, n, seed=None):
+    logits = _project(self._hidden, self._kernel, self._bias)
+    words = tfd.Categorical(logits=logits, dtype=tf.int32).sample(n, seed=seed)
+    return tf.where(self._valid, words, vocab_lib.PAD_ID)
 
 
 class MLPDecoder(keras.layers.Layer):

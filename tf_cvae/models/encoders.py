@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import fused_lstm
 from tf_cvae.models import layers
 
 
@@ -51,16 +52,17 @@ class LSTMEncoder(layers.Composite):
   """Sentences -> q(z|x): embedding, 1-layer LSTM, linear map of its last state.
 
   The last state is taken at each sentence's </s> (padding is masked).
+  `lstm_impl`: "fused", "keras" or "auto" (fused_lstm.resolve_impl).
   """
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
-               latent_dim: int, **kwargs):
+               latent_dim: int, lstm_impl: str = "auto", **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=embedding_init(),
         mask_zero=True, name="embedding")
-    self.lstm = keras.layers.LSTM(
-        hidden_dim, kernel_initializer=lstm_init(),
+    self.lstm = fused_lstm.lstm(
+        hidden_dim, lstm_impl, kernel_initializer=lstm_init(),
         recurrent_initializer=lstm_init(), name="lstm")
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
     self.early = MaskedMeanEmbedding(self.embedding, name="early")

@@ -29,14 +29,18 @@ class ModelConfig:
   resnet_channels: int = 64             # pixelcnn: encoder's 3 stages
   pixelcnn_layers: int = 12             # pixelcnn: gated layers (+ output)
   pixelcnn_channels: int = 32           # pixelcnn: channels per gated layer
+  lstm_impl: str = "auto"               # lstm: fused | keras | auto (fused
+                                        # on CPU, keras/cuDNN with a GPU)
 
 
 def _lstm(config: ModelConfig, dataset: data_base.Dataset):
   vocab_size = len(dataset.vocab)
   return (encoders.LSTMEncoder(vocab_size, config.embed_dim, config.hidden_dim,
-                               config.latent_dim, name="encoder"),
+                               config.latent_dim, lstm_impl=config.lstm_impl,
+                               name="encoder"),
           decoders.LSTMDecoder(vocab_size, config.embed_dim, config.hidden_dim,
-                               dropout=config.decoder_dropout, name="decoder"))
+                               dropout=config.decoder_dropout,
+                               lstm_impl=config.lstm_impl, name="decoder"))
 
 
 def _mlp(config: ModelConfig, dataset: data_base.Dataset):

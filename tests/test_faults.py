@@ -1,0 +1,233 @@
+"""Faults a run survives: NaN steps (skipped, counted, named; a diverged run
+stops and keeps its best checkpoint), SIGTERM (checkpoint, then exit), SIGKILL
+(the same command resumes and ends where an uninterrupted run ends), and a
+writer killed in the middle of a checkpoint (the previous one still loads)."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cvae import build
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import evaluation
+from tf_cvae import objective
+from tf_cvae import train
+from tf_cvae import train_step
+from tf_cvae.models import registry
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
+                            decoder_dropout=0.0)
+
+
+def _poison(monkeypatch, term: str, first_call: int, last_call: int):
+  """Makes objective.forward's `term` NaN on its calls first..last (counted
+  from 0, the build call included); returns the call counter."""
+  real_forward = objective.forward
+  calls = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+  def forward(*args, **kwargs):
+    terms = real_forward(*args, **kwargs)
+    call = calls.assign_add(1)
+    bad = tf.logical_and(call >= first_call, call <= last_call)
+    terms[term] = terms[term] + tf.where(bad, float("nan"), 0.0)
+    return terms
+
+  monkeypatch.setattr(objective, "forward", forward)
+  return calls
+
+
+def test_a_nan_step_changes_nothing_and_names_its_term(monkeypatch):
+  calls = _poison(monkeypatch, "log_softmax_positive", 2, 2)
+  dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
+  vae = registry.build_vae(TINY, dataset)
+  step = train_step.TrainStep(
+      vae, registry.build_critic("self", vae, dataset),
+      build.make_optimizer(train.TrainConfig(), "text"),
+      objective.ObjectiveConfig(critic_weight=1.0), num_negatives=64)
+  batch = next(iter(dataset.batches("train", 32, drop_remainder=True)))
+  assert int(step(batch)["nonfinite"]) == 0            # calls 0 (build), 1
+  before = [v.numpy() for v in step.variables]
+  queue_before = step.negatives.rows.numpy()
+  out = step(batch)                                     # call 2: poisoned
+  # (An added NaN constant leaves the gradients finite.)
+  assert train_step.nonfinite_names(int(out["nonfinite"])) == ["critic"]
+  assert step.iterations == 1
+  for old, variable in zip(before, step.variables):
+    np.testing.assert_array_equal(old, variable.numpy())
+  np.testing.assert_array_equal(queue_before, step.negatives.rows.numpy())
+  assert int(step(batch)["nonfinite"]) == 0 and step.iterations == 2
+  assert int(calls) == 3
+
+
+def _config(files, out_dir, **overrides):
+  fields = dict(data=data_lib.DataConfig(name="text", **files), model=TINY,
+                eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4),
+                epochs=4, out_dir=str(out_dir), log_every=1000,
+                checkpoint_every=1000)
+  fields.update(overrides)
+  return train.TrainConfig(**fields)
+
+
+def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
+                                                tmp_path):
+  _poison(monkeypatch, "kl", 12, 12)
+  config = _config(text_files, tmp_path / "run", epochs=2)
+  results = train.run(config)
+  assert results["skipped_steps"] == 1
+  dataset = data_lib.load(config.data)
+  batches = sum(len(list(build.epoch_batches(dataset, config, epoch)))
+                for epoch in (0, 1))
+  assert results["steps"] == batches - 1 and np.isfinite(results["nll"])
+
+
+def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
+    monkeypatch, text_files, tmp_path, caplog):
+  # Every step from the 25th call on is NaN: epochs 1 and 2 finish (the best
+  # checkpoint is saved), then 5 bad steps in a row stop the run.
+  _poison(monkeypatch, "log_likelihood", 25, 10**9)
+  config = _config(text_files, tmp_path / "run", max_bad_steps=5)
+  with pytest.raises(errors.TrainingError) as error:
+    train.run(config)
+  message = str(error.value)
+  assert "5 steps in a row" in message and "reconstruction" in message
+  assert os.path.join(config.out_dir, "best") in message
+  assert re.search(r"step \d+ skipped: non-finite reconstruction \(1 in a "
+                   r"row, 1 skipped in all\)", caplog.text)
+  assert not os.path.exists(os.path.join(config.out_dir, "metrics.json"))
+  step_fn, _, _ = build.restore(config.out_dir, "best")
+  assert all(np.all(np.isfinite(v.numpy())) for v in step_fn.variables)
+
+
+RUNNER_FLAGS = ("--dataset=text", "--embed_dim=16", "--hidden_dim=16",
+                "--latent_dim=4", "--decoder_dropout=0.2", "--iw_samples=4",
+                "--iw_chunk_size=4", "--log_every=1", "--checkpoint_every=5",
+                "--epochs=6")
+
+
+def _runner(text_files, out_dir, *extra):
+  files = [f"--{k}={v}" for k, v in text_files.items()]
+  return [sys.executable, os.path.join(_REPO_ROOT, "runners", "train.py"),
+          *files, *RUNNER_FLAGS, f"--out_dir={out_dir}", *extra]
+
+
+def _start_and_wait(command, log_path, ready) -> subprocess.Popen:
+  """Starts a runner; returns once ready(log text) holds (or it ended)."""
+  log = open(log_path, "w")
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                             cwd=_REPO_ROOT)
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    with open(log_path) as f:
+      if ready(f.read()):
+        break
+    time.sleep(0.05)
+  return process
+
+
+def _history(run_dir):
+  with open(os.path.join(run_dir, "history.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
+    text_files, tmp_path):
+  out = tmp_path / "run"
+  process = _start_and_wait(_runner(text_files, out), tmp_path / "log1",
+                            lambda log: "epoch 2 step 12 " in log)
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=120) == 128 + signal.SIGTERM
+  log = (tmp_path / "log1").read_text()
+  assert "SIGTERM received" in log and "interrupted: stopped by signal" in log
+  saved = tf.train.latest_checkpoint(str(out / "checkpoints"))
+  stopped_at = int(saved.rsplit("-", 1)[1])
+  assert stopped_at >= 12 and f"saved {saved}" in log
+  again = subprocess.run(_runner(text_files, out), capture_output=True,
+                         text=True, cwd=_REPO_ROOT, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f"at step {stopped_at}," in again.stderr
+  assert [r["epoch"] for r in _history(out)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
+                                                             tmp_path):
+  whole = subprocess.run(_runner(text_files, tmp_path / "whole"),
+                         capture_output=True, text=True, cwd=_REPO_ROOT,
+                         timeout=600)
+  assert whole.returncode == 0, whole.stderr[-3000:]
+  out = tmp_path / "killed"
+  process = _start_and_wait(
+      _runner(text_files, out), tmp_path / "log",
+      lambda log: "epoch 3 step 23 " in log)  # after the step-20 checkpoint
+  process.kill()
+  process.wait(timeout=60)
+  assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
+  again = subprocess.run(_runner(text_files, out), capture_output=True,
+                         text=True, cwd=_REPO_ROOT, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resumed from" in again.stderr
+  want, got = _history(tmp_path / "whole"), _history(out)
+  assert [r["step"] for r in got] == [r["step"] for r in want]
+  for a, b in zip(got, want):
+    for key in b:
+      assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+  with open(tmp_path / "whole" / "metrics.json") as f:
+    whole_metrics = json.load(f)
+  with open(out / "metrics.json") as f:
+    resumed = json.load(f)
+  for key, value in whole_metrics.items():
+    if isinstance(value, str):
+      assert resumed[key] == value, key
+    elif "seconds" not in key:          # wall times differ
+      assert resumed[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+WRITER = r'''
+import sys, tensorflow as tf
+step = tf.Variable(1)
+big = tf.Variable(tf.fill([64, 1024, 1024], 1.0))   # 256 MB: a slow write
+manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step, big=big),
+                                     sys.argv[1], max_to_keep=2)
+manager.save(checkpoint_number=1)
+print("first saved", flush=True)
+step.assign(2); big.assign(tf.fill([64, 1024, 1024], 2.0))
+manager.save(checkpoint_number=2)
+print("second saved", flush=True)
+'''
+
+
+def test_a_writer_killed_mid_checkpoint_leaves_the_previous_one(tmp_path):
+  """tf.train.CheckpointManager, as the run uses it, writes into a temporary
+  name and renames, and names the latest checkpoint last: kill it while the
+  second checkpoint's data is being written, and the first one loads."""
+  script = tmp_path / "writer.py"
+  script.write_text(WRITER)
+  folder = tmp_path / "checkpoints"
+  for _ in range(3):        # the kill must land inside the second write
+    for path in glob.glob(str(folder / "*")):
+      os.remove(path) if os.path.isfile(path) else None
+    process = subprocess.Popen([sys.executable, str(script), str(folder)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "first saved"
+    while not glob.glob(str(folder / "ckpt-2*")) and process.poll() is None:
+      time.sleep(0.001)
+    process.kill()
+    process.wait()
+    if tf.train.latest_checkpoint(str(folder)).endswith("ckpt-1"):
+      break
+  assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-1")
+  step = tf.Variable(0)
+  big = tf.Variable(tf.zeros([64, 1024, 1024]))
+  tf.train.Checkpoint(step=step, big=big).restore(
+      tf.train.latest_checkpoint(str(folder))).assert_consumed()
+  assert int(step) == 1 and float(big[0, 0, 0]) == 1.0

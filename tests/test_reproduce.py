@@ -1,0 +1,148 @@
+"""The reproduction: a tiny grid on real Omniglot end to end (RESULTS.md, PNGs,
+finished runs skipped), run naming, the defaults rule and the estimate."""
+
+import dataclasses
+import os
+import time
+
+from matplotlib import image as mpimg
+import pytest
+
+from tf_cvae import methods
+from tf_cvae import reproduction as repro
+from tf_cvae import reproduction_sizes as sizes
+from tf_cvae import results
+from tf_cvae import results_report as report
+from tf_cvae import results_tradeoff as tradeoff
+
+TINY = repro.Setup(
+    "omniglot", dict(name="mlp", hidden_dim=16, latent_dim=4),
+    batch_size=16, max_steps=3, epochs=1, valid_examples=32,
+    eval=dict(iw_samples=2, iw_chunk_size=2, max_examples=32),
+    paper="Omniglot")
+# long_factor 1: the long-training reference is the plain VAE's directory.
+TINY_SCALE = repro.Scale(
+    setups={"omni": TINY}, table=("omni",), methods=("vae", "self"), seeds=2,
+    sweep=("omni",), k=("omni",), lambdas=(2.0,), lambda_subset=(),
+    anneal_fractions=(), betas=(), floors=(), batch_sizes=(8,),
+    queue_sizes=(16,), long_factor=1)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, data_dir):
+  """The tiny grid trained once: (folder, runs, records)."""
+  root = tmp_path_factory.mktemp("reproduce")
+  runs = repro.plan(TINY_SCALE, data_dir=data_dir, out_dir=str(root / "runs"))
+  records = {}
+  for part in repro.PARTS:
+    records.update(repro.execute([r for r in runs if r.part == part]))
+  return root, runs, records
+
+
+def test_tiny_grid_writes_results_and_plots(grid):
+  root, runs, records = grid
+  assert len(records) == 9            # 4 table + 3 sweep + 2 K directories
+  assert {r["status"] for r in records.values()} <= {"done", "skipped"}
+  md, png = root / "RESULTS.md", root / "png"
+  choice = results.write("tiny", TINY_SCALE, runs, records, str(md), str(png))
+  text = md.read_text()
+  assert "| vae | 2 |" in text and "| self | 2 |" in text
+  assert " ± " in text                      # mean ± std over the 2 seeds
+  assert "89.41 / 1.51 / 1.43 / 3" in text  # the paper's Omniglot VAE row
+  assert "Reading: the plain VAE" in text
+  assert "## MI against K" in text and "### Chosen defaults" in text
+  assert set(choice) == {"hybrid", "self"}
+  pngs = sorted(os.listdir(png))
+  assert pngs == ["omni_mi_per_epoch.png", "omni_mi_vs_k.png",
+                  "omni_nll_vs_mi.png", "omni_tradeoff.png"]
+  for name in pngs:
+    assert (png / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mpimg.imread(png / name).shape[0] > 100
+    assert f"({os.path.relpath(png / name, root)})" in text
+
+
+def test_second_invocation_skips_finished_runs(grid):
+  _, runs, records = grid
+  started = time.time()
+  again = repro.execute(runs)
+  assert {r["status"] for r in again.values()} == {"skipped"}
+  assert time.time() - started < 10
+  assert again.keys() == records.keys()
+
+
+def test_changed_config_in_a_finished_directory_is_refused(grid):
+  _, runs, _ = grid
+  other = dataclasses.replace(runs[0].config, max_steps=4)
+  with pytest.raises(ValueError, match="another config"):
+    repro.read_finished(other)
+
+
+def test_equal_configs_share_a_directory():
+  runs = repro.plan(sizes.SCALES["cpu"], data_dir="/data", out_dir="r")
+  by_dir = {}
+  for run in runs:
+    by_dir.setdefault(run.config.out_dir, run.config)
+    assert by_dir[run.config.out_dir] == run.config
+  names = {os.path.basename(os.path.dirname(d)) for d in by_dir}
+  # The table's self critic (lambda 3) is the sweep's lambda-3 point.
+  assert {"self_w3", "self_w3_t1", "hybrid_w10_t1", "beta0.5", "fb0.25",
+          "anneal150", "anneal1000", "aggressive", "model_w3", "self_w3_b64",
+          "self_w3_q224", "vae_steps900"} <= names
+  table = [(r.setup, r.family, r.seed) for r in runs if r.part == "table"]
+  # 9 methods on text and MLP, 8 on PixelCNNs (no model critic); 3 seeds,
+  # aggressive training and MNIST's PixelCNN 1.
+  assert len(table) == 2 * (9 * 3 - 2) + 8 + (8 * 3 - 2)
+  assert ("ptb", "aggressive", 0) in table
+  assert ("ptb", "aggressive", 1) not in table
+  assert ("omniglot", "model", 0) not in table
+
+
+def test_method_config_step_fractions():
+  base = repro.base_config(TINY, 0, "/data")
+  config = methods.method_config(
+      dataclasses.replace(base, max_steps=400), "self",
+      {"objective": {"critic_warmup_steps": 0.25}, "num_negatives": 32})
+  assert config.objective.critic_warmup_steps == 100
+  assert config.num_negatives == 32 and config.critic == "self"
+  annealed = methods.method_config(dataclasses.replace(base, max_steps=401),
+                                   "kl_annealing")
+  assert annealed.objective.kl_anneal_steps == 200
+
+
+def _stats(nll, mi):
+  return {"nll": (nll, 0.0, 1), "mi": (mi, 0.0, 1), "mi_full": (mi, 0.0, 1)}
+
+
+def test_defaults_pick_most_mi_within_one_percent():
+  families = repro.sweep_families(TINY_SCALE)
+  stats = {("omni", "vae", None): _stats(100.0, 0.1),
+           ("omni", "self", 1.0): _stats(100.5, 1.5),
+           ("omni", "self", 4.0): _stats(104.0, 3.4),     # over 1%
+           ("omni", "self, target 1 nat", 4.0): _stats(100.9, 2.0),
+           ("omni", "hybrid", 1.0): _stats(102.0, 0.2)}
+  choice = tradeoff.choose_defaults(stats, families, ["omni"])
+  assert choice["self"]["overall"] == (4.0, 1.0)
+  assert choice["hybrid"]["overall"] is None
+  text = "\n".join(tradeoff.defaults_section(choice, stats))
+  assert "self: lambda 4, target 1 nats" in text
+  summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
+  assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
+  assert "MI never rises" in summary             # hybrid
+
+
+def test_cell_and_estimate():
+  assert report.cell((1.0, 0.5, 3)) == "1.00 ± 0.50"
+  assert report.cell((1.0, 0.0, 1)) == "1.00"
+  run = repro.plan(TINY_SCALE, ("table",), 1, "/data", "r")[1]
+  base = dict(startup=2.0, step=0.5, valid=1.0, eval=3.0, steps_per_epoch=2,
+              inner_steps=0)
+  calibration = {"omni": {"base": base, "vae": base,
+                         "self": dict(base, step=1.0)}}
+  # 3 steps of 1 s, 2 epochs of validation, startup 2 s, test 3 s.
+  assert sizes.estimate(TINY_SCALE, run, calibration) == 2 + 3 + 2 + 3
+
+
+def test_runner_refuses_an_unknown_part(run_runner):
+  result = run_runner("reproduce.py", "--only=table,nope")
+  assert result.returncode != 0
+  assert "--only: unknown ['nope']" in result.stderr, result.stderr[-2000:]

@@ -1,0 +1,248 @@
+"""Decoding from trained runs (tf_cvae.sampling) and runners/sample.py."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import evaluation
+from tf_cvae import export
+from tf_cvae import sampling
+from tf_cvae import train
+from tf_cvae.models import pixelcnn
+from tf_cvae.models import registry
+from tf_cvae.models import resnet
+from tf_cvae.models import vae as vae_lib
+
+TINY_EVAL = evaluation.EvalConfig(iw_samples=2, iw_chunk_size=2,
+                                  max_examples=32)
+
+
+def _trained(run_dir, **fields):
+  """A 5-step run in run_dir, restored: (vae, vocab)."""
+  train.run(train.TrainConfig(max_steps=5, eval=TINY_EVAL, out_dir=str(run_dir),
+                              log_every=1000, checkpoint_every=1000, **fields))
+  vae, vocab, _ = export.restore_vae(str(run_dir))
+  return vae, vocab
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+  run_dir = tmp_path_factory.mktemp("text") / "run"
+  vae, vocab = _trained(run_dir, model=registry.ModelConfig(
+      embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0))
+  sentences = [" ".join(vocab.decode(s)) for s in
+               data_lib.load(data_lib.DataConfig()).splits["test"][:4]]
+  return dict(run_dir=run_dir, vae=vae, vocab=vocab, sentences=sentences)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+  run_dir = tmp_path_factory.mktemp("image") / "run"
+  vae, vocab = _trained(
+      run_dir, data=data_lib.DataConfig(name="synthetic_images"),
+      model=registry.ModelConfig(name="mlp", hidden_dim=32, latent_dim=3))
+  assert vocab is None
+  images = (np.random.default_rng(0).random((4, 28, 28, 1)) < 0.3).astype(
+      np.float32)
+  return dict(run_dir=run_dir, vae=vae, images=images)
+
+
+def test_prior_latents_are_seeded_normals():
+  z = sampling.prior_latents(3, 5, seed=7)
+  assert z.shape == (5, 3) and z.dtype == tf.float32
+  np.testing.assert_array_equal(z, sampling.prior_latents(3, 5, seed=7))
+  assert not np.allclose(z, sampling.prior_latents(3, 5, seed=8))
+  with pytest.raises(errors.InputError, match="at least 1"):
+    sampling.prior_latents(3, 0, seed=0)
+
+
+def test_text_greedy_is_deterministic_and_sampling_follows_the_seed(text_run):
+  vae, vocab = text_run["vae"], text_run["vocab"]
+  z = sampling.prior_latents(vae.latent_dim, 6, seed=1)
+  greedy = sampling.decode(vae, z, "greedy", vocab=vocab, max_words=7)
+  assert len(greedy) == 6 and all(isinstance(s, str) for s in greedy)
+  assert all(len(s.split()) <= 7 for s in greedy)
+  assert greedy == sampling.decode(vae, z, "greedy", seed=5, vocab=vocab,
+                                   max_words=7)
+  sampled = sampling.decode(vae, z, "sample", seed=3, vocab=vocab)
+  assert sampled == sampling.decode(vae, z, "sample", seed=3, vocab=vocab)
+  assert sampled != sampling.decode(vae, z, "sample", seed=4, vocab=vocab)
+  with pytest.raises(errors.InputError, match="greedy or sample"):
+    sampling.decode(vae, z, "beam", vocab=vocab)
+  with pytest.raises(errors.InputError, match="vocabulary"):
+    sampling.decode(vae, z)
+
+
+def test_text_reconstruction_and_interpolation_endpoints(text_run):
+  vae, vocab, sentences = (text_run[k] for k in ("vae", "vocab", "sentences"))
+  batch = sampling.sentences_to_batch(sentences, vocab)
+  means, decoded = sampling.reconstruct(vae, batch, vocab=vocab)
+  np.testing.assert_allclose(means, vae.encode(batch)[0], atol=1e-6)
+  assert decoded == sampling.decode(vae, means, vocab=vocab)
+  z, paths = sampling.interpolate(vae, batch, num_steps=5, vocab=vocab)
+  assert z.shape == (2, 5, vae.latent_dim)
+  np.testing.assert_allclose(z[:, 0], means[0::2], atol=1e-6)
+  np.testing.assert_allclose(z[:, -1], means[1::2], atol=1e-6)
+  np.testing.assert_allclose(z[:, 2], (means[0::2] + means[1::2]) / 2,
+                             atol=1e-6)
+  assert [len(p) for p in paths] == [5, 5]
+  for pair, path in enumerate(paths):
+    assert path[0] == decoded[2 * pair] and path[-1] == decoded[2 * pair + 1]
+  with pytest.raises(errors.InputError, match="pairs"):
+    sampling.interpolate(vae, sampling.sentences_to_batch(sentences[:3], vocab),
+                         vocab=vocab)
+
+
+def test_sentences_to_batch_frames_pads_and_refuses_empty_input(text_run):
+  vocab = text_run["vocab"]
+  batch = sampling.sentences_to_batch(["w1 w2", "  neverseen "], vocab)
+  tokens = batch["tokens"].numpy()
+  np.testing.assert_array_equal(tokens[0], vocab.encode(["w1", "w2"]))
+  np.testing.assert_array_equal(tokens[1], [1, 3, 2, 0])  # <s> unk </s> pad
+  with pytest.raises(errors.InputError, match="no sentences"):
+    sampling.sentences_to_batch([], vocab)
+  with pytest.raises(errors.InputError, match="sentence 2 is empty"):
+    sampling.sentences_to_batch(["w1", "  "], vocab)
+
+
+def test_image_decoding_shapes_determinism_and_endpoints(image_run):
+  vae, images = image_run["vae"], image_run["images"]
+  z = sampling.prior_latents(vae.latent_dim, 5, seed=0)
+  greedy = sampling.decode(vae, z, "greedy")
+  assert greedy.shape == (5, 28, 28, 1) and greedy.dtype == np.float32
+  assert set(np.unique(greedy)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(greedy, sampling.decode(vae, z, "greedy",
+                                                        seed=9))
+  sampled = sampling.decode(vae, z, "sample", seed=2)
+  np.testing.assert_array_equal(sampled, sampling.decode(vae, z, "sample",
+                                                         seed=2))
+  assert (sampled != sampling.decode(vae, z, "sample", seed=3)).any()
+  batch = sampling.images_to_batch(images[..., 0])         # [N, 28, 28] too
+  means, decoded = sampling.reconstruct(vae, batch)
+  assert means.shape == (4, 3) and decoded.shape == (4, 28, 28, 1)
+  z, paths = sampling.interpolate(vae, batch, num_steps=3)
+  assert z.shape == (2, 3, 3) and paths.shape == (2, 3, 28, 28, 1)
+  np.testing.assert_array_equal(paths[:, 0], decoded[0::2])
+  np.testing.assert_array_equal(paths[:, -1], decoded[1::2])
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 14, 14)), r"\[N, 28, 28\].*\[2, 14, 14\]"),
+    (np.zeros((2, 28, 28, 3)), r"\[2, 28, 28, 3\]"),
+    (np.zeros((0, 28, 28)), "no images"),
+    (np.full((1, 28, 28), 2.0), r"\[0, 1\]")])
+def test_images_to_batch_refuses_bad_images(images, message):
+  with pytest.raises(errors.InputError, match=message):
+    sampling.images_to_batch(images)
+
+
+def test_pixelcnn_greedy_is_deterministic_and_sampling_seeded():
+  vae = vae_lib.VAE(resnet.ResNetEncoder(2, 4),
+                    pixelcnn.GatedPixelCNNDecoder(2, 4), latent_dim=2)
+  z = sampling.prior_latents(2, 3, seed=0)
+  vae.decoder.likelihood({"image": tf.zeros([3, 28, 28, 1])}, z)  # builds it
+  greedy = sampling.decode(vae, z, "greedy")
+  assert greedy.shape == (3, 28, 28, 1)
+  np.testing.assert_array_equal(greedy, sampling.decode(vae, z, "greedy"))
+  sampled = sampling.decode(vae, z, "sample", seed=1)
+  assert set(np.unique(sampled)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(sampled, sampling.decode(vae, z, "sample",
+                                                         seed=1))
+
+
+def test_png_grid_decodes_back_to_the_tiles(tmp_path):
+  images = np.random.default_rng(1).integers(0, 2, (7, 28, 28, 1))
+  path = sampling.write_png(str(tmp_path / "sub" / "grid.png"), images, 3)
+  grid = tf.io.decode_png(tf.io.read_file(path)).numpy()
+  assert grid.shape == (3 * 28 + 4 * 2, 3 * 28 + 4 * 2, 1)   # 3 rows, pad 2
+  np.testing.assert_array_equal(grid[2:30, 2:30], images[0] * 255)
+  np.testing.assert_array_equal(grid[32:60, 62:90], images[5] * 255)
+  assert (grid[62:90, 32:60] == 128).all()            # no 8th image: padding
+  ordered = sampling.paired_rows(images[:3], 1 - images[:3], columns=2)
+  assert ordered.shape == (8, 28, 28, 1)
+  np.testing.assert_array_equal(ordered[2:4], 1 - images[:2])
+  assert not ordered[7].any()                          # blank tile
+
+
+def test_read_inputs_from_files_and_splits(tmp_path, text_run, image_run):
+  run_dir, vocab = str(text_run["run_dir"]), text_run["vocab"]
+  batch, sentences = sampling.read_inputs("test:0,2", run_dir, vocab)
+  assert sentences == [text_run["sentences"][0], text_run["sentences"][2]]
+  lines = tmp_path / "lines.txt"
+  lines.write_text("w1 w2\n\nw3\n")
+  batch, sentences = sampling.read_inputs(str(lines), run_dir, vocab)
+  assert sentences == ["w1 w2", "w3"] and batch["tokens"].shape[0] == 2
+  npy = tmp_path / "images.npy"
+  np.save(npy, image_run["images"])
+  batch, _ = sampling.read_inputs(str(npy), str(image_run["run_dir"]))
+  np.testing.assert_array_equal(batch["image"], image_run["images"])
+  for source, message in [(str(tmp_path / "absent.txt"), "no such file"),
+                          (str(npy), "text: give a file of sentences"),
+                          ("test:99999", "no index 99999")]:
+    with pytest.raises(errors.InputError, match=message):
+      sampling.read_inputs(source, run_dir, vocab)
+  lines.write_text("\n \n")
+  with pytest.raises(errors.InputError, match="lines.txt: no sentences"):
+    sampling.read_inputs(str(lines), run_dir, vocab)
+
+
+def test_sample_runner_text_end_to_end(tmp_path, text_run, run_runner):
+  run_dir = text_run["run_dir"]
+  result = run_runner("sample.py", f"--run_dir={run_dir}", "--num_samples=3",
+                      "--decoding=sample", "--seed=2", "--max_words=6")
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip("\n").split("\n")
+  assert len(lines) == 3 and all(len(l.split()) <= 6 for l in lines)
+  assert (run_dir / "samples" / "prior.txt").read_text().splitlines() == lines
+  inputs = tmp_path / "in.txt"
+  inputs.write_text("\n".join(text_run["sentences"][:2]) + "\n")
+  result = run_runner("sample.py", f"--run_dir={run_dir}",
+                      "--mode=interpolate", f"--input={inputs}",
+                      "--num_steps=4", f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip("\n").split("\n")
+  assert [l.split()[0] for l in lines] == ["0.00", "0.33", "0.67", "1.00"]
+  assert (tmp_path / "out" / "interpolate.txt").exists()
+
+
+def test_sample_runner_writes_image_grids(tmp_path, image_run, run_runner):
+  npy = tmp_path / "images.npy"
+  np.save(npy, image_run["images"])
+  for mode, shape in [("interpolate", (2 * 30 + 2, 7 * 30 + 2, 1)),
+                      ("reconstruct", (2 * 30 + 2, 4 * 30 + 2, 1))]:
+    result = run_runner("sample.py", f"--run_dir={image_run['run_dir']}",
+                        f"--mode={mode}", f"--input={npy}", "--num_steps=5",
+                        f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = result.stdout.strip().splitlines()[-1]
+    assert path == str(tmp_path / f"{mode}.png")
+    grid = tf.io.decode_png(tf.io.read_file(path)).numpy()
+    assert grid.shape == shape, mode
+
+
+@pytest.mark.parametrize("case", ["missing_run_dir", "image_shape",
+                                  "empty_input"])
+def test_sample_runner_errors_are_one_line(case, tmp_path, text_run,
+                                           image_run, run_runner):
+  run_dir, args = image_run["run_dir"], ["--mode=reconstruct"]
+  if case == "missing_run_dir":
+    run_dir = tmp_path / "absent"
+    needles = [f"--run_dir={run_dir}", "config.json"]
+  elif case == "image_shape":
+    np.save(tmp_path / "in.npy", np.zeros((2, 14, 14), np.float32))
+    args.append(f"--input={tmp_path / 'in.npy'}")
+    needles = ["[N, 28, 28]", "[2, 14, 14]"]
+  else:
+    run_dir = text_run["run_dir"]
+    (tmp_path / "in.txt").write_text("\n\n")
+    args.append(f"--input={tmp_path / 'in.txt'}")
+    needles = ["in.txt", "no sentences"]
+  result = run_runner("sample.py", f"--run_dir={run_dir}", *args)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: "), last
+  for needle in needles:
+    assert needle in last, last

@@ -1,0 +1,299 @@
+"""Speed of the real train step against the machine's matmul peak.
+
+`run(BenchConfig) -> dict` builds every critic's TrainStep with build.py (as
+training does), times it (round-robin in one process after warm-up), counts
+its FLOPs from the shapes and divides by the fp32 matmul peak measured in the
+same process; also the IW-NLL's speed and memory, and the input pipeline's.
+"""
+
+import dataclasses
+import os
+import threading
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_cvae import build
+from tf_cvae import config as config_lib
+from tf_cvae import metrics
+from tf_cvae import objective
+from tf_cvae.data import base as data_base
+from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import fused_lstm
+from tf_cvae.models import registry
+
+CRITICS = ("none", "self", "hybrid", "nn", "model", "aggressive")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  """Sizes and what to measure; `steps` timed steps per repeat."""
+  model: str = "lstm"
+  batch_size: int = 32
+  seq_len: int = 40
+  vocab_size: int = 5000
+  embed_dim: int = 256
+  hidden_dim: int = 512
+  latent_dim: int = 32
+  resnet_channels: int = 64
+  pixelcnn_layers: int = 12
+  pixelcnn_channels: int = 32
+  critics: tuple = CRITICS
+  jit_compile: str = "auto"             # on | off | auto (build.py's rule)
+  lstm_impl: str = "auto"
+  steps: int = 5
+  repeats: int = 5
+  compare: bool = True        # the plain step also XLA flipped, Keras LSTMs
+  iw_samples: int = 500
+  iw_chunk_size: int = 50
+  eval_examples: int = 8
+  memory_iw_samples: tuple = (50, 200, 500)
+  pipeline_batches: int = 100
+  seed: int = 0
+
+
+def measure_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+  """Best fp32 GFLOP/s of a [size, size] x [size, size] tf.matmul."""
+  a = tf.random.normal([size, size])
+  matmul = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)[0]))
+  best = min(_seconds(lambda: float(matmul(a))) for _ in range(repeats + 1))
+  return 2 * size**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def synthetic_dataset(config: BenchConfig, num_examples: int):
+  """Random sentences (lengths seq_len / 2 .. seq_len, <s> and </s> in)
+  over vocab_size ids, or random pixel probabilities (dynamic binarization)."""
+  rng = np.random.default_rng(config.seed)
+  if config.model != "lstm":
+    images = rng.random((num_examples, 28, 28, 1), dtype=np.float32)
+    return data_base.ImageDataset("bench", {s: images for s in data_base.SPLITS},
+                                  {s: "dynamic" for s in data_base.SPLITS})
+  words = [f"w{i}" for i in range(config.vocab_size - len(vocab_lib.SPECIALS))]
+  lengths = rng.integers(config.seq_len // 2, config.seq_len,
+                         num_examples, endpoint=True)
+  lengths[0] = config.seq_len              # one sentence of the longest shape
+  sentences = [np.concatenate([[vocab_lib.BOS_ID], rng.integers(
+      len(vocab_lib.SPECIALS), config.vocab_size, n - 2), [vocab_lib.EOS_ID]]
+                              ).astype(np.int32) for n in lengths]
+  return data_base.TextDataset("bench", vocab_lib.Vocabulary(words),
+                               {s: sentences for s in data_base.SPLITS})
+
+
+def _train_config(config: BenchConfig, critic: str, **overrides):
+  sizes = {f.name: getattr(config, f.name)
+           for f in dataclasses.fields(registry.ModelConfig)
+           if f.name not in ("name", "decoder_dropout")}
+  fields = dict(
+      model=registry.ModelConfig(name=config.model, **sizes),
+      objective=objective.ObjectiveConfig(
+          critic_weight=0.0 if critic in ("none", "aggressive") else 3.0),
+      critic=critic if critic in registry.CRITICS else "none",
+      critic_side="model" if critic == "model" else "inference",
+      aggressive=critic == "aggressive", batch_size=config.batch_size,
+      jit_compile=config.jit_compile, seed=config.seed)
+  fields.update(overrides)
+  return config_lib.TrainConfig(**fields)
+
+
+def _timed_fns(config: BenchConfig, dataset, batch) -> dict:
+  """name -> (zero-argument step function, critic, built TrainStep)."""
+  flip = ("off" if build.resolve_jit_compile(config.jit_compile, config.model)
+          else "on")
+  variants = {c: (c, {}) for c in config.critics}
+  if config.compare:
+    variants[f"none, XLA {flip}"] = ("none", {"jit_compile": flip})
+    if config.model == "lstm" and fused_lstm.resolve_impl(
+        config.lstm_impl) == "fused":
+      variants["none, keras LSTM"] = ("none", {"model": dataclasses.replace(
+          _train_config(config, "none").model, lstm_impl="keras")})
+  fns = {}
+  for name, (critic, overrides) in variants.items():
+    keras.utils.set_random_seed(config.seed)
+    step = build.build_train_step(_train_config(config, critic, **overrides),
+                                  dataset)
+    step.build(batch)
+    fns[name] = ((lambda step=step: (step(batch, "encoder"), step(
+        batch, "decoder"))) if critic == "aggressive" else (
+            lambda step=step: step(batch)), critic, step)
+  return fns
+
+
+def time_steps(fns: dict, steps: int, repeats: int):
+  """{name: (median, best) seconds per call over repeats of `steps` calls,
+  round-robin after 2 warm-up calls}, and the cores busy meanwhile."""
+  def timed(fn, calls):
+    return _seconds(lambda: tf.nest.map_structure(
+        lambda t: t.numpy(), [fn() for _ in range(calls)])) / calls
+  for fn in fns.values():
+    timed(fn, 2)
+  times = {name: [] for name in fns}
+  cpu, wall = time.process_time(), time.perf_counter()
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      times[name].append(timed(fn, steps))
+  cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+  return {n: (float(np.median(t)), min(t)) for n, t in times.items()}, cores
+
+
+def _lstm_flops(batch, time_steps, inputs, units):
+  return 2 * batch * time_steps * (inputs + units) * 4 * units
+
+
+def _graph_flops(fn, *args) -> int:
+  """2 m n k of every MatMul and Conv2D of fn's graph (loops not entered)."""
+  total = 0
+  for op in tf.function(fn).get_concrete_function(*args).graph.get_operations():
+    if op.type == "MatMul":
+      k = op.inputs[0].shape[0 if op.get_attr("transpose_a") else 1]
+      total += 2 * op.outputs[0].shape.num_elements() * k
+    elif op.type == "Conv2D":
+      window = op.inputs[1].shape[:3].num_elements()   # kh * kw * c_in
+      total += 2 * op.outputs[0].shape.num_elements() * window
+  return total
+
+
+def _critic_flops(critic, batch, z, text_len) -> int:
+  """Forward FLOPs of a critic: heads and scores (graph), own LSTM's loop."""
+  if critic is None:
+    return 0
+  total = _graph_flops(lambda b, z: critic.score(critic.x_side(b, z, z), z),
+                       batch, z)
+  for layer in critic._flatten_layers():
+    if isinstance(layer, (keras.layers.LSTM, fused_lstm.FusedLSTM)):
+      inputs = (0 if isinstance(layer, fused_lstm.FusedLSTM)  # in the graph
+                else layer.cell.kernel.shape[0])
+      total += _lstm_flops(z.shape[0], text_len, inputs, layer.cell.units)
+  return total
+
+
+def count_flops(step, batch, kind: str) -> dict:
+  """FLOPs of one step by part: a trained part costs 3 x its forward."""
+  vae = step.vae
+  z = tf.zeros([next(iter(batch.values())).shape[0], vae.latent_dim])
+  if "tokens" in batch:
+    b, t = batch["tokens"].shape
+    e, h = vae.encoder.embedding.output_dim, vae.encoder.lstm.units
+    z_dim, vocab = vae.latent_dim, vae.decoder.to_vocab.units
+    enc = _lstm_flops(b, t, e, h) + 2 * b * h * 2 * z_dim
+    dec = ((t - 1) * (_lstm_flops(b, 1, e + z_dim, h) + 2 * b * h * vocab)
+           + 2 * b * z_dim * h)
+    sampling = dec            # word by word: the same matmuls
+  else:
+    t = None
+    enc = _graph_flops(vae.encode, batch)
+    dec = _graph_flops(vae.log_likelihood, batch, z)
+    sampling = 28 * dec       # 28 vertical passes, 784 one-row horizontal ones
+  parts = {"encoder": enc, "decoder": dec,
+           "critic": _critic_flops(step.critic, batch, z, t)}
+  if kind == "aggressive":    # encoder update (decoder: input grads only)
+    return dict(parts, step=(3 * enc + 2 * dec) + (enc + 3 * dec))
+  total = 3 * (enc + dec + parts["critic"])
+  if kind == "model":         # forward-only sampling; relaxed pass trained
+    critic = _critic_flops(step.model_critic, batch, z, t)
+    if t:                     # expected embeddings: probs [B, T, V] @ E
+      critic += 2 * b * t * vocab * (
+          step.model_critic.x_features.embedding.output_dim)
+    parts.update(sampling=sampling, model_critic=critic)
+    total += sampling + 3 * (dec + critic)
+  return dict(parts, step=total)
+
+
+def memory_in_use() -> int:
+  """Bytes: the GPU allocator's with a GPU, else the process RSS (/proc)."""
+  if tf.config.list_physical_devices("GPU"):
+    return tf.config.experimental.get_memory_info("GPU:0")["current"]
+  with open("/proc/self/statm") as f:     # pages: size, resident, ...
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mb(fn, start: int | None = None) -> float:
+  """Peak memory_in_use() while fn() runs, in MB above `start` (default:
+  at the call): the GPU allocator's peak, or the RSS sampled every 2 ms."""
+  start = memory_in_use() if start is None else start
+  if tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    fn()
+    return (tf.config.experimental.get_memory_info("GPU:0")["peak"]
+            - start) / 2**20
+  samples, done = [memory_in_use()], threading.Event()
+  thread = threading.Thread(daemon=True, target=lambda: [
+      samples.append(memory_in_use())
+      for _ in iter(lambda: done.wait(0.002), True)])
+  thread.start()
+  fn()
+  done.set()
+  thread.join()
+  return (max(samples + [memory_in_use()]) - start) / 2**20
+
+
+def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
+  """IW-NLL examples/s at config.iw_samples; peak memory per sample count."""
+  batch = next(iter(dataset.batches("test", config.eval_examples)))
+  estimator = metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size)
+  nll = lambda n: float(tf.reduce_sum(estimator(batch, n)))
+  before = memory_in_use()               # before the first chunk (and trace)
+  memory = {str(n): round(peak_memory_mb(lambda n=n: nll(n), before), 1)
+            for n in sorted(config.memory_iw_samples)}
+  seconds = _seconds(lambda: nll(config.iw_samples))
+  gpu = tf.config.list_physical_devices("GPU")
+  return {"iw_samples": config.iw_samples, "iw_chunk_size":
+          config.iw_chunk_size, "examples": config.eval_examples,
+          "examples_per_second": config.eval_examples / seconds,
+          "peak_memory_mb_by_iw_samples": memory, "memory_measured_as": (
+              "GPU allocator" if gpu else "process RSS") + " peak above "
+          "the memory in use before the first call"}
+
+
+def measure_pipeline(dataset, config: BenchConfig) -> float:
+  """Examples/s of the training tf.data pipeline alone (a whole epoch)."""
+  batches = lambda: dataset.batches("train", config.batch_size, shuffle=True,
+                                    seed=config.seed, drop_remainder=True)
+  count = sum(int(next(iter(b.values())).shape[0]) for b in batches())
+  return count / _seconds(lambda: [b for b in batches()])
+
+
+def run(config: BenchConfig) -> dict:
+  """Times every critic of config.critics (and the plain-step variants).
+
+  Returns {name: {seconds_per_step, flops_per_step, achieved_gflops,
+  peak_gflops, fraction_of_peak, ratio_to_plain, ...}}; the plain VAE's
+  entry ("none") also holds "evaluation" and "pipeline".
+  """
+  dataset = synthetic_dataset(config, config.pipeline_batches
+                              * config.batch_size + config.eval_examples)
+  batch = next(iter(dataset.batches("train", config.batch_size)))
+  if config.model == "lstm":     # padded to the longest shape, seq_len
+    width = config.seq_len - batch["tokens"].shape[1]
+    batch = {"tokens": tf.pad(batch["tokens"], [[0, 0], [0, width]])}
+  peak = measure_peak_gflops()
+  fns = _timed_fns(config, dataset, batch)
+  seconds, cores = time_steps({n: f[0] for n, f in fns.items()},
+                              config.steps, config.repeats)
+  peak = max(peak, measure_peak_gflops())
+  plain, results = seconds.get("none", (None,))[0], {}
+  for name, (_, critic, step) in fns.items():
+    flops = count_flops(step, batch, critic)
+    (median, best), gflop = seconds[name], flops["step"] / 1e9
+    results[name] = {
+        "seconds_per_step": median, "flops_per_step": flops["step"],
+        "flops_by_part": flops, "achieved_gflops": gflop / median,
+        "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
+        "best_seconds_per_step": best, "best_fraction_of_peak":
+        gflop / best / peak, "cores_busy_while_timing": cores,
+        "ratio_to_plain": median / plain if plain else None,
+        "jit_compile": step.jit_compile}
+  if plain:
+    results["none"].update(
+        evaluation=measure_evaluation(fns["none"][2].vae, dataset, config),
+        pipeline={"examples_per_second": measure_pipeline(dataset, config),
+                  "step_examples_per_second": config.batch_size / plain})
+  return results
+

@@ -1,0 +1,64 @@
+"""history.jsonl, one record per finished epoch, and the epoch's log line."""
+
+import json
+import os
+
+from absl import logging
+
+from tf_cvae import schedule
+
+
+class History:
+  """The epoch records of a run, mirrored in `path` (JSON lines)."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.records = []
+
+  def load(self, last_epoch: int) -> None:
+    """Reads the file, keeping epochs <= last_epoch (the checkpoint's).
+
+    Lines past the checkpoint (written before an interruption) go: the
+    resumed run validates those epochs again. The file is rewritten
+    atomically without them.
+    """
+    if not os.path.exists(self.path):
+      return
+    with open(self.path, encoding="utf-8") as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    self.records = [r for r in records if r["epoch"] <= last_epoch]
+    if len(self.records) < len(records):
+      tmp = self.path + ".tmp"
+      with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
+      os.replace(tmp, self.path)
+
+  def append(self, record: dict) -> None:
+    self.records.append(record)
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def log_epoch(record: dict, state: schedule.PlateauState, new_rate: float,
+              max_lr_decays: int | None) -> None:
+  """The end-of-epoch progress line(s) of a history record."""
+  if record["improved"]:
+    verdict = "best so far"
+  elif record["lr_halved"]:
+    verdict = (f"no improvement: learning rate halved to {new_rate:g} "
+               f"(halving {state.decays} of {max_lr_decays or 'no cap'})")
+  else:
+    verdict = f"best epoch {state.best_epoch} at {state.best_loss:.3f}"
+  logging.info("epoch %d (step %d): train loss %.3f  valid loss %.3f (rec "
+               "%.3f, kl %.3f)  mi %.3f  au %d  infonce_bound %.3f  lr %g: "
+               "%s", record["epoch"], record["step"], record["train_loss"],
+               record["valid_loss"], record["valid_rec"], record["valid_kl"],
+               record["valid_mi"], record["valid_au"],
+               record["valid_infonce_bound"], record["learning_rate"], verdict)
+  if "aggressive_ends" in record:
+    logging.info("validation MI %.3f: aggressive training %s",
+                 record["valid_mi"],
+                 "ends" if record["aggressive_ends"] else "continues")
+  if schedule.schedule_stops(state, max_lr_decays):
+    logging.info("halving %d of max_lr_decays=%d done: training stops",
+                 state.decays, max_lr_decays)

@@ -1,0 +1,69 @@
+"""The methods compared by runners/compare.py and the reproduction, by name.
+
+A method is a set of changes to a TrainConfig: its top-level fields and,
+under "objective", fields of its ObjectiveConfig. Every method starts from
+the plain VAE (NEUTRAL), so a method's run holds that method alone.
+"""
+
+import dataclasses
+
+from tf_cvae import config as config_lib
+
+# method -> TrainConfig / ObjectiveConfig fields it changes.
+METHODS = {
+    "vae": {},
+    "kl_annealing": {"objective": {"kl_anneal_steps": "half"}},
+    "beta_0.5": {"objective": {"kl_weight": 0.5}},
+    "free_bits_0.25": {"objective": {"free_bits": 0.25}},
+    "aggressive": {"aggressive": True},
+    "self": {"critic": "self", "objective": {"critic_weight": 3.0}},
+    "self_target_2": {"critic": "self", "objective": {"critic_weight": 3.0,
+                                                      "critic_target": 2.0}},
+    "self_queue_224": {"critic": "self", "num_negatives": 224,
+                       "objective": {"critic_weight": 3.0}},
+    "hybrid": {"critic": "hybrid", "objective": {"critic_weight": 10.0}},
+    "nn": {"critic": "nn", "objective": {"critic_weight": 10.0}},
+    "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
+}
+
+# What every method starts from: no critic and no baseline, whatever the
+# base config says.
+NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
+           "aggressive": False}
+NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
+                     "critic_target": None}
+
+# Values of step-count fields given as a fraction of the run's max_steps.
+_FRACTIONS = {"half": 0.5}
+
+
+def _steps(value, max_steps: int | None):
+  """A step count: an int as is, "half" or a float as a fraction of max_steps
+  (1000 steps when the run is sized in epochs)."""
+  if isinstance(value, int) and not isinstance(value, bool):
+    return value
+  fraction = _FRACTIONS.get(value, value)
+  return max(1, int(float(fraction) * (max_steps or 1000)))
+
+
+def method_config(base: config_lib.TrainConfig, method: str,
+                  changes: dict | None = None) -> config_lib.TrainConfig:
+  """`base` reset to the plain VAE, with the changes of `method`, then
+  `changes` (the same form as a METHODS entry) on top.
+
+  Step counts (kl_anneal_steps, critic_warmup_steps) may be given as "half"
+  or as a float: a fraction of base.max_steps.
+  """
+  if method not in METHODS:
+    raise KeyError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+  merged = dict(NEUTRAL, **METHODS[method])
+  objective = dict(NEUTRAL_OBJECTIVE, **merged.pop("objective", {}))
+  changes = dict(changes or {})
+  objective.update(changes.pop("objective", {}))
+  merged.update(changes)
+  for key in ("kl_anneal_steps", "critic_warmup_steps"):
+    if objective.get(key):
+      objective[key] = _steps(objective[key], base.max_steps)
+  return dataclasses.replace(
+      base, objective=dataclasses.replace(base.objective, **objective),
+      **merged)

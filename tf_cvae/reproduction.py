@@ -1,0 +1,289 @@
+"""The reproduction as data: setups x methods x seeds x knobs, run once each.
+
+Three parts, each a list of `Run`s (see `plan`):
+  table: the paper's methods (tf_cvae.methods) on every setup, several seeds;
+  sweep: the critic weight lambda of the self and hybrid critics (with and
+         without a target on the bound, a warm-up, a larger K, longer
+         training) and the comparable knob of each baseline, one seed;
+  k:     the self critic with K = batch size, and K = batch + a queue.
+Every run is one train.run into <out_dir>/<setup>/<name>/seed<k>, where the
+name spells the run's config (`run_name`), so a run that two parts share is
+trained once, and a finished run (metrics.json) is read, not trained again.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import logging
+import keras
+
+from tf_cvae import config as config_lib
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae import evaluation
+from tf_cvae import methods as methods_lib
+from tf_cvae import train
+from tf_cvae.models import registry
+
+PARTS = ("table", "sweep", "k")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A data set, a model and a budget: everything of a run but the method."""
+  dataset: str                  # ptb, or a data registry name
+  model: dict                   # registry.ModelConfig fields
+  batch_size: int
+  max_steps: int | None         # None: train `epochs` under the protocol
+  epochs: int
+  eval: dict                    # evaluation.EvalConfig fields
+  valid_examples: int | None = None
+  paper: str | None = None      # the paper's data set to compare with
+  extra: tuple = ()             # other TrainConfig fields, as (name, value)
+  skip: tuple = ()              # table methods not run here (their cost)
+  seeds: int | None = None      # table seeds at most here (its cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """A swept series: `method` with one knob taking the values of a list."""
+  label: str
+  method: str                   # a methods.METHODS key
+  knob: str                     # a TrainConfig or ObjectiveConfig field
+  values: str                   # the Scale attribute holding the values
+  changes: tuple = ()           # fixed changes (either), as (name, value)
+  steps_factor: int = 1         # longer training: max_steps times this
+  defaults: bool = False        # a candidate for the library's defaults
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  """Every size of the reproduction at one scale (cpu, paper, smoke)."""
+  setups: dict                  # name -> Setup
+  table: tuple                  # setups of the table part
+  methods: tuple                # table methods (methods.METHODS keys)
+  seeds: int
+  sweep: tuple                  # setups of the sweep part
+  k: tuple                      # setups of the K part
+  method_seeds: tuple = ()      # (method, seeds at most), for costly ones
+  lambdas: tuple = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
+  lambda_subset: tuple = (1.0, 3.0, 5.0, 10.0)
+  anneal_fractions: tuple = (0.25, 0.5, 1.0)
+  betas: tuple = (0.1, 0.2, 0.5, 0.8)
+  floors: tuple = (0.05, 0.1, 0.25, 0.5)
+  batch_sizes: tuple = (8, 16, 32, 64, 128)
+  queue_sizes: tuple = (0, 32, 96, 224, 480)
+  k_lambda: float = 3.0
+  long_factor: int = 3
+
+
+def sweep_families(scale: Scale) -> list[Family]:
+  """The sweep's series: critics by lambda, baselines by their own knob."""
+  w, subset, long = "critic_weight", "lambda_subset", scale.long_factor
+  target = lambda t: (("critic_target", t),)
+  return [
+      Family("vae", "vae", "", ""),
+      Family("self", "self", w, "lambdas", defaults=True),
+      Family("self, target 1 nat", "self", w, "lambdas", target(1.0), 1, True),
+      Family("self, target 2 nats", "self", w, subset, target(2.0), 1, True),
+      Family("hybrid", "hybrid", w, "lambdas", defaults=True),
+      Family("hybrid, target 1 nat", "hybrid", w, subset, target(1.0), 1,
+             True),
+      Family("self, lambda warm-up over half the run", "self", w, subset,
+             (("critic_warmup_steps", 0.5),)),
+      Family("self, K = batch + 224 (queue)", "self", w, subset,
+             (("num_negatives", 224),)),
+      Family(f"vae, {long}x steps", "vae", "", "", (), long),
+      Family(f"self, {long}x steps", "self", w, subset, (), long),
+      Family(f"self, target 1 nat, {long}x steps", "self", w, subset,
+             target(1.0), long),
+      Family("KL annealing (fraction of the run)", "kl_annealing",
+             "kl_anneal_steps", "anneal_fractions"),
+      Family("beta-VAE", "beta_0.5", "kl_weight", "betas"),
+      Family("free bits (nats per dim)", "free_bits_0.25", "free_bits",
+             "floors"),
+  ]
+
+
+def k_families(scale: Scale) -> list[Family]:
+  """MI against K: the self critic at lambda k_lambda, no target."""
+  w = (("critic_weight", scale.k_lambda),)
+  return [Family("K = batch size", "self", "batch_size", "batch_sizes", w),
+          Family("K = batch + queue", "self", "num_negatives", "queue_sizes",
+                 w)]
+
+
+@dataclasses.dataclass
+class Run:
+  """One planned train.run: where it belongs in the report, and its config."""
+  part: str                     # table | sweep | k
+  setup: str                    # a Scale.setups key
+  family: str                   # table: the method; sweep / k: Family.label
+  knob: float | None            # the family's knob value (None: table)
+  seed: int
+  config: train.TrainConfig
+
+
+def base_config(setup: Setup, seed: int, data_dir: str) -> train.TrainConfig:
+  """The plain VAE of `setup` (out_dir unset)."""
+  data_dir = os.path.abspath(data_dir)
+  if setup.dataset == "ptb":    # train on ptb.valid, test on ptb.test
+    ptb = lambda split: os.path.join(data_dir, "ptb", f"ptb.{split}.txt")
+    data = data_lib.DataConfig(name="text", train_file=ptb("valid"),
+                               valid_file=ptb("valid"), test_file=ptb("test"))
+  else:
+    data = data_lib.DataConfig(name=setup.dataset, data_dir=data_dir)
+  return train.TrainConfig(
+      data=data, model=registry.ModelConfig(**setup.model),
+      eval=evaluation.EvalConfig(seed=seed, **setup.eval),
+      batch_size=setup.batch_size, max_steps=setup.max_steps,
+      epochs=setup.epochs, seed=seed, valid_examples=setup.valid_examples,
+      **dict(setup.extra))
+
+
+def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
+  """A directory name that spells how `config` differs from the plain VAE
+  `base`: equal configs get equal names, e.g. self_w3_t1, beta0.5."""
+  o, parts = config.objective, []
+  if config.aggressive:
+    parts.append("aggressive")
+  if config.critic != "none" or config.critic_side != "inference":
+    side = {"inference": "", "model": "model", "both": "+model"}
+    critic = "" if config.critic == "none" else config.critic
+    parts += [critic + side[config.critic_side], f"w{o.critic_weight:g}"]
+    if o.critic_target is not None:
+      parts.append(f"t{o.critic_target:g}")
+    if o.critic_warmup_steps:
+      parts.append(f"warm{o.critic_warmup_steps}")
+    if config.num_negatives:
+      parts.append(f"q{config.num_negatives}")
+  if o.kl_weight != 1.0:
+    parts.append(f"beta{o.kl_weight:g}")
+  if o.kl_anneal_steps:
+    parts.append(f"anneal{o.kl_anneal_steps}")
+  if o.free_bits:
+    parts.append(f"fb{o.free_bits:g}")
+  if config.batch_size != base.batch_size:
+    parts.append(f"b{config.batch_size}")
+  if (config.max_steps, config.epochs) != (base.max_steps, base.epochs):
+    parts += [] if parts else ["vae"]
+    parts.append(f"steps{config.max_steps}" if config.max_steps
+                 else f"epochs{config.epochs}")
+  return "_".join(parts) or "vae"
+
+
+_OBJECTIVE_FIELDS = {f.name for f in dataclasses.fields(
+    config_lib.TrainConfig().objective)}
+
+
+def _run(part: str, setup_name: str, scale: Scale, method: str, seed: int,
+         data_dir: str, out_dir: str, changes: dict, family: str,
+         knob=None, steps_factor: int = 1) -> Run:
+  """The Run of `method` plus `changes` (field -> value, objective fields
+  by name) on a setup, its directory named by run_name."""
+  plain = base_config(scale.setups[setup_name], seed, data_dir)
+  base = dataclasses.replace(
+      plain, epochs=plain.epochs * steps_factor,
+      max_steps=plain.max_steps and plain.max_steps * steps_factor)
+  objective = {k: v for k, v in changes.items() if k in _OBJECTIVE_FIELDS}
+  top = {k: v for k, v in changes.items() if k not in _OBJECTIVE_FIELDS}
+  config = methods_lib.method_config(base, method,
+                                     dict(top, objective=objective))
+  config = dataclasses.replace(config, out_dir=os.path.join(
+      out_dir, setup_name, run_name(config, plain), f"seed{seed}"))
+  return Run(part, setup_name, family, knob, seed, config)
+
+
+def _family_runs(part, scale, setup_names, families, data_dir, out_dir):
+  runs = []
+  for name in setup_names:
+    for family in families:
+      for value in getattr(scale, family.values) if family.values else [None]:
+        changes = dict(family.changes)
+        if family.knob:
+          changes[family.knob] = value
+        runs.append(_run(part, name, scale, family.method, 0, data_dir,
+                         out_dir, changes, family.label, value,
+                         family.steps_factor))
+  return runs
+
+
+def plan(scale: Scale, parts=PARTS, seeds: int | None = None,
+         data_dir: str | None = None, out_dir: str = "runs/reproduce"
+         ) -> list[Run]:
+  """Every run of `parts`: the table first, seed by seed (a partial table
+  already has every method at seed 0); the sweep and K parts at seed 0."""
+  data_dir = data_dir or data_lib.default_data_dir()
+  runs = []
+  if "table" in parts:
+    cap = dict(scale.method_seeds)
+    for seed in range(scale.seeds if seeds is None else seeds):
+      for name in scale.table:
+        runs += [_run("table", name, scale, method, seed, data_dir, out_dir,
+                      {}, method) for method in scale.methods
+                 if method not in scale.setups[name].skip
+                 and seed < min(cap.get(method, seed + 1),
+                                scale.setups[name].seeds or seed + 1)]
+  if "sweep" in parts:
+    runs += _family_runs("sweep", scale, scale.sweep, sweep_families(scale),
+                         data_dir, out_dir)
+  if "k" in parts:
+    runs += _family_runs("k", scale, scale.k, k_families(scale), data_dir,
+                         out_dir)
+  return runs
+
+
+def read_finished(config: train.TrainConfig) -> dict | None:
+  """The record of a finished run directory (its metrics and history), or
+  None. Raises errors.InputError when the directory holds another config."""
+  path = os.path.join(config.out_dir, "metrics.json")
+  if not os.path.exists(path):
+    return None
+  saved = config_lib.load_config(config.out_dir)
+  if dataclasses.replace(saved, out_dir=config.out_dir) != config:
+    raise errors.InputError(
+        f"{config.out_dir} holds a finished run of another config; delete it "
+        "or pass another out_dir")
+  with open(path, encoding="utf-8") as f:
+    metrics = json.load(f)
+  history_path = os.path.join(config.out_dir, "history.jsonl")
+  history = []
+  if os.path.exists(history_path):
+    with open(history_path, encoding="utf-8") as f:
+      history = [json.loads(line) for line in f if line.strip()]
+  return {"metrics": metrics, "history": history}
+
+
+def execute(runs: list[Run], dry_run: bool = False) -> dict:
+  """Trains every run not yet finished; returns out_dir -> record.
+
+  A record is {"metrics", "history", "status": done | skipped | failed,
+  "error"} ("planned" for what `dry_run` would train). A run that cannot
+  go on (errors.TrainingError: it diverged) is recorded as failed and the
+  rest go on; other errors (bad input, an interruption, bugs) propagate:
+  the finished runs are kept, and the next call goes on from them.
+  """
+  records, total = {}, len({r.config.out_dir for r in runs})
+  for run in runs:
+    out = run.config.out_dir
+    if out in records:
+      continue
+    record = read_finished(run.config)
+    if record is not None or dry_run:
+      records[out] = dict(record or {}, status="skipped" if record else
+                          "planned")
+      continue
+    logging.info("run %d of %d: %s", len(records) + 1, total, out)
+    started = time.time()
+    try:
+      train.run(run.config)
+      record = dict(read_finished(run.config), status="done")
+    except errors.TrainingError as error:
+      logging.error("%s failed: %s", out, error)
+      record = {"status": "failed", "error": str(error)}
+    record["wall_seconds"] = time.time() - started
+    records[out] = record
+    keras.backend.clear_session()
+  return records

@@ -1,0 +1,93 @@
+"""RESULTS.md and its figures from a reproduction's records, in one call."""
+
+import collections
+import math
+import os
+
+from tf_cvae import reproduction as repro
+from tf_cvae import results_plots as plots
+from tf_cvae import results_report as report
+from tf_cvae import results_tradeoff as tradeoff
+
+
+def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
+          results_md: str, plots_dir: str, parts=repro.PARTS) -> dict:
+  """Writes `results_md` and the PNGs under `plots_dir` for the `runs` of
+  `parts` whose records exist; returns the chosen critic defaults (see
+  results_tradeoff.choose_defaults; empty without the sweep)."""
+  rows = [(run, records.get(run.config.out_dir, {})) for run in runs]
+  counts = collections.Counter()
+  for out_dir in {run.config.out_dir for run in runs}:
+    status = records.get(out_dir, {}).get("status")
+    counts["failed" if status == "failed" else "finished"
+           if records.get(out_dir, {}).get("metrics") else "missing"] += 1
+  used = {run.setup for run in runs}
+  lines = report.header(scale_name, {n: s for n, s in scale.setups.items()
+                                     if n in used}, parts, counts)
+  seeds = 1 + max([r.seed for r in runs if r.part == "table"], default=0)
+  caps = list(scale.method_seeds) + [
+      (name, s.seeds) for name, s in scale.setups.items()
+      if s.seeds and name in used]
+  capped = ", ".join(f"{name} {n}" for name, n in caps if n < seeds)
+  lines += [f"Table seeds: {seeds} per method" + (
+      f" ({capped}: fewer, for their cost)" if capped else "")
+            + "; the sweep and K parts: seed 0.", ""]
+  png = lambda name: os.path.join(plots_dir, f"{name}.png")
+  link = lambda path, alt: report.image(path, results_md, alt)
+  choice = {}
+  by_part = lambda part: [(r, rec) for r, rec in rows if r.part == part]
+
+  def progress(part: str) -> str:
+    dirs = {r.config.out_dir: rec for r, rec in by_part(part)}
+    done = sum(bool(rec.get("metrics")) for rec in dirs.values())
+    return "" if done == len(dirs) else (
+        f" (incomplete: {done} of {len(dirs)} runs finished)")
+
+  if "table" in parts:
+    stats = report.aggregate(by_part("table"))
+    lines += [f"## The paper's tables, re-measured{progress('table')}", ""]
+    for name in scale.table:
+      log_k = math.log(scale.setups[name].batch_size)
+      lines += report.table_section(name, scale.setups[name], stats,
+                                    scale.methods, log_k)
+      lines += [link(plots.mi_per_epoch(
+                    name, rows, scale.methods, log_k,
+                    png(f"{name}_mi_per_epoch")), f"{name}: MI per epoch"),
+                link(plots.nll_vs_mi(name, stats, scale.methods,
+                                     png(f"{name}_nll_vs_mi")),
+                     f"{name}: NLL against MI"), ""]
+  if "sweep" in parts:
+    families = repro.sweep_families(scale)
+    stats = report.aggregate(by_part("sweep"))
+    choice = tradeoff.choose_defaults(stats, families, list(scale.sweep))
+    lines += ["## The trade-off: lambda and the baselines' knobs"
+              + progress("sweep"), "",
+              "One seed per point. NLL vs VAE compares with the plain VAE "
+              "trained for as long.", "", "### Chosen defaults", ""]
+    lines += tradeoff.defaults_section(choice, stats)
+    for name in scale.sweep:
+      lines += [f"### {name}", "", link(plots.trade_off(
+          name, stats, families, png(f"{name}_tradeoff")),
+          f"{name}: NLL against MI for every knob"), ""]
+      lines += tradeoff.sweep_section(name, stats, families)
+  if "k" in parts:
+    families = repro.k_families(scale)
+    stats = report.aggregate(by_part("k"))
+    lines += [f"## MI against K{progress('k')}", "",
+              "The InfoNCE bound c + log K can rise by at most log K; the "
+              "self critic at lambda "
+              f"{scale.k_lambda:g}, no target, one seed.", ""]
+    for name in scale.k:
+      batch = scale.setups[name].batch_size
+      lines += [f"### {name}", "", link(plots.mi_vs_k(
+          name, stats, families, batch, png(f"{name}_mi_vs_k")),
+          f"{name}: MI against K"), ""]
+      lines += tradeoff.k_section(name, stats, families, batch)
+  failed = sorted(d for d, r in records.items() if r.get("status") == "failed")
+  if failed:
+    lines += ["## Failed runs", ""] + [
+        f"- {d}: {records[d].get('error', '')}" for d in failed] + [""]
+  os.makedirs(os.path.dirname(os.path.abspath(results_md)), exist_ok=True)
+  with open(results_md, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines).rstrip() + "\n")
+  return choice

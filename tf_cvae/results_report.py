@@ -1,0 +1,199 @@
+"""RESULTS.md from the records of a reproduction (see reproduction.execute).
+
+Tables give mean ± std over seeds (std with ddof 1; NLL, KL, MI in nats per
+example) beside the paper's numbers; the readings in plain words are
+generated from the same numbers, so nothing in the file is typed by hand but
+the paper's reference table below.
+"""
+
+import collections
+import datetime
+import math
+import os
+
+import numpy as np
+
+# The paper's Tables 1-3 (mean of 5 runs) as ../shared/SPEC.md gives them
+# ("Published numbers"): NLL, KL, MI, AU. The reference, not our measurement.
+PAPER = {
+    "Yahoo": {"vae": (328.9, 0.0, 0.0, 0), "aggressive": (328.2, 5.6, 3.0, 8),
+              "self": (328.7, 3.6, 2.6, 3), "hybrid": (328.2, 4.3, 2.8, 11),
+              "nn": (338.9, 17.5, 3.3, 8)},
+    "Yelp": {"vae": (358.3, 0.0, 0.0, 0), "aggressive": (356.9, 3.4, 2.4, 7.4),
+             "hybrid": (357.7, 4.0, 2.8, 7)},
+    "Omniglot": {"vae": (89.41, 1.51, 1.43, 3),
+                 "aggressive": (89.05, 2.51, 2.19, 5.6),
+                 "self": (89.18, 6.30, 3.75, 11),
+                 "hybrid": (89.16, 6.41, 3.78, 13),
+                 "nn": (89.24, 7.66, 3.82, 28)},
+}
+# Table 3: training time relative to the VAE on Yahoo.
+PAPER_STEP_TIME = {"aggressive": 3.6, "hybrid": 1.06}
+METRICS = ("nll", "kl", "mi", "mi_full", "au", "infonce_bound", "wall")
+NLL_TOLERANCE = 0.01          # the defaults: most MI within 1% of the VAE
+MI_GAIN = 0.3                 # nats above the VAE that count as a gain
+
+
+def value(record: dict, key: str) -> float | None:
+  """A metric of a finished record; wall: train plus test seconds."""
+  metrics = record.get("metrics") or {}
+  if key == "wall":
+    parts = [metrics.get("train_seconds"), metrics.get("eval_seconds")]
+    return sum(parts) if None not in parts else None
+  return metrics.get(key)
+
+
+def aggregate(rows: list) -> dict:
+  """(setup, family, knob) -> {metric: (mean, std, n)} over seeds, for the
+  finished (run, record) pairs of `rows`; also "step" (seconds per step)."""
+  groups = collections.defaultdict(list)
+  for run, record in rows:
+    if record.get("metrics"):
+      groups[(run.setup, run.family, run.knob)].append(record)
+  out = {}
+  for key, records in groups.items():
+    stats = {}
+    for metric in METRICS + ("seconds_per_step",):
+      values = [v for v in (value(r, metric) for r in records) if v is not None]
+      if values:
+        stats[metric] = (float(np.mean(values)), float(np.std(
+            values, ddof=1)) if len(values) > 1 else 0.0, len(values))
+    out[key] = stats
+  return out
+
+
+def cell(stat, digits: int = 2) -> str:
+  """mean ± std (n > 1), or the mean alone (one seed), or -."""
+  if not stat:
+    return "-"
+  mean, std, n = stat
+  return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else (
+      f"{mean:.{digits}f}")
+
+
+def _rel(nll, reference) -> float:
+  """NLL change against a reference, in percent."""
+  return 100.0 * (nll - reference) / reference
+
+
+def _paper(setup) -> tuple[str, str]:
+  """The paper's data set compared with a setup, and what it is."""
+  return setup.paper or "", setup.paper or "none (the paper has no such run)"
+
+
+def table_section(name, setup, stats, methods, log_k) -> list[str]:
+  """The table of one setup, its paper rows and the generated reading."""
+  paper_name, paper_label = _paper(setup)
+  paper = PAPER.get(paper_name, {})
+  vae = stats.get((name, "vae", None), {})
+  lines = [f"### {name}", "",
+           f"Paper rows: {paper_label}. MI is He et al.'s batch estimate "
+           f"(capped at log K = {log_k:.2f}); MI full takes q(z) over the "
+           "whole test subset.", "",
+           "| method | seeds | NLL | NLL vs VAE | KL | MI | MI full | AU | "
+           "InfoNCE bound | wall s | step vs VAE | paper NLL / KL / MI / AU | "
+           "paper NLL vs VAE |", "|" + "---|" * 13]
+  for method in methods:
+    s = stats.get((name, method, None), {})
+    if not s:
+      why = ("not run at this scale (its cost)" if method in setup.skip
+             else "not run yet")
+      lines.append(f"| {method} | 0 | {why} |" + " |" * 10)
+      continue
+    rel = (f"{_rel(s['nll'][0], vae['nll'][0]):+.2f}%"
+           if "nll" in s and "nll" in vae else "-")
+    step = (f"{s['seconds_per_step'][0] / vae['seconds_per_step'][0]:.2f}x"
+            if "seconds_per_step" in s and "seconds_per_step" in vae else "-")
+    ref = paper.get(method)
+    ref_cells = ("-", "-") if not ref else (
+        " / ".join(f"{v:g}" for v in ref),
+        f"{_rel(ref[0], paper['vae'][0]):+.2f}%")
+    lines.append(
+        f"| {method} | {s['nll'][2] if 'nll' in s else 0} | "
+        f"{cell(s.get('nll'))} | {rel} | {cell(s.get('kl'))} | "
+        f"{cell(s.get('mi'))} | {cell(s.get('mi_full'))} | "
+        f"{cell(s.get('au'), 1)} | {cell(s.get('infonce_bound'))} | "
+        f"{cell(s.get('wall'), 0)} | {step} | {ref_cells[0]} | "
+        f"{ref_cells[1]} |")
+  return lines + [""] + reading(name, stats, methods, paper, log_k) + [""]
+
+
+def _gain(s, vae) -> bool:
+  """Whether MI is above the VAE's by MI_GAIN and by two standard errors."""
+  spread = math.hypot(s["mi"][1], vae["mi"][1])
+  return s["mi"][0] - vae["mi"][0] > max(MI_GAIN, 2 * spread)
+
+
+def reading(name, stats, methods, paper, log_k) -> list[str]:
+  """Where we agree with the paper and where not, in words, from numbers."""
+  vae = stats.get((name, "vae", None), {})
+  if "mi" not in vae or "nll" not in vae:
+    return ["Reading: no plain VAE result yet."]
+  collapsed, capped = vae["mi"][0] < 0.5, vae["mi"][0] > 0.75 * log_k
+  state = "collapses" if collapsed else "does not collapse"
+  lines = [f"Reading: the plain VAE {state} here (KL {vae['kl'][0]:.2f}, "
+           f"MI {vae['mi'][0]:.2f} nats)"
+           + ("" if not capped else
+              f"; its MI is already {vae['mi'][0] / log_k:.0%} of the log K "
+              "cap, so the batch MI cannot show much gain (see MI full)")
+           + "."]
+  for method in methods:
+    s = stats.get((name, method, None), {})
+    if method == "vae" or "mi" not in s or "nll" not in s:
+      continue
+    rel = _rel(s["nll"][0], vae["nll"][0])
+    ours = ("raises MI by {:.2f} nats".format(s["mi"][0] - vae["mi"][0])
+            if _gain(s, vae) else "does not raise MI above the VAE")
+    within = abs(rel) <= 100 * NLL_TOLERANCE
+    line = (f"- {method}: {ours}, NLL " + ("within 1% " if within else "")
+            + (f"({rel:+.2f}%)" if within else f"{rel:+.2f}%"))
+    ref = paper.get(method)
+    if ref:
+      p_gain = ref[2] - paper["vae"][2]
+      p_rel = _rel(ref[0], paper["vae"][0])
+      same_mi = _gain(s, vae) == (p_gain > MI_GAIN)
+      same_nll = (abs(rel) <= 100 * NLL_TOLERANCE) == (
+          abs(p_rel) <= 100 * NLL_TOLERANCE)
+      verdict = ("agrees with" if same_mi and same_nll else
+                 "disagrees on " + " and ".join(
+                     w for w, ok in (("MI", same_mi), ("NLL", same_nll))
+                     if not ok) + " with")
+      line += (f"; {verdict} the paper (MI {p_gain:+.2f} nats, NLL "
+               f"{p_rel:+.2f}%)")
+    step, vae_step = s.get("seconds_per_step"), vae.get("seconds_per_step")
+    if method in PAPER_STEP_TIME and step and vae_step:
+      line += (f"; a step costs {step[0] / vae_step[0]:.1f}x the VAE's "
+               f"(paper, Yahoo training time: {PAPER_STEP_TIME[method]}x)")
+    lines.append(line + ".")
+  return lines
+
+
+def header(scale_name: str, setups: dict, parts, counts: dict) -> list[str]:
+  """Title, provenance and the setups' sizes."""
+  stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+  lines = [
+      "# Reproduction results", "",
+      f"Written by `python runners/reproduce.py --scale={scale_name}` on "
+      f"{stamp} (parts: {', '.join(parts)}; runs finished "
+      f"{counts.get('finished', 0)}, failed {counts.get('failed', 0)}, not "
+      f"run {counts.get('missing', 0)}). Every number and figure below comes "
+      "from that run, except the paper's (../shared/SPEC.md). Rerun the "
+      "command to regenerate; finished runs are read, not trained again.", "",
+      "| setup | data | model | batch K | steps | test examples x IW "
+      "samples |", "|---|---|---|---|---|---|"]
+  for name, s in setups.items():
+    model = ", ".join(f"{k} {v}" for k, v in s.model.items())
+    steps = s.max_steps or f"{s.epochs} epochs"
+    examples = s.eval.get("max_examples") or "all"
+    data = ("ptb (train and validation: ptb.valid; test: ptb.test)"
+            if s.dataset == "ptb" else s.dataset)
+    lines.append(f"| {name} | {data} | {model} | {s.batch_size} | "
+                 f"{steps} | {examples} x {s.eval.get('iw_samples')} |")
+  return lines + [""]
+
+
+def image(path: str, results_md: str, alt: str) -> str:
+  """A markdown image link from RESULTS.md's folder to `path`."""
+  relative = os.path.relpath(path, os.path.dirname(os.path.abspath(
+      results_md)))
+  return f"![{alt}]({relative})"

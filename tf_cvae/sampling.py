@@ -1,0 +1,281 @@
+"""Decoding from a trained VAE: prior samples, reconstructions, interpolations.
+
+Every function takes the VAE (and, for text, its Vocabulary) as
+`export.restore_vae(run_dir)` returns them. Decoded text is a list of
+sentences (words joined by spaces, cut at </s>); decoded images are float32
+[N, 28, 28, 1] arrays of 0s and 1s. `decoding` is "greedy" (the most probable
+word or pixel at each step: deterministic) or "sample" (ancestral sampling,
+stateless: the same seed gives the same output).
+"""
+
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from tf_cvae import build
+from tf_cvae import config as config_lib
+from tf_cvae import errors
+from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import decoders
+from tf_cvae.models import pixelcnn
+from tf_cvae.models import vae as vae_lib
+
+DECODINGS = ("greedy", "sample")
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def _seed(seed: int, stream: int) -> tf.Tensor:
+  """A stateless seed, int32 [2], for one use (`stream`) of the user's seed."""
+  return tf.constant([seed, stream], tf.int32)
+
+
+def prior_latents(latent_dim: int, num_samples: int, seed: int) -> tf.Tensor:
+  """z ~ N(0, I): float32 [num_samples, latent_dim], fixed by `seed`."""
+  if num_samples < 1:
+    raise errors.InputError(f"num_samples must be at least 1, got "
+                            f"{num_samples}")
+  return tf.random.stateless_normal([num_samples, latent_dim], _seed(seed, 0))
+
+
+def decode(vae: vae_lib.VAE, z: tf.Tensor, decoding: str = "greedy",
+           seed: int = 0, vocab: vocab_lib.Vocabulary | None = None,
+           max_words: int = 40):
+  """x from p(x|z) for each row of z, float32 [N, latent].
+
+  Returns a list of N sentences (text: at most `max_words` words each) or
+  float32 [N, 28, 28, 1] binary images.
+  """
+  if decoding not in DECODINGS:
+    raise errors.InputError(f"decoding must be greedy or sample, got "
+                            f"{decoding!r}")
+  greedy = decoding == "greedy"
+  decoder = vae.decoder
+  if isinstance(decoder, decoders.LSTMDecoder):
+    if vocab is None:
+      raise errors.InputError("decoding text needs the run's vocabulary")
+    ids = decoder.sample_tokens(z, max_words, _seed(seed, 1), greedy=greedy)
+    return [" ".join(vocab.decode(row)) for row in ids.numpy()]
+  if isinstance(decoder, pixelcnn.GatedPixelCNNDecoder):
+    images = (decoder.greedy(z) if greedy
+              else decoder.sample(z, _seed(seed, 1)))
+    return images.numpy()
+  if isinstance(decoder, decoders.MLPDecoder):
+    if greedy:                       # p(pixel = 1 | z) > 0.5
+      return tf.cast(decoder.logits(z) > 0.0, tf.float32).numpy()
+    return decoder.likelihood(None, z).sample(seed=_seed(seed, 1)).numpy()
+  raise errors.InputError(f"no decoding for the decoder "
+                          f"{type(decoder).__name__}")
+
+
+def sentences_to_batch(sentences: list[str],
+                       vocab: vocab_lib.Vocabulary) -> dict:
+  """Whitespace-tokenized sentences -> {"tokens": int32 [N, time]}.
+
+  Each row is <s> w1 .. wn </s> then padding; unknown words get the unknown
+  id. Raises errors.InputError for no sentences or an empty one.
+  """
+  if not sentences:
+    raise errors.InputError("no sentences given")
+  ids = []
+  for number, sentence in enumerate(sentences, start=1):
+    words = sentence.split()
+    if not words:
+      raise errors.InputError(f"sentence {number} is empty")
+    ids.append(vocab.encode(words))
+  tokens = np.full((len(ids), max(len(i) for i in ids)), vocab_lib.PAD_ID,
+                   np.int32)
+  for row, sentence in enumerate(ids):
+    tokens[row, :len(sentence)] = sentence
+  return {"tokens": tf.constant(tokens)}
+
+
+def images_to_batch(images: np.ndarray) -> dict:
+  """[N, 28, 28] or [N, 28, 28, 1] values in [0, 1] -> {"image": float32
+  [N, 28, 28, 1]}. Raises errors.InputError for another shape, values outside
+  [0, 1] or no images."""
+  images = np.asarray(images)
+  if images.ndim not in (3, 4) or images.shape[1:3] != IMAGE_SHAPE[:2] or (
+      images.ndim == 4 and images.shape[3] != 1):
+    raise errors.InputError(f"images must be [N, 28, 28] or [N, 28, 28, 1], "
+                            f"got shape {list(images.shape)}")
+  if len(images) == 0:
+    raise errors.InputError("no images given")
+  images = images.reshape((-1,) + IMAGE_SHAPE).astype(np.float32)
+  if images.min() < 0.0 or images.max() > 1.0:
+    raise errors.InputError(f"image values must lie in [0, 1], got "
+                            f"[{images.min():g}, {images.max():g}]")
+  return {"image": tf.constant(images)}
+
+
+def _split_examples(run_dir: str, split: str, indices: list[int]):
+  """Examples of the run's own data set: (batch, sentences or None)."""
+  config = config_lib.load_config(run_dir)
+  dataset = build.load_data(config, run_dir, save_vocab=False)
+  examples = dataset.splits[split]
+  bad = [i for i in indices if not 0 <= i < len(examples)]
+  if bad:
+    raise errors.InputError(f"{split} split of {dataset.name} has "
+                            f"{len(examples)} examples; no index {bad[0]}")
+  if dataset.kind == "image":
+    return images_to_batch(examples[indices]), None
+  sentences = [" ".join(dataset.vocab.decode(examples[i])) for i in indices]
+  return sentences_to_batch(sentences, dataset.vocab), sentences
+
+
+def read_inputs(source: str, run_dir: str,
+                vocab: vocab_lib.Vocabulary | None = None):
+  """The inputs named by `source`, as a batch for `vae.encode`.
+
+  source: "test:0,5,7" (examples of the run's own data set: split, then
+  indices; also "valid:..." and "train:..."), a .npy file of images
+  [N, 28, 28(, 1)] in [0, 1] (image runs), or a text file with one
+  whitespace-tokenized sentence a line, blank lines skipped (text runs,
+  `vocab` given). Returns (batch, sentences): the input sentences for text,
+  else None. Raises errors.InputError starting with `source` when it is
+  missing, empty or of the wrong kind.
+  """
+  try:
+    return _read_inputs(source, run_dir, vocab)
+  except errors.InputError as error:
+    raise errors.InputError(f"{source}: {error}") from None
+
+
+def _read_inputs(source: str, run_dir: str,
+                 vocab: vocab_lib.Vocabulary | None):
+  spec = re.fullmatch(r"(train|valid|test):([\d,\s]+)", source)
+  if spec:
+    indices = [int(i) for i in spec.group(2).split(",") if i.strip()]
+    return _split_examples(run_dir, spec.group(1), indices)
+  if not os.path.isfile(source):
+    raise errors.InputError("no such file (give a file, or split:indices "
+                            "such as test:0,1)")
+  if (vocab is None) != source.endswith(".npy"):
+    raise errors.InputError("this run models " + (
+        "images: give a .npy file" if vocab is None
+        else "text: give a file of sentences, one a line"))
+  if vocab is None:
+    try:
+      images = np.load(source)
+    except (OSError, ValueError) as error:
+      raise errors.InputError(f"not a readable .npy file ({error})") from None
+    return images_to_batch(images), None
+  try:
+    with open(source, encoding="utf-8") as f:
+      sentences = [line.strip() for line in f if line.strip()]
+  except UnicodeDecodeError as error:
+    raise errors.InputError(f"not UTF-8 text ({error})") from None
+  return sentences_to_batch(sentences, vocab), sentences
+
+
+def posterior_means(vae: vae_lib.VAE, batch: dict) -> tf.Tensor:
+  """The means of q(z|x) of a batch: float32 [N, latent]."""
+  mean, _ = vae.encode(batch, training=False)
+  return mean
+
+
+def reconstruct(vae: vae_lib.VAE, batch: dict, decoding: str = "greedy",
+                seed: int = 0, vocab: vocab_lib.Vocabulary | None = None,
+                max_words: int = 40):
+  """Encodes to the posterior means and decodes them.
+
+  Returns (means float32 [N, latent], decoded: N sentences or float32
+  [N, 28, 28, 1] images).
+  """
+  means = posterior_means(vae, batch)
+  return means, decode(vae, means, decoding, seed, vocab, max_words)
+
+
+def interpolation_latents(start: tf.Tensor, end: tf.Tensor,
+                          num_steps: int) -> tf.Tensor:
+  """Evenly spaced points from start to end, both included.
+
+  start, end: float32 [P, latent] (P pairs) -> float32 [P, num_steps, latent],
+  [:, 0] == start and [:, -1] == end.
+  """
+  if num_steps < 2:
+    raise errors.InputError(f"an interpolation needs at least 2 steps, got "
+                            f"{num_steps}")
+  weights = tf.linspace(0.0, 1.0, num_steps)[tf.newaxis, :, tf.newaxis]
+  start, end = start[:, tf.newaxis], end[:, tf.newaxis]
+  return (1.0 - weights) * start + weights * end
+
+
+def interpolate(vae: vae_lib.VAE, batch: dict, num_steps: int = 8,
+                decoding: str = "greedy", seed: int = 0,
+                vocab: vocab_lib.Vocabulary | None = None,
+                max_words: int = 40):
+  """Walks from each input's posterior mean to the next one's.
+
+  The batch holds 2P examples: pairs (0, 1), (2, 3), ... Returns (z float32
+  [P, num_steps, latent], decoded: P lists of num_steps sentences, or float32
+  [P, num_steps, 28, 28, 1] images).
+  """
+  means = posterior_means(vae, batch)
+  count = int(means.shape[0])
+  if count % 2:
+    raise errors.InputError(f"interpolation takes pairs of inputs, got "
+                            f"{count}")
+  z = interpolation_latents(means[0::2], means[1::2], num_steps)
+  flat = tf.reshape(z, [-1, z.shape[-1]])
+  decoded = decode(vae, flat, decoding, seed, vocab, max_words)
+  if isinstance(decoded, list):
+    return z, [decoded[i:i + num_steps]
+               for i in range(0, len(decoded), num_steps)]
+  return z, decoded.reshape((-1, num_steps) + IMAGE_SHAPE)
+
+
+def paired_rows(top: np.ndarray, bottom: np.ndarray, columns: int
+                ) -> np.ndarray:
+  """Orders two image sets [N, 28, 28, 1] for a grid of `columns` columns:
+  a row of `top`, the row of `bottom` below it, and so on; the last pair of
+  rows is padded with blank tiles. Returns [2 * rows * columns, 28, 28, 1]."""
+  top, bottom = np.asarray(top), np.asarray(bottom)
+  tiles = []
+  for start in range(0, len(top), columns):
+    for images in (top[start:start + columns], bottom[start:start + columns]):
+      blank = np.zeros((columns - len(images),) + IMAGE_SHAPE, np.float32)
+      tiles += [images.astype(np.float32), blank]
+  return np.concatenate(tiles)
+
+
+def framed_interpolations(inputs: np.ndarray, decoded: np.ndarray
+                          ) -> np.ndarray:
+  """One row per pair: its first input, the decoded path, its second input.
+
+  inputs [2P, 28, 28, 1] (pairs (0, 1), (2, 3), ...), decoded [P, S, 28, 28,
+  1] -> [P * (S + 2), 28, 28, 1], a grid of S + 2 columns.
+  """
+  ends = np.asarray(inputs, np.float32).reshape((-1, 2, 1) + IMAGE_SHAPE)
+  rows = np.concatenate([ends[:, 0], decoded, ends[:, 1]], axis=1)
+  return rows.reshape((-1,) + IMAGE_SHAPE)
+
+
+def image_grid(images: np.ndarray, columns: int, padding: int = 2
+               ) -> np.ndarray:
+  """Tiles images into one picture: uint8 [height, width, 1].
+
+  images: [N, 28, 28, 1] in [0, 1] (1 is drawn white), row-major in a grid of
+  `columns` columns and ceil(N / columns) rows, with `padding` grey pixels
+  around and between the tiles: height = rows * 28 + (rows + 1) * padding.
+  """
+  images = np.asarray(images, np.float32).reshape((-1,) + IMAGE_SHAPE)
+  columns = max(1, min(columns, len(images)))
+  rows = -(-len(images) // columns)
+  size = IMAGE_SHAPE[0] + padding
+  grid = np.full((rows * size + padding, columns * size + padding, 1), 128,
+                 np.uint8)
+  for index, image in enumerate(images):
+    top = padding + (index // columns) * size
+    left = padding + (index % columns) * size
+    grid[top:top + IMAGE_SHAPE[0], left:left + IMAGE_SHAPE[1]] = np.round(
+        np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+  return grid
+
+
+def write_png(path: str, images: np.ndarray, columns: int) -> str:
+  """Writes image_grid(images, columns) as a PNG file; returns path."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tf.io.write_file(path, tf.io.encode_png(image_grid(images, columns)))
+  return path
