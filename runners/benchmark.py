@@ -77,12 +77,13 @@ def bench_config() -> benchmarking.BenchConfig:
 
 def markdown_section(size: str, config, results: dict) -> str:
   """This size's BENCHMARKS.md section."""
-  shape = (f"length {config.seq_len}, vocabulary {config.vocab_size}, "
-           f"embedding {config.embed_dim}, hidden {config.hidden_dim}, LSTM "
-           f"{fused_lstm.resolve_impl(config.lstm_impl)}"
-           if config.model == "lstm" else f"ResNet {config.resnet_channels} "
-           f"channels, PixelCNN {config.pixelcnn_layers} + 1 layers of "
-           f"{config.pixelcnn_channels}")
+  shape = {"lstm": f"length {config.seq_len}, vocabulary {config.vocab_size}"
+           f", embedding {config.embed_dim}, hidden {config.hidden_dim}, LSTM "
+           f"{fused_lstm.resolve_impl(config.lstm_impl)}",
+           "mlp": f"hidden {config.hidden_dim}", "pixelcnn":
+           f"ResNet {config.resnet_channels} channels, PixelCNN "
+           f"{config.pixelcnn_layers} + 1 layers of {config.pixelcnn_channels}"
+           }[config.model]
   first = next(iter(results.values()))
   gpus = len(tf.config.list_physical_devices("GPU"))
   lines = [f"## {size}", "", f"{datetime.date.today()}, {platform.machine()} "

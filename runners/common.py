@@ -17,6 +17,7 @@ from tf_cvae import evaluation
 from tf_cvae import objective
 from tf_cvae import replicas
 from tf_cvae import train
+from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 
 FLAGS = flags.FLAGS
@@ -123,6 +124,9 @@ def define_train_flags() -> None:
                       "under ./runs/); an existing one resumes.")
   flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"],
                     "XLA for the train step; auto: what measured faster.")
+  flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
+                    "LSTM layers: fused (hand-written gradient, fastest on "
+                    "CPU), keras (cuDNN on GPU); auto: fused without a GPU.")
   flags.DEFINE_enum("strategy", "default", list(replicas.STRATEGIES),
                     "default: one device; mirrored: every local GPU (or the "
                     "CPU split into --num_cpu_devices); multi_worker; tpu. "
@@ -180,7 +184,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout,
           resnet_channels=f.resnet_channels,
           pixelcnn_layers=f.pixelcnn_layers,
-          pixelcnn_channels=f.pixelcnn_channels),
+          pixelcnn_channels=f.pixelcnn_channels, lstm_impl=f.lstm_impl),
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
           kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,

@@ -1,4 +1,6 @@
-"""FusedLSTM against keras.layers.LSTM: outputs, states and gradients."""
+"""Hand-written gradients against autodiff: FusedLSTM against
+keras.layers.LSTM (outputs, states, gradients), the decoder's word_log_probs
+against softmax cross-entropy."""
 
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf_cvae import data as data_lib
+from tf_cvae.models import decoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 
@@ -179,3 +182,25 @@ def test_lstm_impl_auto_is_fused_on_cpu_and_unknown_names_are_refused():
   assert fused_lstm.resolve_impl("auto") == expected
   with pytest.raises(ValueError, match="lstm_impl must be one of"):
     _vae("cudnn")
+
+
+def test_word_log_probs_and_gradients_equal_autodiff():
+  rng = np.random.default_rng(3)
+  hidden, kernel, bias, upstream = (
+      tf.constant(rng.normal(size=shape), tf.float32)
+      for shape in [(9, 6), (6, 13), (13,), (9,)])
+  words = tf.constant(rng.integers(0, 13, 9), tf.int32)
+
+  def run(log_probs_fn):
+    with tf.GradientTape() as tape:
+      tape.watch([hidden, kernel, bias])
+      log_probs = log_probs_fn()
+      loss = tf.reduce_sum(log_probs * upstream)
+    return [log_probs] + tape.gradient(loss, [hidden, kernel, bias])
+
+  expected = run(lambda: -tf.nn.sparse_softmax_cross_entropy_with_logits(
+      words, tf.matmul(hidden, kernel) + bias))
+  got = run(lambda: decoders.word_log_probs(hidden, kernel, bias, words))
+  for name, a, b in zip(["log_probs", "dhidden", "dkernel", "dbias"],
+                        expected, got):
+    np.testing.assert_allclose(b, a, atol=1e-5, rtol=1e-5, err_msg=name)

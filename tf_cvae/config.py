@@ -116,6 +116,10 @@ def check_resumable(out_dir: str, config_dict: dict) -> None:
     return
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
+  try:    # fields added since the run was saved take their defaults
+    saved = dataclasses.asdict(_dataclass_from_dict(TrainConfig, saved))
+  except (TypeError, ValueError):
+    pass
   clashes = [k for k in RESUME_KEYS if saved.get(k) != config_dict.get(k)]
   if clashes:
     raise errors.InputError(
