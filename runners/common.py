@@ -3,7 +3,9 @@
 Only runners import absl.flags; the library takes the dataclasses built here.
 """
 
+import dataclasses
 import datetime
+import math
 import os
 import sys
 
@@ -14,6 +16,7 @@ from tf_cvae import data as data_lib
 from tf_cvae import determinism
 from tf_cvae import errors
 from tf_cvae import evaluation
+from tf_cvae import methods
 from tf_cvae import objective
 from tf_cvae import replicas
 from tf_cvae import train
@@ -77,14 +80,16 @@ def define_train_flags() -> None:
   flags.DEFINE_enum("critic_side", "inference", ["inference", "model", "both"],
                     "Contrast q(x, z) pairs (inference), p(z) p(x|z) pairs "
                     "(model critic, appendix E), or both.")
-  flags.DEFINE_float("critic_weight", 3.0, "lambda: weight of the critic loss.",
-                     lower_bound=0.0)
+  flags.DEFINE_float("critic_weight", None, "lambda: weight of the critic "
+                     "loss (default: the critic's, methods.CRITIC_DEFAULTS, "
+                     "chosen in RESULTS.md).", lower_bound=0.0)
   flags.DEFINE_integer("critic_warmup_steps", 0, "Linear warm-up of lambda "
                        "from 0 over this many steps.", lower_bound=0)
   flags.DEFINE_integer("num_negatives", 0, "Queue of earlier batches' "
                        "negatives: K = batch + this.", lower_bound=0)
   flags.DEFINE_float("critic_target", None, "Nats: no critic loss once the "
-                     "InfoNCE bound c + log K reaches this (a hinge).")
+                     "InfoNCE bound c + log K reaches this (a hinge; default: "
+                     "the critic's, methods.CRITIC_DEFAULTS; inf: no hinge).")
   flags.DEFINE_float("kl_weight", 1.0, "beta: weight of the KL term.",
                      lower_bound=0.0)
   flags.DEFINE_integer("kl_anneal_steps", 0, "KL annealing: beta rises "
@@ -188,9 +193,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
           kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,
-          critic_weight=f.critic_weight,
-          critic_warmup_steps=f.critic_warmup_steps,
-          critic_target=f.critic_target),
+          critic_warmup_steps=f.critic_warmup_steps),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed),
@@ -208,6 +211,14 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       lr_patience=f.lr_patience, lr_warmup_epochs=f.lr_warmup_epochs,
       max_lr_decays=f.max_lr_decays or None, valid_examples=f.valid_examples)
   fields.update(overrides)
+  weight, target = methods.critic_defaults(fields["critic"],
+                                           fields["critic_side"])
+  if f.critic_weight is not None:
+    weight = f.critic_weight
+  if f.critic_target is not None:
+    target = None if math.isinf(f.critic_target) else f.critic_target
+  fields["objective"] = dataclasses.replace(
+      fields["objective"], critic_weight=weight, critic_target=target)
   return train.TrainConfig(**fields)
 
 

@@ -37,7 +37,8 @@ def main(argv):
     rows[name] = common.run_or_explain(train.run, config)
   print(f"\n{flags.FLAGS.dataset}: test metrics (nats; mi capped at "
         f"log K = {rows[name]['log_k']:.2f}; lambda "
-        f"{flags.FLAGS.critic_weight}, target {flags.FLAGS.critic_target})")
+        f"{config.objective.critic_weight}, target "
+        f"{config.objective.critic_target})")
   print(common.format_table(rows))
   print(f"total {time.time() - started:.0f} s; run directories under {parent}")
 

@@ -4,6 +4,7 @@ writes RESULTS.md and its figures.
   python runners/reproduce.py --scale=cpu --dry_run  # the plan and its time
   python runners/reproduce.py --scale=cpu            # table, sweep and K
   python runners/reproduce.py --only=table --seeds=1
+  python runners/reproduce.py --scale=cpu --report_only  # what has finished
 
 Runs live under --out_dir (default runs/reproduce/<scale>), one directory a
 run; a finished one is read, an interrupted one resumes. RESULTS.md and the
@@ -40,6 +41,9 @@ flags.DEFINE_boolean("dry_run", False, "Print the plan and its estimated "
                      "time (step times measured here, cached in "
                      "out_dir/calibration.json); train nothing.")
 flags.DEFINE_boolean("recalibrate", False, "--dry_run: measure again.")
+flags.DEFINE_boolean("report_only", False, "Write RESULTS.md and the plots "
+                     "from the runs already finished; train nothing (the "
+                     "report marks the parts left incomplete).")
 FLAGS = flags.FLAGS
 
 
@@ -68,13 +72,15 @@ def main(argv):
     print(f"load average now {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores (times grow with it)")
     return
-  choice = {}
-  for part in parts:
+  for part in [] if FLAGS.report_only else parts:
     records.update(common.run_or_explain(
         repro.execute, [r for r in runs if r.part == part],
         context="reproduce"))
-    choice = results.write(FLAGS.scale, scale, runs, records,
-                           FLAGS.results_md, FLAGS.plots_dir, parts)
+    if part != parts[-1]:     # the report so far; the last is written below
+      results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
+                    FLAGS.plots_dir, parts)
+  choice = results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
+                         FLAGS.plots_dir, parts)
   for critic, picked in choice.items():
     print(f"{critic} critic: (lambda, target) {picked['overall']}, MI "
           f"{picked['gain']:+.2f} nats over the VAE (see {FLAGS.results_md})")

@@ -9,6 +9,7 @@ from absl import flags
 import pytest
 
 from tf_cvae import data as data_lib
+from tf_cvae import methods
 from tf_cvae.models import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +119,25 @@ def test_command_line_flags_after_a_flagfile_override_it(parse):
   config = parse("--flagfile=flags/yahoo_self.cfg", "--critic_weight=2",
                  "--seed=3", "--critic_target=inf")
   assert (config.objective.critic_weight, config.seed) == (2.0, 3)
-  assert config.objective.critic_target == float("inf")
+  assert config.objective.critic_target is None    # inf: no hinge
+
+
+@pytest.mark.parametrize("argv, critic", [
+    (("--critic=self",), "self"), (("--critic=hybrid",), "hybrid"),
+    (("--critic=nn",), "nn"), (("--critic_side=model",), "model"),
+    (("--critic=self", "--critic_side=both"), "self")])
+def test_a_critic_without_lambda_flags_takes_the_chosen_defaults(parse, argv,
+                                                                  critic):
+  objective = parse(*argv).objective
+  assert (objective.critic_weight, objective.critic_target) == (
+      methods.CRITIC_DEFAULTS[critic])
+  plain = parse().objective
+  assert (plain.critic_weight, plain.critic_target) == (0.0, None)
+  # Each flag alone overrides its half of the default.
+  assert parse(*argv, "--critic_weight=0.5").objective.critic_target == (
+      methods.CRITIC_DEFAULTS[critic][1])
+  assert parse(*argv, "--critic_target=2").objective.critic_weight == (
+      methods.CRITIC_DEFAULTS[critic][0])
 
 
 def test_unknown_flag_in_a_flagfile_is_refused(tmp_path, parse):

@@ -3,6 +3,7 @@ finished runs skipped), run naming, the defaults rule and the estimate."""
 
 import dataclasses
 import os
+import re
 import time
 
 from matplotlib import image as mpimg
@@ -87,7 +88,7 @@ def test_equal_configs_share_a_directory():
   # The table's self critic (lambda 3) is the sweep's lambda-3 point.
   assert {"self_w3", "self_w3_t1", "hybrid_w10_t1", "beta0.5", "fb0.25",
           "anneal150", "anneal1000", "aggressive", "model_w3", "self_w3_b64",
-          "self_w3_q224", "vae_steps900"} <= names
+          "self_w3_q224", "vae_steps600"} <= names
   table = [(r.setup, r.family, r.seed) for r in runs if r.part == "table"]
   # 9 methods on text and MLP, 8 on PixelCNNs (no model critic); 3 seeds,
   # aggressive training and MNIST's PixelCNN 1.
@@ -146,3 +147,33 @@ def test_runner_refuses_an_unknown_part(run_runner):
   result = run_runner("reproduce.py", "--only=table,nope")
   assert result.returncode != 0
   assert "--only: unknown ['nope']" in result.stderr, result.stderr[-2000:]
+
+
+def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
+                                                       run_runner):
+  md = tmp_path / "R.md"
+  result = run_runner("reproduce.py", "--scale=smoke", "--report_only",
+                      "--only=table,k", f"--out_dir={tmp_path / 'runs'}",
+                      f"--data_dir={data_dir}", f"--results_md={md}",
+                      f"--plots_dir={tmp_path / 'png'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  text = md.read_text()
+  assert "re-measured (incomplete: 0 of" in text      # nothing trained
+  assert "| vae | 0 | not run yet |" in text and "## MI against K" in text
+  assert not (tmp_path / "runs").exists()
+  assert "ptb_mi_vs_k.png" in os.listdir(tmp_path / "png")
+
+
+def test_the_library_defaults_are_the_ones_results_md_chose():
+  """methods.CRITIC_DEFAULTS holds what the committed RESULTS.md's "Chosen
+  defaults" picked; a critic it chose nothing for keeps its own."""
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                      "RESULTS.md")
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  chosen = re.findall(r"^- \*\*(\w+): lambda ([\d.]+), (no target|target "
+                      r"([\d.]+) nats)\*\*", text, re.MULTILINE)
+  assert chosen, "RESULTS.md chose no default"
+  for critic, weight, _, target in chosen:
+    assert methods.CRITIC_DEFAULTS[critic] == (
+        float(weight), float(target) if target else None), critic

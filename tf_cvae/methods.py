@@ -33,6 +33,34 @@ NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
 NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
                      "critic_target": None}
 
+# critic -> (critic_weight, critic_target in nats or None): the library's
+# defaults. The self and hybrid ones are chosen by runners/reproduce.py's
+# sweep (RESULTS.md, "Chosen defaults": the most MI with an NLL within 1% of
+# the plain VAE's on every swept setup); the NN critic, not swept, takes the
+# hybrid's (both learn a network over x), the model critic the self's.
+CRITIC_DEFAULTS = {
+    "self": (5.0, 1.0),
+    "hybrid": (10.0, 1.0),
+}
+CRITIC_DEFAULTS["nn"] = CRITIC_DEFAULTS["hybrid"]
+CRITIC_DEFAULTS["model"] = CRITIC_DEFAULTS["self"]
+
+
+def critic_defaults(critic: str, critic_side: str = "inference"
+                    ) -> tuple[float, float | None]:
+  """(critic_weight, critic_target) by default for an inference `critic`
+  (none self hybrid nn) on `critic_side`: the inference critic's when it
+  has one, else the model critic's, else (0.0, None) for the plain VAE."""
+  if critic != "none":
+    if critic not in CRITIC_DEFAULTS:
+      raise KeyError(f"unknown critic {critic!r}; known: "
+                     f"{', '.join(CRITIC_DEFAULTS)}")
+    return CRITIC_DEFAULTS[critic]
+  if critic_side != "inference":
+    return CRITIC_DEFAULTS["model"]
+  return 0.0, None
+
+
 # Values of step-count fields given as a fraction of the run's max_steps.
 _FRACTIONS = {"half": 0.5}
 

@@ -64,7 +64,9 @@ SCALES = {
         k=("ptb", "mnist_mlp"),
         # Aggressive steps hold 20 to 40 encoder updates and, in runs this
         # short, never switch back: 3 seeds of it would double the table.
-        method_seeds=(("aggressive", 1),)),
+        method_seeds=(("aggressive", 1),),
+        # Six lambdas and 2x longer training keep the sweep near an hour.
+        lambdas=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0), long_factor=2),
     "paper": repro.Scale(
         setups={
             "ptb": repro.Setup(
