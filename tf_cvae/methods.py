@@ -34,9 +34,12 @@ NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
                      "critic_target": None}
 
 # critic -> (critic_weight, critic_target in nats or None): the library's
-# defaults. The self and hybrid ones are chosen by runners/reproduce.py's
-# sweep (RESULTS.md, "Chosen defaults": the most MI with an NLL within 1% of
-# the plain VAE's on every swept setup); the NN critic, not swept, takes the
+# defaults, used by the runners when --critic_weight / --critic_target are
+# not given. The self critic's is the one runners/reproduce.py's sweep chose
+# (RESULTS.md, "Chosen defaults": the most MI with an NLL within 1% of the
+# plain VAE's on every swept setup). For the hybrid critic that rule chose
+# nothing (too little MI gain), so it keeps the lambda of the table's hybrid
+# method with the self critic's target; the NN critic, not swept, takes the
 # hybrid's (both learn a network over x), the model critic the self's.
 CRITIC_DEFAULTS = {
     "self": (5.0, 1.0),
