@@ -73,7 +73,7 @@ def image_run(tmp_path_factory):
 
 def test_restored_vae_reproduces_the_runs_test_metrics(text_run):
   run = text_run
-  assert run["config_dict"] == json.loads(
+  assert json.loads(json.dumps(run["config_dict"])) == json.loads(
       (run["run_dir"] / "config.json").read_text())
   again = evaluation.evaluate(run["vae"], None, run["dataset"],
                               evaluation.EvalConfig(iw_samples=0,

@@ -23,6 +23,7 @@ from tf_cvae import data as data_lib
 from tf_cvae import evaluation
 from tf_cvae import schedule
 from tf_cvae import train
+from tf_cvae import validation
 from tf_cvae.models import registry
 
 TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
@@ -31,12 +32,12 @@ METRICS = ("nll", "rec", "kl", "mi", "mi_full", "au", "infonce_bound", "ppl")
 
 
 def _config(files: dict, out_dir, **overrides) -> train.TrainConfig:
-  """SGD at lr 2 (seeded: validation loss rises at epochs 2 and 4);
+  """SGD at lr 2 (seed 2: the validation loss rises at epoch 4);
   patience 1."""
   fields = dict(
       data=data_lib.DataConfig(name="text", **files), model=TINY,
       eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4),
-      learning_rate=2.0, lr_patience=1, max_lr_decays=None, epochs=4,
+      learning_rate=2.0, lr_patience=1, max_lr_decays=None, epochs=4, seed=2,
       out_dir=str(out_dir), log_every=1000, checkpoint_every=1000)
   fields.update(overrides)
   return train.TrainConfig(**fields)
@@ -120,8 +121,10 @@ def test_stuck_run_halves_every_patience_epochs_and_stops(text_files, tmp_path):
 
 @pytest.fixture(scope="module")
 def protocol_run(text_files, tmp_path_factory):
-  """An uninterrupted 4-epoch run; (config, metrics.json, history)."""
-  config = _config(text_files, tmp_path_factory.mktemp("runs") / "whole")
+  """An uninterrupted 4-epoch run that reports its best checkpoint;
+  (config, metrics.json, history)."""
+  config = _config(text_files, tmp_path_factory.mktemp("runs") / "whole",
+                   select="best")
   train.run(config)
   return (config, _metrics(os.path.join(config.out_dir, "metrics.json")),
           _history(config.out_dir))
@@ -134,6 +137,8 @@ def test_best_checkpoint_has_the_lowest_validation_loss(protocol_run):
   assert best < len(history)              # the seeded run is worse at the end
   assert metrics["evaluated_checkpoint"] == "best"
   assert metrics["best_epoch"] == best
+  assert metrics["best_step"] == history[best - 1]["step"]
+  assert not any(r["partial"] for r in history)     # it ended at an epoch end
   assert metrics["best_valid_loss"] == pytest.approx(min(losses))
   best_dir = os.path.join(config.out_dir, "best")
   assert _checkpoint_step(best_dir) == history[best - 1]["step"]
@@ -156,8 +161,7 @@ def library_evaluation(protocol_run):
   results = {}
   for which in ("best", "last"):
     step_fn, dataset, restored = build.restore(config.out_dir, which)
-    eval_config = dataclasses.replace(restored.eval,
-                                      batch_size=restored.batch_size)
+    eval_config = validation.final_eval_config(restored)   # the run's seed
     results[which] = evaluation.evaluate(step_fn.vae, step_fn.critic,
                                          dataset, eval_config)
   return results
@@ -169,6 +173,9 @@ def test_test_metrics_come_from_the_best_checkpoint(protocol_run,
   for key in METRICS:
     assert metrics[key] == pytest.approx(library_evaluation["best"][key],
                                          rel=1e-5, abs=1e-5), key
+    for which in ("best", "last"):             # both are always reported
+      assert metrics[f"test_{which}"][key] == pytest.approx(
+          library_evaluation[which][key], rel=1e-5, abs=1e-5), (which, key)
   assert metrics["rec"] != pytest.approx(library_evaluation["last"]["rec"],
                                          rel=1e-4)
 
@@ -188,35 +195,49 @@ def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
   whole_config, whole_metrics, whole_history = protocol_run
   part = dataclasses.replace(whole_config, out_dir=str(tmp_path / "part"))
   first = train.run(dataclasses.replace(part, epochs=2))
-  assert first["epochs"] == 2 and first["lr_decays"] == 1
+  assert first["epochs"] == 2
+  assert first["lr_decays"] == sum(r["lr_halved"] for r in whole_history[:2])
   # Then stopped inside epoch 4 (after epoch 3's validation), then finished.
   train.run(dataclasses.replace(part, max_steps=whole_history[2]["step"] + 4))
   resumed = train.run(part)
+  # The run stopped inside epoch 4 validated its last step: one record more.
   history = _history(part.out_dir)
+  stopped = [r for r in history if r["partial"]]
+  assert [r["step"] for r in stopped] == [whole_history[2]["step"] + 4]
+  history = [r for r in history if not r["partial"]]
   assert len(history) == len(whole_history)
   for got, want in zip(history, whole_history):
     for key, value in want.items():
       assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
   for key in ("lr_decays", "learning_rate", "best_epoch", "best_valid_loss",
-              "steps", "epochs", *METRICS):
+              "steps", "epochs"):
     assert resumed[key] == pytest.approx(whole_metrics[key], rel=1e-4,
                                          abs=1e-4), key
+  for key in METRICS:                 # the same weights at the end
+    assert resumed["test_last"][key] == pytest.approx(
+        whole_metrics["test_last"][key], rel=1e-4, abs=1e-4), key
 
 
-def test_max_steps_inside_the_first_epoch_evaluates_the_last_weights(
-    text_files, tmp_path):
+def test_a_final_partial_epoch_is_validated_and_tested(text_files, tmp_path):
+  """max_steps inside the first epoch: the final step is validated (a
+  partial record), becomes the best checkpoint and is what the test reads."""
   out = tmp_path / "short"
   results = train.run(_config(text_files, out, max_steps=3, critic="self",
-                              num_negatives=32))
-  assert results["evaluated_checkpoint"] == "last"
+                              num_negatives=32, select="best"))
+  assert results["evaluated_checkpoint"] == "best"
+  assert results["best_step"] == results["steps"] == 3
   assert "best_epoch" not in results and results["epochs"] == 0
-  assert tf.train.latest_checkpoint(str(out / "best")) is None
-  assert not os.path.exists(out / "history.jsonl")
+  assert _checkpoint_step(str(out / "best")) == 3
+  history = _history(out)
+  assert [(r["step"], r["partial"], r["epoch"]) for r in history] == [
+      (3, True, 1)]
+  assert 0 < history[0]["epoch_fraction"] < 1
+  assert results["test_best"] == results["test_last"]
   # The checkpoint holds the schedule and the negative queue too.
   names = [n for n, _ in tf.train.list_variables(
       tf.train.latest_checkpoint(str(out / "checkpoints")))]
   for part in ("lr_schedule/best_loss", "lr_schedule/decays", "negatives/",
-               "epoch_loss_sum", "optimizer/_learning_rate"):
+               "epoch_sums", "best_validation/", "optimizer/_learning_rate"):
     assert any(n.startswith(part) for n in names), part
 
 
@@ -238,7 +259,7 @@ def test_evaluate_runner_writes_the_library_numbers(protocol_run,
                                                      run_runner):
   config, metrics, _ = protocol_run
   result = run_runner("evaluate.py", f"--run_dir={config.out_dir}",
-                      "--iw_samples=4")
+                      "--iw_samples=4", "--checkpoint=best")
   assert result.returncode == 0, result.stderr[-3000:]
   written = _metrics(os.path.join(config.out_dir, "metrics_test.json"))
   assert written["checkpoint"] == "best" and written["split"] == "test"
@@ -270,10 +291,37 @@ def test_schedule_flags_reach_the_train_config(monkeypatch):
   if "lr_patience" not in flags.FLAGS:
     common.define_train_flags()
   flags.FLAGS(["train.py", "--lr_patience=3", "--lr_warmup_epochs=15",
-               "--max_lr_decays=0", "--valid_examples=500"])
+               "--max_lr_decays=0", "--valid_examples=500", "--select=best",
+               "--select_by=nll", "--valid_iw_samples=30",
+               "--validate_every=50", "--text_batching=bucket",
+               "--valid_from_train=0.1", "--iw_report=10,50"])
   try:
     config = common.train_config_from_flags(out_dir="unused")
   finally:
     flags.FLAGS.unparse_flags()
   assert (config.lr_patience, config.lr_warmup_epochs, config.max_lr_decays,
           config.valid_examples) == (3, 15, None, 500)
+  assert (config.select, config.select_by, config.valid_iw_samples,
+          config.validate_every) == ("best", "nll", 30, 50)
+  assert (config.data.text_batching, config.data.valid_from_train,
+          config.eval.iw_report) == ("bucket", 0.1, (10, 50))
+
+
+def test_validation_inside_epochs_and_best_by_validation_nll(text_files,
+                                                              tmp_path):
+  """validate_every adds validations inside epochs; select_by=nll ranks them
+  by the validation IW-NLL, and the best checkpoint is the lowest one."""
+  out = tmp_path / "inside"
+  results = train.run(_config(text_files, out, max_steps=25, validate_every=7,
+                              select="best", select_by="nll",
+                              valid_iw_samples=3))
+  history = _history(out)
+  partial = [r["step"] for r in history if r["partial"]]
+  assert {7, 14, 21, 25} <= set(partial)           # 25: the final step
+  assert all("valid_nll" in r for r in history)
+  best = min(history, key=lambda r: r["valid_nll"])
+  assert results["best_step"] == best["step"] == _checkpoint_step(out / "best")
+  assert results["best_valid_value"] == pytest.approx(best["valid_nll"])
+  assert results["select_by"] == "nll"
+  fractions = [r["epoch_fraction"] for r in history]
+  assert fractions == sorted(fractions)

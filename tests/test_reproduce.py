@@ -20,7 +20,8 @@ TINY = repro.Setup(
     "omniglot", dict(name="mlp", hidden_dim=16, latent_dim=4),
     batch_size=16, max_steps=3, epochs=1, valid_examples=32,
     eval=dict(iw_samples=2, iw_chunk_size=2, max_examples=32),
-    paper="Omniglot")
+    paper="Omniglot", old_eval=dict(iw_samples=2, iw_chunk_size=2,
+                                    max_examples=16))
 # long_factor 1: the long-training reference is the plain VAE's directory.
 TINY_SCALE = repro.Scale(
     setups={"omni": TINY}, table=("omni",), methods=("vae", "self"), seeds=2,
@@ -48,7 +49,18 @@ def test_tiny_grid_writes_results_and_plots(grid):
   choice = results.write("tiny", TINY_SCALE, runs, records, str(md), str(png))
   text = md.read_text()
   assert "| vae | 2 |" in text and "| self | 2 |" in text
-  assert " ± " in text                      # mean ± std over the 2 seeds
+  assert " ± " in text                      # mean ± s.e. over the 2 seeds
+  # What each reading is worth, and the same runs read the earlier way.
+  assert "what the readings are worth" in text and "Noise floor" in text
+  assert "| vae | 2 | " in text.split("what the readings are worth")[1]
+  assert "earlier NLL" in text and "IW-NLL by importance samples" in text
+  table = [r for r in runs if r.part == "table"]
+  for run in table:
+    old = records[run.config.out_dir]["old_protocol"]
+    assert old["num_examples"] == 16 and old["checkpoint"] == "best"
+    if run.seed == 0:
+      c = records[run.config.out_dir]["iw_convergence"]
+      assert c["nll_iw500"] <= c["nll_iw100"] + 0.5  # the bound tightens
   assert "89.41 / 1.51 / 1.43 / 3" in text  # the paper's Omniglot VAE row
   assert "Reading: the plain VAE" in text
   assert "## MI against K" in text and "### Chosen defaults" in text
@@ -86,16 +98,15 @@ def test_equal_configs_share_a_directory():
     assert by_dir[run.config.out_dir] == run.config
   names = {os.path.basename(os.path.dirname(d)) for d in by_dir}
   # The table's self critic (lambda 3) is the sweep's lambda-3 point.
-  assert {"self_w3", "self_w3_t1", "hybrid_w10_t1", "beta0.5", "fb0.25",
-          "anneal150", "anneal1000", "aggressive", "model_w3", "self_w3_b64",
-          "self_w3_q224", "vae_steps600"} <= names
+  assert {"self_w3", "self_w3_t1", "hybrid_w10", "hybrid_w10_t1", "beta0.5",
+          "fb0.25", "anneal150", "anneal1000", "self_w3_b64", "self_w3_q224",
+          "vae_steps600"} <= names
   table = [(r.setup, r.family, r.seed) for r in runs if r.part == "table"]
-  # 9 methods on text and MLP, 8 on PixelCNNs (no model critic); 3 seeds,
-  # aggressive training and MNIST's PixelCNN 1.
-  assert len(table) == 2 * (9 * 3 - 2) + 8 + (8 * 3 - 2)
-  assert ("ptb", "aggressive", 0) in table
-  assert ("ptb", "aggressive", 1) not in table
-  assert ("omniglot", "model", 0) not in table
+  # The measurement's table: 5 methods on 3 setups, 3 seeds each.
+  assert len(table) == 3 * 5 * 3
+  assert ("synthetic_text", "hybrid", 2) in table
+  assert ("omniglot", "free_bits_0.25", 0) in table
+  assert all(r.old_eval for r in runs if r.part == "table")
 
 
 def test_method_config_step_fractions():
@@ -160,6 +171,7 @@ def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
   text = md.read_text()
   assert "re-measured (incomplete: 0 of" in text      # nothing trained
   assert "| vae | 0 | not run yet |" in text and "## MI against K" in text
+  assert "## The critics' defaults" in text          # no sweep in it
   assert not (tmp_path / "runs").exists()
   assert "ptb_mi_vs_k.png" in os.listdir(tmp_path / "png")
 
@@ -173,7 +185,7 @@ def test_the_library_defaults_are_the_ones_results_md_chose():
     text = f.read()
   chosen = re.findall(r"^- \*\*(\w+): lambda ([\d.]+), (no target|target "
                       r"([\d.]+) nats)\*\*", text, re.MULTILINE)
-  assert chosen, "RESULTS.md chose no default"
+  assert chosen, "RESULTS.md states no default"
   for critic, weight, _, target in chosen:
     assert methods.CRITIC_DEFAULTS[critic] == (
         float(weight), float(target) if target else None), critic

@@ -34,11 +34,12 @@ def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   vae = registry.build_vae(SMALL_TEXT, dataset)
   critic = registry.build_critic("self", vae, dataset)
   step = train_step.TrainStep(vae, critic, build.make_optimizer(
-      train.TrainConfig(), "text"), objective.ObjectiveConfig(critic_weight=1.0))
+      train.TrainConfig(), "text"), objective.ObjectiveConfig(critic_weight=1.0),
+      clip_norm=5.0)
   batch = next(iter(dataset.batches("train", 32, drop_remainder=True)))
   first = step(batch)
   assert set(first) == {"loss", "rec", "kl", "mi", "infonce_bound",
-                        "nonfinite"}
+                        "elbo_grad_norm", "critic_grad_norm", "nonfinite"}
   assert int(first["nonfinite"]) == 0
   for _ in range(30):
     last = step(batch)
@@ -128,15 +129,17 @@ def test_image_path_trains_mlp_vae_with_hybrid_critic(tmp_path):
   assert results["nll"] < 200.0    # of 784 * log 2 = 543 nats for coin flips
 
 
-# MI gained over the plain VAE (0.04 nats) at least. Measured for the NN:
-# 0.36 with the fused LSTM and 0.54 with Keras's (the same run; the NN
-# critic's own LSTM learns slowly in 600 steps).
-@pytest.mark.parametrize("critic,margin", [("hybrid", 0.5), ("nn", 0.25)])
-def test_hybrid_and_nn_critics_raise_mi(plain_and_critic, critic, margin):
+# MI gained over the plain VAE at least. The NN critic's own LSTM learns
+# slowly in 600 steps; under He et al.'s initialisation (tiny to_params) a
+# weight of 10 left MI at the plain VAE's (0.14 nats), 30 raised it to 2.0.
+@pytest.mark.parametrize("critic,weight,margin", [("hybrid", 10.0, 0.5),
+                                                  ("nn", 30.0, 0.25)])
+def test_hybrid_and_nn_critics_raise_mi(plain_and_critic, critic, weight,
+                                        margin):
   tmp_path, plain, _ = plain_and_critic
   results = train.run(_config(
       tmp_path, critic, max_steps=600, critic=critic,
-      objective=objective.ObjectiveConfig(critic_weight=10.0)))
+      objective=objective.ObjectiveConfig(critic_weight=weight)))
   print(f"\n{critic} critic:", _rounded(results))
   assert results["mi"] >= plain["mi"] + margin
   assert results["au"] >= 1

@@ -90,7 +90,7 @@ def synthetic_dataset(config: BenchConfig, num_examples: int):
 def _train_config(config: BenchConfig, critic: str, **overrides):
   sizes = {f.name: getattr(config, f.name)
            for f in dataclasses.fields(registry.ModelConfig)
-           if f.name not in ("name", "decoder_dropout")}
+           if f.name not in ("name", "decoder_dropout", "init")}
   fields = dict(
       model=registry.ModelConfig(name=config.model, **sizes),
       objective=objective.ObjectiveConfig(

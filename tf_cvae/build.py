@@ -36,25 +36,44 @@ def resolve_jit_compile(setting: str, model_name: str) -> bool:
 
 
 def make_optimizer(config: TrainConfig, data_kind: str) -> keras.optimizers.Optimizer:
-  """The paper's optimizers: SGD (lr 1.0) for text, Adam (1e-3) for images."""
+  """The paper's optimizers: SGD (lr 1.0) for text, Adam (1e-3) for images.
+
+  They do not clip: the TrainStep clips (config.clip_norm, clip_mode).
+  """
   name = config.optimizer
   if name == "auto":
     name = "sgd" if data_kind == "text" else "adam"
-  clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
   if name == "sgd":
-    return keras.optimizers.SGD(config.learning_rate or 1.0, **clip)
+    return keras.optimizers.SGD(config.learning_rate or 1.0)
   if name == "adam":
-    return keras.optimizers.Adam(config.learning_rate or 1e-3, **clip)
+    return keras.optimizers.Adam(config.learning_rate or 1e-3)
   raise errors.InputError(f"optimizer must be sgd, adam or auto, got {name!r}")
 
 
-def epoch_batches(dataset, config: TrainConfig, epoch: int):
-  """The training batches of `epoch` (0-based), in their seeded order."""
+def epoch_batches(dataset, config: TrainConfig, epoch: int,
+                  multiple_of: int = 1):
+  """The training batches of `epoch` (0-based), in their seeded order.
+
+  Images and bucketed text: full batches. Text batched by exact length
+  (He et al.): a length's leftover sentences make a smaller batch, its size
+  a multiple of `multiple_of` (the replicas, which split every batch).
+  """
   return dataset.batches("train", config.batch_size, shuffle=True,
-                         seed=config.seed * 1000 + epoch, drop_remainder=True)
+                         seed=config.seed * 1000 + epoch, drop_remainder=True,
+                         multiple_of=multiple_of)
 
 
-def inner_loop_batches(dataset, config: TrainConfig):
+def steps_per_epoch(dataset, config: TrainConfig, multiple_of: int = 1) -> int:
+  """Batches in one epoch of epoch_batches (for bucketed text: at most)."""
+  num = dataset.num_examples("train")
+  if dataset.kind == "text" and dataset.batching == "exact":
+    return len(data_lib.base.exact_length_batches(
+        dataset.lengths("train"), config.batch_size, shuffle=False, seed=0,
+        multiple_of=multiple_of))
+  return max(num // config.batch_size, 1)
+
+
+def inner_loop_batches(dataset, config: TrainConfig, multiple_of: int = 1):
   """Endless training batches for the aggressive inner loop.
 
   Each pass over the data has its own order (and, for images, its own
@@ -64,6 +83,7 @@ def inner_loop_batches(dataset, config: TrainConfig):
   for pass_index in itertools.count():
     yield from dataset.batches(
         "train", config.batch_size, shuffle=True, drop_remainder=True,
+        multiple_of=multiple_of,
         seed=10**9 + config.seed * 1000 + pass_index)
 
 
@@ -111,7 +131,9 @@ def _build_train_step(config, dataset, strategy):
       num_negatives=config.num_negatives,
       encoder_optimizer=(make_optimizer(config, dataset.kind)
                          if config.aggressive else None),
-      critic_optimizer=_critic_optimizer(config), strategy=strategy)
+      critic_optimizer=_critic_optimizer(config), strategy=strategy,
+      clip_norm=config.clip_norm, critic_clip_norm=config.critic_clip_norm,
+      clip_mode=config.clip_mode)
 
 
 def training_parts(config: TrainConfig):
@@ -192,3 +214,43 @@ def restore(run_dir: str, which: str = "best"):
   restore_model(step_fn, path)
   logging.info("restored %s from %s", step_fn.vae.name, path)
   return step_fn, dataset, config
+
+
+def training_checkpoint(step_fn: train_step_lib.TrainStep, out_dir: str,
+                        **state):
+  """(checkpoint, last manager, best manager) of a training run.
+
+  The checkpoint holds the networks, the optimizers, the negative queue, the
+  dropout random state and the `state` variables (the loop's counters and
+  schedules), so a resumed run goes on exactly where it stopped.
+  """
+  tracked = dict(model_parts(step_fn), negatives=step_fn.negatives,
+                 encoder_optimizer=step_fn.encoder_optimizer,
+                 critic_optimizer=step_fn.critic_optimizer)
+  # Keras keeps dropout's random state in seed-generator variables that
+  # tf.train.Checkpoint does not reach through the layers: a resumed run
+  # would replay the first steps' dropout masks without them.
+  rng_states = [v.value for part in model_parts(step_fn).values()
+                for v in part.variables if "seed_generator" in v.path]
+  checkpoint = tf.train.Checkpoint(
+      optimizer=step_fn.optimizer, dropout_rng=rng_states, **state,
+      **{k: v for k, v in tracked.items() if v is not None})
+  managers = [tf.train.CheckpointManager(
+      checkpoint, os.path.join(out_dir, CHECKPOINT_DIRS[which]),
+      max_to_keep=keep) for which, keep in (("last", 2), ("best", 1))]
+  return checkpoint, *managers
+
+
+def restore_training(checkpoint: tf.train.Checkpoint,
+                     manager: tf.train.CheckpointManager) -> bool:
+  """Restores the manager's latest checkpoint whole; False if it has none."""
+  path = manager.latest_checkpoint
+  if not path:
+    return False
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except AssertionError as error:
+    raise errors.InputError(
+        f"{path} lacks parts of this version's training state (written by an "
+        f"older tf_cvae?); pass a new --out_dir: {error}") from None
+  return True

@@ -33,6 +33,10 @@ class TrainConfig:
   optimizer: str = "auto"              # sgd | adam; auto: sgd text, adam images
   learning_rate: float | None = None   # None: 1.0 for sgd, 1e-3 for adam
   clip_norm: float | None = 5.0        # global gradient-norm clip
+  clip_mode: str = "separate"          # separate: ELBO and critic gradients
+                                       # clipped apart; joint: their sum
+  critic_clip_norm: float | None = None  # separate: the critic part's clip;
+                                         # None: clip_norm; 0: none
   critic_optimizer: str = "adam"       # critics' own parameters: adam | same
   critic_learning_rate: float = 1e-3
   seed: int = 0
@@ -46,6 +50,11 @@ class TrainConfig:
   lr_warmup_epochs: int = 0            # epochs not counted (He et al.: 15)
   max_lr_decays: int | None = 5        # stop at this halving; None or 0: never
   valid_examples: int | None = None    # cap on the validation split
+  validate_every: int = 0              # steps; 0: epoch ends and the last step
+  select: str = "last"                 # test metrics reported at top level:
+                                       # last (what was trained) | best
+  select_by: str = "elbo"              # best by valid: elbo (neg. ELBO) | nll
+  valid_iw_samples: int = 50           # IW samples of select_by=nll
   deterministic: bool = False          # enable_op_determinism (GPU: slower)
   max_bad_steps: int = 20              # stop after this many non-finite steps in a row
 
@@ -69,13 +78,36 @@ def _dataclass_from_dict(cls, values):
   return cls(**kwargs)
 
 
+def _old_runs_keras_init(saved) -> None:
+  """Sets model.init to "keras" in a saved text run's config that lacks it.
+
+  Such a run predates the option: its LSTM model was built with the "keras"
+  initialisation (linear maps with biases), not today's "he" default, and
+  its checkpoints hold those biases. Image runs keep the default (their
+  models do not read init).
+  """
+  if not isinstance(saved, dict) or not isinstance(saved.get("model", {}),
+                                                   dict):
+    return
+  data = saved.get("data", {})
+  name = (data.get("name", data_lib.DataConfig.name) if isinstance(data, dict)
+          else None)
+  try:
+    is_image = data_lib.kind(name) == "image"
+  except (errors.InputError, TypeError):
+    is_image = False
+  if not is_image:
+    saved.setdefault("model", {}).setdefault("init", "keras")
+
+
 def load_config(run_dir: str) -> TrainConfig:
   """The TrainConfig of a run directory, read from its config.json.
 
   The nested sections (data, model, objective, eval) become their dataclasses
   again; fields the file lacks (runs older than the field) take their
-  defaults. Raises errors.InputError (a ValueError) naming the file when it
-  is missing, is not JSON, or holds fields this version does not know.
+  defaults, except a text run's model.init ("keras", as it was). Raises
+  errors.InputError (a ValueError) naming the file when it is missing, is
+  not JSON, or holds fields this version does not know.
   """
   path = os.path.join(run_dir, "config.json")
   if not os.path.isfile(path):
@@ -89,6 +121,7 @@ def load_config(run_dir: str) -> TrainConfig:
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
     raise errors.InputError(
         f"{path} is not readable JSON: {error}") from None
+  _old_runs_keras_init(saved)
   try:
     return _dataclass_from_dict(TrainConfig, saved)
   except (TypeError, ValueError) as error:
@@ -116,6 +149,7 @@ def check_resumable(out_dir: str, config_dict: dict) -> None:
     return
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
+  _old_runs_keras_init(saved)
   try:    # fields added since the run was saved take their defaults
     saved = dataclasses.asdict(_dataclass_from_dict(TrainConfig, saved))
   except (TypeError, ValueError):

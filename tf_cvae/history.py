@@ -1,4 +1,4 @@
-"""history.jsonl, one record per finished epoch, and the epoch's log line."""
+"""history.jsonl, one record per validation, and the epoch's log line."""
 
 import json
 import os
@@ -15,18 +15,19 @@ class History:
     self.path = path
     self.records = []
 
-  def load(self, last_epoch: int) -> None:
-    """Reads the file, keeping epochs <= last_epoch (the checkpoint's).
+  def load(self, last_step: int) -> None:
+    """Reads the file, keeping records of steps <= last_step (the
+    checkpoint's).
 
     Lines past the checkpoint (written before an interruption) go: the
-    resumed run validates those epochs again. The file is rewritten
+    resumed run validates those steps again. The file is rewritten
     atomically without them.
     """
     if not os.path.exists(self.path):
       return
     with open(self.path, encoding="utf-8") as f:
       records = [json.loads(line) for line in f if line.strip()]
-    self.records = [r for r in records if r["epoch"] <= last_epoch]
+    self.records = [r for r in records if r["step"] <= last_step]
     if len(self.records) < len(records):
       tmp = self.path + ".tmp"
       with open(tmp, "w", encoding="utf-8") as f:

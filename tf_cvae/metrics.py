@@ -5,6 +5,7 @@ All log-densities, KLs and informations are in nats.
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from tf_cvae.models import latent
@@ -75,12 +76,14 @@ class ImportanceWeightedNLL:
   """Importance-weighted estimate of -log p(x) per example (nats).
 
   -log (1/S sum_s p(x, z_s) / q(z_s|x)), z_s ~ q(z|x). The S samples are
-  scored `chunk_size` at a time and summed into a running logsumexp, so
-  memory holds one chunk (the LSTM decoder's logits are
+  scored at most `chunk_size` at a time and summed into a running logsumexp,
+  so memory holds one chunk (the LSTM decoder's logits are
   [chunk_size * batch, time - 1, vocab]) plus [batch], whatever S (He et al.:
-  500 in chunks). Sample s of example i is mu_i + sigma_i * eps_s with eps_s
-  drawn from the stateless seed (seed, s): the estimate does not depend on
-  chunk_size. As S grows it falls towards -log p(x) (IWAE bound).
+  500 in chunks). Only the S samples asked for are drawn and scored. Sample s
+  of example i is mu_i + sigma_i * eps_s with eps_s drawn from the stateless
+  seed (seed, s): the estimate does not depend on chunk_size, and the
+  estimate from the first S' < S samples is a prefix of the same draws. As S
+  grows it falls towards -log p(x) (IWAE bound).
   """
 
   def __init__(self, vae: vae_lib.VAE, chunk_size: int = 50):
@@ -89,33 +92,109 @@ class ImportanceWeightedNLL:
     self._log_weights = tf.function(self._chunk_log_weights,
                                     reduce_retracing=True)
 
-  def _chunk_log_weights(self, batch, seed, start):
-    """log p(x, z_s) - log q(z_s|x) for s in [start, start + chunk): [chunk, B]."""
-    vae, chunk = self.vae, self.chunk_size
+  def _chunk_log_weights(self, batch, seed, start, count):
+    """log p(x, z_s) - log q(z_s|x) for s in [start, start + count): [count, B]."""
+    vae = self.vae
     mu, logvar = vae.encode(batch, training=False)
     q_z_given_x = latent.posterior(mu, logvar)
     eps = tf.map_fn(
         lambda s: tf.random.stateless_normal(tf.shape(mu), tf.stack([seed, s]),
                                              dtype=mu.dtype),
-        tf.range(start, start + chunk), fn_output_signature=mu.dtype)
+        tf.range(start, start + tf.cast(count, tf.int64)),
+        fn_output_signature=mu.dtype)
     z = mu + tf.exp(0.5 * logvar) * eps                       # [C, B, latent]
     log_p_x_given_z = tf.reshape(
-        vae.log_likelihood(vae_lib.repeat_batch(batch, chunk),
+        vae.log_likelihood(vae_lib.repeat_batch(batch, count),
                            tf.reshape(z, [-1, vae.latent_dim])),
-        [chunk, tf.shape(mu)[0]])
+        [count, tf.shape(mu)[0]])
     return log_p_x_given_z + vae.prior().log_prob(z) - q_z_given_x.log_prob(z)
 
-  def __call__(self, batch: dict, num_samples: int, seed: int = 0):
-    """[batch] IW-NLL in nats from `num_samples` samples per example."""
-    log_sum = None                                            # [batch]
-    for start in range(0, num_samples, self.chunk_size):
-      log_w = self._log_weights(batch, tf.constant(seed, tf.int64),
-                                tf.constant(start, tf.int64))
-      part = tf.reduce_logsumexp(
-          log_w[:min(self.chunk_size, num_samples - start)], axis=0)
-      log_sum = part if log_sum is None else tf.reduce_logsumexp(
-          tf.stack([log_sum, part]), axis=0)
-    return -(log_sum - tf.math.log(tf.cast(num_samples, log_sum.dtype)))
+  def __call__(self, batch: dict, num_samples: int, seed: int = 0,
+               report_at=()):
+    """[batch] IW-NLL in nats from `num_samples` samples per example.
+
+    With `report_at` (sample counts below num_samples), returns instead
+    {S': [batch] IW-NLL from the first S' samples} for each S' and for
+    num_samples: the estimate's convergence from one set of draws.
+    """
+    marks = sorted({s for s in report_at if 0 < s < num_samples}
+                   | {num_samples})
+    log_sum, done, estimates = None, 0, {}               # log_sum: [batch]
+    for mark in marks:
+      while done < mark:
+        count = min(self.chunk_size, mark - done)
+        log_w = self._log_weights(batch, tf.constant(seed, tf.int64),
+                                  tf.constant(done, tf.int64),
+                                  tf.constant(count, tf.int32))
+        part = tf.reduce_logsumexp(log_w, axis=0)
+        log_sum = part if log_sum is None else tf.reduce_logsumexp(
+            tf.stack([log_sum, part]), axis=0)
+        done += count
+      estimates[mark] = -(log_sum - tf.math.log(tf.cast(mark, log_sum.dtype)))
+    return estimates if report_at else estimates[num_samples]
+
+
+def mi_noise_floor(num_examples: int, latent_dim: int, draws: int = 100_000,
+                   seed: int = 0) -> dict:
+  """What He et al.'s MI estimate reads for a posterior that ignores x.
+
+  When q(z|x_i) is the same Gaussian for every x_i, q(z) = q(z|x) and the
+  estimate over N examples (per batch and averaged, or over the whole split)
+  is exactly mean_j (||eps_j||^2 - d) / 2, eps_j ~ N(0, I_d): mean 0,
+  standard deviation sqrt(d / (2 N)) nats. An estimate inside the interval
+  is indistinguishable from no information at all.
+
+  Returns {"mean", "std", "lo", "hi"} (nats; lo, hi: the 2.5% and 97.5%
+  quantiles from `draws` exact chi-square draws).
+  """
+  dof = num_examples * latent_dim
+  chi2 = np.random.default_rng(seed).chisquare(dof, size=draws)
+  values = (chi2 - dof) / (2.0 * num_examples)
+  lo, hi = np.quantile(values, [0.025, 0.975])
+  return {"mean": 0.0, "std": math.sqrt(latent_dim / (2.0 * num_examples)),
+          "lo": float(lo), "hi": float(hi)}
+
+
+def length_only_mi(batch_lengths: list[np.ndarray]) -> tuple[float, float]:
+  """The MI a code holding only each sentence's length would read (nats).
+
+  A code z = length (plus vanishing noise) makes q(z) over a set of N
+  examples put mass n_l / N on each length l, so He et al.'s estimate is the
+  plug-in entropy of the length: mean_j log(N / n_{l_j}). Returns
+  (over each batch, averaged weighted by batch size; over all the batches'
+  examples together). With one length a batch the first is 0.
+  """
+  def plug_in_entropy(lengths):
+    _, inverse, counts = np.unique(lengths, return_inverse=True,
+                                   return_counts=True)
+    return float(np.mean(np.log(len(lengths) / counts[inverse])))
+  total = sum(len(b) for b in batch_lengths)
+  per_batch = sum(plug_in_entropy(b) * len(b) for b in batch_lengths) / total
+  return per_batch, plug_in_entropy(np.concatenate(batch_lengths))
+
+
+def linear_probe_r2(train_features: np.ndarray, train_targets: np.ndarray,
+                    test_features: np.ndarray, test_targets: np.ndarray,
+                    ridge: float = 1e-3) -> float:
+  """How much of a known latent a linear map of the codes recovers.
+
+  Fits targets [N, k] ~ features [N, d] @ W + b by ridge regression on the
+  training rows (features standardized), scores the test rows: the mean over
+  the k target dimensions of R^2 = 1 - SSE / SST (1: recovered, about 0 or
+  below: nothing).
+  """
+  mean, std = train_features.mean(0), train_features.std(0) + 1e-8
+  def design(features):
+    return np.concatenate([(features - mean) / std,
+                           np.ones((len(features), 1))], axis=1)
+  a = design(train_features)
+  penalty = ridge * len(a) * np.eye(a.shape[1])
+  penalty[-1, -1] = 0.0                                  # no penalty on b
+  weights = np.linalg.solve(a.T @ a + penalty, a.T @ train_targets)
+  residual = test_targets - design(test_features) @ weights
+  sse = (residual ** 2).sum(0)
+  sst = ((test_targets - test_targets.mean(0)) ** 2).sum(0)
+  return float(np.mean(1.0 - sse / sst))
 
 
 def perplexity(total_nll: float, total_tokens: int) -> float:

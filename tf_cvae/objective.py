@@ -168,19 +168,35 @@ def loss_weights(config: ObjectiveConfig, step) -> dict:
   }
 
 
-def total_loss(terms: dict, config: ObjectiveConfig, step=0) -> tf.Tensor:
-  """The scalar minimized at `step`: mean negative ELBO + lambda * critics."""
+def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
+  """Whether the loss has a critic part (a weight and a critic to weigh)."""
+  return bool(config.critic_weight) and (critic is not None
+                                         or model_critic is not None)
+
+
+def loss_parts(terms: dict, config: ObjectiveConfig, step=0):
+  """(elbo_part, critic_part) at `step`, scalar nats each: the mean negative
+  ELBO (beta-weighted, free bits applied) and lambda times the critics'
+  losses (inference and model critic; 0 without them). Their sum is
+  `total_loss`."""
   weights = loss_weights(config, step)
   if config.free_bits > 0:
-    loss = (-tf.reduce_mean(terms["log_likelihood"]) + weights["kl_weight"]
-            * free_bits_kl(terms["kl_per_dim"], config.free_bits))
+    elbo_part = (-tf.reduce_mean(terms["log_likelihood"]) + weights[
+        "kl_weight"] * free_bits_kl(terms["kl_per_dim"], config.free_bits))
   else:
-    loss = tf.reduce_mean(negative_elbo(terms["log_likelihood"], terms["kl"],
-                                        weights["kl_weight"]))
+    elbo_part = tf.reduce_mean(negative_elbo(
+        terms["log_likelihood"], terms["kl"], weights["kl_weight"]))
+  critic_part = tf.zeros([], elbo_part.dtype)
   if config.critic_weight:
     for prefix in ("", "model_"):
       if prefix + "log_softmax_positive" in terms:
-        loss += weights["critic_weight"] * critic_loss(
+        critic_part += weights["critic_weight"] * critic_loss(
             terms[prefix + "log_softmax_positive"],
             terms[prefix + "infonce_bound"], config.critic_target)
-  return loss
+  return elbo_part, critic_part
+
+
+def total_loss(terms: dict, config: ObjectiveConfig, step=0) -> tf.Tensor:
+  """The scalar minimized at `step`: mean negative ELBO + lambda * critics."""
+  elbo_part, critic_part = loss_parts(terms, config, step)
+  return elbo_part + critic_part

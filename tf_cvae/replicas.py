@@ -123,43 +123,22 @@ def local_rows(global_rows: tf.Tensor, local_size) -> tf.Tensor:
   return global_rows[start:start + local_size]
 
 
-def global_gradients(gradients: list, clip_norm: float | None,
-                     num_clipped: int) -> list:
-  """The replicas' summed gradients, clipped as one device clips them.
-
-  Keras optimizers clip each replica's partial gradient before they sum the
-  replicas' (so `global_clipnorm` would clip the wrong norm). Here the sum
-  comes first, the first `num_clipped` gradients (the main optimizer's) are
-  clipped to `clip_norm` by their global norm, and every gradient is divided
-  by R: the optimizer's own sum over replicas then restores it, and its clip
-  (norms now <= clip_norm / R) changes nothing. None stays None.
-  """
+def sum_over_replicas(gradients: list) -> list:
+  """Every replica's gradients summed, on each replica (identity alone);
+  None stays None. The replicas' partial gradients of the single-device
+  loss add up to its gradient (gradients.combine_parts clips that sum)."""
   context = _context()
   if context is None:
-    return gradients
+    return list(gradients)
   present = [i for i, g in enumerate(gradients) if g is not None]
+  if not present:
+    return list(gradients)
   summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
                               [gradients[i] for i in present])
   result = list(gradients)
   for i, g in zip(present, summed):
     result[i] = g
-  clipped = [i for i in present if i < num_clipped]
-  if clip_norm and clipped:
-    values, _ = tf.clip_by_global_norm([result[i] for i in clipped], clip_norm)
-    for i, g in zip(clipped, values):
-      result[i] = g
-  scale = 1.0 / context.num_replicas_in_sync
-  return [_scaled(g, scale) for g in result]
-
-
-def _scaled(gradient, scale: float):
-  """gradient * scale for dense gradients, IndexedSlices (embeddings), None."""
-  if gradient is None:
-    return None
-  if isinstance(gradient, tf.IndexedSlices):
-    return tf.IndexedSlices(gradient.values * scale, gradient.indices,
-                            gradient.dense_shape)
-  return gradient * scale
+  return result
 
 
 def bitwise_or(mask: tf.Tensor) -> tf.Tensor:

@@ -25,42 +25,47 @@ def _save(fig, path: str) -> str:
 
 def mi_per_epoch(setup: str, rows: list, methods, log_k: float,
                  path: str) -> str:
-  """Validation MI (nats) per epoch, mean over seeds, one line per method."""
+  """Validation MI (nats) at each validation (epoch ends and the final
+  step; x in epochs, fractions included), mean ± standard error over seeds,
+  one line per method."""
   curves = collections.defaultdict(list)
   for run, record in rows:
     if run.part == "table" and run.setup == setup and record.get("history"):
-      curves[run.family].append([h["valid_mi"] for h in record["history"]])
+      curves[run.family].append([
+          (h.get("epoch_fraction", h["epoch"]), h["valid_mi"])
+          for h in record["history"]])
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for method in methods:
     if not curves.get(method):
       continue
     length = min(len(c) for c in curves[method])
-    values = np.array([c[:length] for c in curves[method]])
-    epochs = np.arange(1, length + 1)
+    points = np.array([c[:length] for c in curves[method]])  # [seeds, t, 2]
+    epochs, values = points[0, :, 0], points[:, :, 1]
     mean = values.mean(axis=0)
     ax.plot(epochs, mean, marker="o", ms=3, label=method)
     if len(values) > 1:
-      std = values.std(axis=0, ddof=1)
-      ax.fill_between(epochs, mean - std, mean + std, alpha=0.15)
+      se = values.std(axis=0, ddof=1) / np.sqrt(len(values))
+      ax.fill_between(epochs, mean - se, mean + se, alpha=0.15)
   if not curves:
     ax.text(0.5, 0.5, "no finished epoch yet", ha="center",
             transform=ax.transAxes)
   ax.axhline(log_k, color="grey", ls=":", lw=1, label=f"log K = {log_k:.2f}")
   ax.set(xlabel="epoch", ylabel="validation MI (nats)",
-         title=f"{setup}: MI per epoch (mean ± std over seeds)")
+         title=f"{setup}: validation MI (mean ± s.e. over seeds)")
   ax.legend(fontsize=7, ncol=2)
   return _save(fig, path)
 
 
 def nll_vs_mi(setup: str, stats: dict, methods, path: str) -> str:
-  """Test NLL against test MI, mean ± std over seeds, one point a method."""
+  """Test NLL against test MI, mean ± s.e. over seeds, one point a method."""
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for method in methods:
     s = stats.get((setup, method, None), {})
     if "nll" not in s or "mi" not in s:
       continue
-    ax.errorbar(s["mi"][0], s["nll"][0], xerr=s["mi"][1], yerr=s["nll"][1],
-                fmt="o", capsize=3, label=method)
+    ax.errorbar(s["mi"][0], s["nll"][0], xerr=s["mi"][1] / np.sqrt(
+        s["mi"][2]), yerr=s["nll"][1] / np.sqrt(s["nll"][2]), fmt="o",
+                capsize=3, label=method)
     ax.annotate(method, (s["mi"][0], s["nll"][0]), fontsize=7,
                 xytext=(4, 4), textcoords="offset points")
   ax.set(xlabel="MI (nats)", ylabel="NLL (nats per example)",

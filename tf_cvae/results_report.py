@@ -1,7 +1,7 @@
 """RESULTS.md from the records of a reproduction (see reproduction.execute).
 
-Tables give mean ± std over seeds (std with ddof 1; NLL, KL, MI in nats per
-example) beside the paper's numbers; the readings in plain words are
+Tables give mean ± standard error over seeds (the seeds' std, ddof 1, over
+sqrt(n); NLL, KL, MI in nats per example) beside the paper's numbers; the readings in plain words are
 generated from the same numbers, so nothing in the file is typed by hand but
 the paper's reference table below.
 """
@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-# The paper's Tables 1-3 (mean of 5 runs) as ../shared/SPEC.md gives them
-# ("Published numbers"): NLL, KL, MI, AU. The reference, not our measurement.
+# The paper's Tables 1-3 (mean of 5 runs): NLL, KL, MI, AU. The reference,
+# not our measurement.
 PAPER = {
     "Yahoo": {"vae": (328.9, 0.0, 0.0, 0), "aggressive": (328.2, 5.6, 3.0, 8),
               "self": (328.7, 3.6, 2.6, 3), "hybrid": (328.2, 4.3, 2.8, 11),
@@ -29,14 +29,24 @@ PAPER = {
 }
 # Table 3: training time relative to the VAE on Yahoo.
 PAPER_STEP_TIME = {"aggressive": 3.6, "hybrid": 1.06}
-METRICS = ("nll", "kl", "mi", "mi_full", "au", "infonce_bound", "wall")
+METRICS = ("nll", "kl", "mi", "mi_full", "au", "infonce_bound", "wall",
+           "nll_iw20", "nll_iw100", "probe_r2", "probe_r2_z", "z_reliance",
+           "mi_noise_std", "mi_noise_hi", "length_only_mi",
+           "length_only_mi_full", "num_examples", "old:nll", "old:mi",
+           "old:mi_full", "old:kl", "old:au", "test_best:mi", "test_best:nll")
 NLL_TOLERANCE = 0.01          # the defaults: most MI within 1% of the VAE
 MI_GAIN = 0.3                 # nats above the VAE that count as a gain
 
 
 def value(record: dict, key: str) -> float | None:
-  """A metric of a finished record; wall: train plus test seconds."""
+  """A metric of a finished record; wall: train plus test seconds;
+  old:<name>: as the earlier protocol read it; test_best:<name>: of the best
+  checkpoint."""
   metrics = record.get("metrics") or {}
+  if key.startswith("old:"):
+    return (record.get("old_protocol") or {}).get(key[4:])
+  if key.startswith("test_best:"):
+    return (metrics.get("test_best") or {}).get(key[10:])
   if key == "wall":
     parts = [metrics.get("train_seconds"), metrics.get("eval_seconds")]
     return sum(parts) if None not in parts else None
@@ -63,11 +73,11 @@ def aggregate(rows: list) -> dict:
 
 
 def cell(stat, digits: int = 2) -> str:
-  """mean ± std (n > 1), or the mean alone (one seed), or -."""
+  """mean ± standard error (n > 1), or the mean alone (one seed), or -."""
   if not stat:
     return "-"
   mean, std, n = stat
-  return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else (
+  return f"{mean:.{digits}f} ± {std / math.sqrt(n):.{digits}f}" if n > 1 else (
       f"{mean:.{digits}f}")
 
 
@@ -89,7 +99,7 @@ def table_section(name, setup, stats, methods, log_k) -> list[str]:
   lines = [f"### {name}", "",
            f"Paper rows: {paper_label}. MI is He et al.'s batch estimate "
            f"(capped at log K = {log_k:.2f}); MI full takes q(z) over the "
-           "whole test subset.", "",
+           "whole test split. Mean ± standard error over seeds.", "",
            "| method | seeds | NLL | NLL vs VAE | KL | MI | MI full | AU | "
            "InfoNCE bound | wall s | step vs VAE | paper NLL / KL / MI / AU | "
            "paper NLL vs VAE |", "|" + "---|" * 13]
@@ -100,8 +110,7 @@ def table_section(name, setup, stats, methods, log_k) -> list[str]:
              else "not run yet")
       lines.append(f"| {method} | 0 | {why} |" + " |" * 10)
       continue
-    rel = (f"{_rel(s['nll'][0], vae['nll'][0]):+.2f}%"
-           if "nll" in s and "nll" in vae else "-")
+    rel = _rel_cell(s, vae)
     step = (f"{s['seconds_per_step'][0] / vae['seconds_per_step'][0]:.2f}x"
             if "seconds_per_step" in s and "seconds_per_step" in vae else "-")
     ref = paper.get(method)
@@ -118,9 +127,20 @@ def table_section(name, setup, stats, methods, log_k) -> list[str]:
   return lines + [""] + reading(name, stats, methods, paper, log_k) + [""]
 
 
+def _rel_cell(s: dict, vae: dict) -> str:
+  """NLL change against the VAE in percent, ± its standard error."""
+  if "nll" not in s or "nll" not in vae:
+    return "-"
+  (a, sa, na), (b, sb, nb) = s["nll"], vae["nll"]
+  se = 100.0 * math.hypot(sa / math.sqrt(na), sb / math.sqrt(nb)) / b
+  return f"{_rel(a, b):+.2f} ± {se:.2f}%" if max(na, nb) > 1 else (
+      f"{_rel(a, b):+.2f}%")
+
+
 def _gain(s, vae) -> bool:
   """Whether MI is above the VAE's by MI_GAIN and by two standard errors."""
-  spread = math.hypot(s["mi"][1], vae["mi"][1])
+  spread = math.hypot(s["mi"][1] / math.sqrt(s["mi"][2]),
+                      vae["mi"][1] / math.sqrt(vae["mi"][2]))
   return s["mi"][0] - vae["mi"][0] > max(MI_GAIN, 2 * spread)
 
 
@@ -177,7 +197,7 @@ def header(scale_name: str, setups: dict, parts, counts: dict) -> list[str]:
       f"{stamp} (parts: {', '.join(parts)}; runs finished "
       f"{counts.get('finished', 0)}, failed {counts.get('failed', 0)}, not "
       f"run {counts.get('missing', 0)}). Every number and figure below comes "
-      "from that run, except the paper's (../shared/SPEC.md). Rerun the "
+      "from that run, except the paper's published rows. Rerun the "
       "command to regenerate; finished runs are read, not trained again.", "",
       "| setup | data | model | batch K | steps | test examples x IW "
       "samples |", "|---|---|---|---|---|---|"]

@@ -1,9 +1,11 @@
 """The training loop: `run(TrainConfig) -> dict`, what runners and tests call.
 
 It trains under the paper's protocol (resuming from out_dir's last
-checkpoint), evaluates the test split with the best checkpoint and writes
-into out_dir: config.json, metrics.json, history.jsonl (one line per epoch),
-tensorboard/, checkpoints/ (the last ones) and best/ (the best one).
+checkpoint), validates at every epoch's end and at the final step
+(validation.py), evaluates the test split with the last weights and the best
+checkpoint and writes into out_dir: config.json, metrics.json, history.jsonl
+(one line per validation), tensorboard/, checkpoints/ (the last ones) and
+best/ (the best one).
 """
 
 import dataclasses
@@ -23,6 +25,7 @@ from tf_cvae import faults
 from tf_cvae import history as history_lib
 from tf_cvae import schedule
 from tf_cvae import train_step as train_step_lib
+from tf_cvae import validation
 
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 
@@ -30,10 +33,9 @@ TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 class _Training:
   """One call of `run`: the counters, checkpoints and logs around a TrainStep.
 
-  The checkpoint holds the networks, optimizers, negative queue, the position
-  in the data (epoch, step_in_epoch), this epoch's summed train loss, the
-  aggressive switch and the learning-rate schedule, so a resumed run goes on
-  exactly where the interrupted one was.
+  The checkpoint (build.training_checkpoint) also holds the position in the
+  data (epoch, step_in_epoch), this epoch's summed step outputs, the best
+  validation, the aggressive switch and the learning-rate schedule.
   """
 
   def __init__(self, config: TrainConfig, dataset,
@@ -44,32 +46,19 @@ class _Training:
     out_dir = config.out_dir
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    # This epoch's sums of the step outputs validation.EPOCH_MEANS names.
+    self.epoch_sums = tf.Variable(tf.zeros([len(validation.EPOCH_MEANS)],
+                                           tf.float64), trainable=False)
+    self.best_validation = validation.BestVariables()
     self.aggressive = tf.Variable(config.aggressive, trainable=False)
     self.schedule = schedule.PlateauVariables()
     self.bad_steps = faults.BadSteps(config.max_bad_steps)
     self.signals = faults.StopSignals()
-    tracked = dict(build.model_parts(step_fn), negatives=step_fn.negatives,
-                   encoder_optimizer=step_fn.encoder_optimizer,
-                   critic_optimizer=step_fn.critic_optimizer)
-    # Keras keeps dropout's random state in seed-generator variables that
-    # tf.train.Checkpoint does not reach through the layers: a resumed run
-    # would replay the first steps' dropout masks without them.
-    rng_states = [v.value for part in build.model_parts(step_fn).values()
-                  for v in part.variables if "seed_generator" in v.path]
-    self.checkpoint = tf.train.Checkpoint(
-        optimizer=step_fn.optimizer, epoch=self.epoch,
-        step_in_epoch=self.step_in_epoch, epoch_loss_sum=self.loss_sum,
+    self.checkpoint, self.last, self.best = build.training_checkpoint(
+        step_fn, out_dir, epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+        epoch_sums=self.epoch_sums, best_validation=self.best_validation,
         aggressive=self.aggressive, lr_schedule=self.schedule,
-        bad_steps=self.bad_steps,
-        dropout_rng=rng_states,
-        **{k: v for k, v in tracked.items() if v is not None})
-    self.last = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(out_dir, build.CHECKPOINT_DIRS["last"]),
-        max_to_keep=2)
-    self.best = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(out_dir, build.CHECKPOINT_DIRS["best"]),
-        max_to_keep=1)
+        bad_steps=self.bad_steps)
     self.writer = tf.summary.create_file_writer(
         os.path.join(out_dir, "tensorboard"))
     self.history = history_lib.History(os.path.join(out_dir, "history.jsonl"))
@@ -77,22 +66,14 @@ class _Training:
 
   def resume(self) -> None:
     """Loads the last checkpoint, if any, and the history of its epochs."""
-    if self.last.latest_checkpoint:
-      try:
-        self.checkpoint.restore(
-            self.last.latest_checkpoint).assert_existing_objects_matched()
-      except AssertionError as error:
-        raise errors.InputError(
-            f"{self.last.latest_checkpoint} lacks parts of this version's "
-            f"training state (written by an older tf_cvae?); pass a new "
-            f"--out_dir: {error}") from None
+    if build.restore_training(self.checkpoint, self.last):
       state = self.schedule.read()
       logging.info("resumed from %s at step %d, epoch %d (learning rate %g, "
                    "%d halvings, best epoch %d)", self.last.latest_checkpoint,
                    self.step_fn.iterations, int(self.epoch),
                    self.step_fn.learning_rate, state.decays,
                    state.best_epoch)
-    self.history.load(last_epoch=int(self.epoch))
+    self.history.load(last_step=self.step_fn.iterations)
 
   def steps_done(self) -> bool:
     max_steps = self.config.max_steps
@@ -114,13 +95,15 @@ class _Training:
   def train(self) -> float | None:
     """Trains until finished(); returns the steady seconds per step."""
     config, step_fn = self.config, self.step_fn
-    inner_batches = build.inner_loop_batches(self.dataset, config)
+    inner_batches = build.inner_loop_batches(self.dataset, config,
+                                           step_fn.num_replicas)
     window_start, window_steps = time.time(), 0
     # Steady-state step time: from the 21st step of this process on (tracing
     # and compilation happen in the first steps), validation time left out.
     first_step, timed_from, paused = step_fn.iterations, None, 0.0
     while not self.finished():
-      batches = build.epoch_batches(self.dataset, config, int(self.epoch))
+      batches = build.epoch_batches(self.dataset, config, int(self.epoch),
+                                    step_fn.num_replicas)
       for batch in batches.skip(int(self.step_in_epoch)):
         if bool(self.aggressive):
           out, inner = train_step_lib.aggressive_step(
@@ -133,7 +116,9 @@ class _Training:
         step = step_fn.iterations
         self.bad_steps.record(nonfinite, step + 1, self.best.directory)
         if not nonfinite:
-          self.loss_sum.assign_add(tf.cast(out["loss"], tf.float64))
+          self.epoch_sums.assign_add(tf.stack([
+              tf.cast(out.get(k, 0.0), tf.float64)
+              for k in validation.EPOCH_MEANS]))
         window_steps += 1
         if step == first_step + 20:
           timed_from = (time.time(), step)
@@ -152,13 +137,16 @@ class _Training:
           self.interrupt()
         if self.steps_done():
           break
+        if config.validate_every and step % config.validate_every == 0:
+          pause = self.timed(self.validate_partial)
+          window_start += pause
+          paused += pause if timed_from else 0.0
       else:
-        started = time.time()
-        self.end_epoch()
-        validation = time.time() - started
-        window_start += validation
-        if timed_from is not None:
-          paused += validation
+        pause = self.timed(self.end_epoch)
+        window_start += pause
+        paused += pause if timed_from else 0.0
+    if not self.validated_now():      # the final step, inside an epoch
+      self.validate_partial()
     self.writer.flush()
     steps = step_fn.iterations - timed_from[1] if timed_from else 0
     if steps <= 0:
@@ -173,64 +161,97 @@ class _Training:
         f"stopped by signal {self.signals.requested} at step "
         f"{self.step_fn.iterations}; saved {path}: the same command resumes"))
 
+  @staticmethod
+  def timed(fn) -> float:
+    """Calls fn(); returns the seconds it took."""
+    started = time.time()
+    fn()
+    return time.time() - started
+
+  def validated_now(self) -> bool:
+    """Whether the current step's weights have a history record."""
+    records = self.history.records
+    return bool(records) and records[-1]["step"] == self.step_fn.iterations
+
+  def validate(self, partial: bool) -> tuple[dict, dict]:
+    """A validation pass: (its results, its history record fields)."""
+    config, step_fn = self.config, self.step_fn
+    step = step_fn.iterations
+    valid = self.validator(self.dataset, validation.valid_config(
+        config, config.select_by))
+    improved = self.best_validation.update(
+        validation.selection_value(valid, config.select_by), step)
+    if improved:
+      self.best.save(checkpoint_number=step)
+    entry = validation.record(
+        valid, epochs_done=int(self.epoch), partial=partial,
+        step_in_epoch=int(self.step_in_epoch), steps_per_epoch=(
+            build.steps_per_epoch(self.dataset, config, step_fn.num_replicas)),
+        epoch_sums=self.epoch_sums.numpy(), step=step,
+        learning_rate=step_fn.learning_rate,
+        best_step=int(self.best_validation.step), improved=improved)
+    self.summaries("valid", {k[len("valid_"):]: v for k, v in entry.items()
+                             if k.startswith("valid_")}, step)
+    return valid, entry
+
+  def validate_partial(self) -> None:
+    """Validation inside an epoch: history and best checkpoint only (the
+    learning-rate schedule reads epoch ends alone)."""
+    _, entry = self.validate(partial=True)
+    self.history.append(entry)
+    validation.log_partial(entry)
+    self.last.save(checkpoint_number=entry["step"])
+
   def end_epoch(self) -> None:
     """Validation, the schedule, the best checkpoint, history and summaries."""
     config, step_fn = self.config, self.step_fn
     self.epoch.assign_add(1)
     epoch, step = int(self.epoch), step_fn.iterations
-    train_loss = float(self.loss_sum) / max(int(self.step_in_epoch), 1)
+    valid, record = self.validate(partial=False)
     self.step_in_epoch.assign(0)
-    self.loss_sum.assign(0.0)
-    valid = self.validator(self.dataset, evaluation.EvalConfig(
-        split="valid", batch_size=config.batch_size, iw_samples=0,
-        max_examples=config.valid_examples, seed=config.eval.seed))
-    valid_loss = valid["rec"] + valid["kl"]         # the negative ELBO
+    self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
     learning_rate = step_fn.learning_rate
     before = self.schedule.read()
-    state = schedule.plateau_update(before, epoch, valid_loss,
+    state = schedule.plateau_update(before, epoch, record["valid_loss"],
                                     patience=config.lr_patience,
                                     warmup_epochs=config.lr_warmup_epochs)
     self.schedule.write(state)
     halved = state.decays > before.decays
     new_rate = (schedule.halve_learning_rates(step_fn) if halved
                 else learning_rate)
-    record = dict(
-        epoch=epoch, step=step, train_loss=train_loss, valid_loss=valid_loss,
-        **{f"valid_{k}": valid[k] for k in ("rec", "kl", "mi", "mi_full", "au",
-                                             "infonce_bound")},
-        learning_rate=learning_rate, improved=state.best_epoch == epoch,
-        lr_halved=halved, lr_decays=state.decays, bad_epochs=state.bad_epochs,
-        best_epoch=state.best_epoch, best_valid_loss=state.best_loss)
+    record.update(lr_halved=halved, lr_decays=state.decays,
+                  bad_epochs=state.bad_epochs, best_epoch=state.best_epoch,
+                  best_valid_loss=state.best_loss)
     if bool(self.aggressive):
       self.aggressive.assign(train_step_lib.stays_aggressive(
-          [r["valid_mi"] for r in self.history.records] + [valid["mi"]]))
+          [r["valid_mi"] for r in self.history.records if not r["partial"]]
+          + [valid["mi"]]))
       record["aggressive_ends"] = not bool(self.aggressive)
     self.history.append(record)
-    self.summaries("valid", {k: record[f"valid_{k}"] for k in (
-        "loss", "rec", "kl", "mi", "mi_full", "au", "infonce_bound")}, step)
-    self.summaries("train", dict(epoch_loss=train_loss,
+    self.summaries("train", dict(epoch_loss=record["train_loss"],
                                  lr_decays=state.decays), step)
     self.writer.flush()
-    history_lib.log_epoch(record, state, new_rate, config.max_lr_decays)
-    if record["improved"]:
-      self.best.save(checkpoint_number=step)
+    history_lib.log_epoch(dict(record, improved=state.best_epoch == epoch),
+                          state, new_rate, config.max_lr_decays)
     self.last.save(checkpoint_number=step)
 
 
 def run(config: TrainConfig) -> dict:
   """Trains (resuming if out_dir has checkpoints), evaluates, writes files.
 
-  Every epoch ends with a validation pass over the valid split (at most
-  config.valid_examples; no IW-NLL) whose negative ELBO drives the schedule
+  Each epoch ends with a validation pass over the valid split (at most
+  config.valid_examples) whose negative ELBO drives the schedule
   (plateau_update: halve the learning rate after lr_patience epochs without
-  improvement, stop after the max_lr_decays-th halving) and the best
-  checkpoint (out_dir/best); aggressive training's switch reads its MI.
+  improvement, stop after the max_lr_decays-th halving); aggressive
+  training's switch reads its MI. Every validation (also every
+  validate_every steps and at the final step) may make out_dir/best.
 
-  Returns the test metrics (see evaluation.evaluate) of the best checkpoint,
-  or of the last weights when no epoch finished (max_steps within the first
-  epoch), plus evaluated_checkpoint ("best" or "last"), best_epoch and
-  best_valid_loss (with "best"), epochs, lr_decays, learning_rate,
-  train_seconds, steps and seconds_per_step; the same dict is written to
+  Returns the test metrics (see evaluation.evaluate) of the checkpoint that
+  config.select names ("last": the weights training ended with; "best": the
+  best validation by config.select_by), with both under test_last and
+  test_best, plus evaluated_checkpoint, best_step, best_valid_value, select,
+  select_by, epochs, lr_decays, learning_rate, train_seconds, steps,
+  skipped_steps and seconds_per_step; the same dict is written to
   out_dir/metrics.json.
   """
   config_dict = dataclasses.asdict(config)
@@ -257,23 +278,21 @@ def run(config: TrainConfig) -> dict:
   training.last.save(checkpoint_number=steps)
   training.writer.close()
 
-  state = training.schedule.read()
-  extra = dict(epochs=int(training.epoch), lr_decays=state.decays,
-               learning_rate=step_fn.learning_rate)
-  if training.best.latest_checkpoint:
-    build.restore_model(step_fn, training.best.latest_checkpoint)
-    extra.update(evaluated_checkpoint="best", best_epoch=state.best_epoch,
-                 best_valid_loss=state.best_loss)
-    logging.info("evaluating the best checkpoint (epoch %d, valid loss %.3f)",
-                 state.best_epoch, state.best_loss)
-  else:
-    extra.update(evaluated_checkpoint="last")
-    logging.info("no epoch finished, so no validated checkpoint: evaluating "
-                 "the last weights (step %d)", steps)
-  eval_config = dataclasses.replace(config.eval, batch_size=config.batch_size)
-  results = evaluation.evaluate(step_fn.vae, step_fn.critic, dataset,
-                                eval_config)
-  results.update(extra, train_seconds=train_seconds, steps=steps,
+  state, best_step = training.schedule.read(), int(
+      training.best_validation.step)
+  eval_config = validation.final_eval_config(config)
+  results = validation.test_both(
+      lambda: training.validator(dataset, eval_config),
+      lambda: build.restore_model(step_fn, training.best.latest_checkpoint),
+      best_step, steps, config.select)
+  results.update(epochs=int(training.epoch), lr_decays=state.decays,
+                 learning_rate=step_fn.learning_rate, select=config.select,
+                 select_by=config.select_by,
+                 best_valid_value=float(training.best_validation.value),
+                 **({} if not state.best_epoch else dict(
+                     best_epoch=state.best_epoch,
+                     best_valid_loss=state.best_loss)),
+                 train_seconds=train_seconds, steps=steps,
                  skipped_steps=int(training.bad_steps.total))
   if seconds_per_step is not None:
     results["seconds_per_step"] = seconds_per_step

@@ -1,5 +1,6 @@
 """The train step: one `tf.function` that computes the ELBO and the critic loss
-together and applies the update; plus the aggressive-training rules.
+together, clips their gradients and applies the update; plus the
+aggressive-training rules.
 
 A TrainStep is a library object: build it from a VAE, critics and optimizers,
 call it with batches. Tests call it directly.
@@ -7,6 +8,7 @@ call it with batches. Tests call it directly.
 
 from tf_cvae import critics as critics_lib
 from tf_cvae import errors
+from tf_cvae import gradients as gradients_lib
 from tf_cvae import metrics
 from tf_cvae import objective as objective_lib
 from tf_cvae import replicas
@@ -27,12 +29,21 @@ class TrainStep:
   """One optimizer step on the negative ELBO plus the critic losses.
 
   Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
-  (batch estimate), and with critics infonce_bound / model_infonce_bound.
+  (batch estimate), with critics infonce_bound / model_infonce_bound, the
+  global gradient norms before clipping elbo_grad_norm and critic_grad_norm
+  (over the main optimizer's variables), and the nonfinite bitmask.
   `update` picks what the step trains: "all"; "encoder" (the inference side:
   encoder and inference critic, with `encoder_optimizer`, for He et al.'s
   aggressive inner loop); "decoder" (decoder and model critic). With a
   `critic_optimizer`, the critics' own parameters (not those shared with the
-  encoder) are updated by it, in the same step and from the same gradient.
+  encoder) are updated by it, in the same step, unclipped.
+
+  `clip_mode` "separate": the gradients of the ELBO part and of the critic
+  part (objective.loss_parts) are clipped apart, each by its global norm
+  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), then summed: the
+  critic's gradient never shrinks the ELBO's step. "joint": one gradient of
+  the sum, clipped to `clip_norm` (its norm is elbo_grad_norm; critic 0).
+  The optimizers must not clip themselves (no global_clipnorm).
 
   With a `strategy` of R replicas (networks and optimizers must have been
   created in its scope), a call takes the global batch; replica r trains on
@@ -47,7 +58,20 @@ class TrainStep:
                num_negatives: int = 0,
                encoder_optimizer: keras.optimizers.Optimizer | None = None,
                critic_optimizer: keras.optimizers.Optimizer | None = None,
-               strategy: tf.distribute.Strategy | None = None):
+               strategy: tf.distribute.Strategy | None = None,
+               clip_norm: float | None = None,
+               critic_clip_norm: float | None = None,
+               clip_mode: str = "separate"):
+    if clip_mode not in CLIP_MODES:
+      raise errors.InputError(f"clip_mode must be one of "
+                              f"{', '.join(CLIP_MODES)}, got {clip_mode!r}")
+    if any(o is not None and o.global_clipnorm
+           for o in (optimizer, encoder_optimizer)):
+      raise errors.InputError("pass clip_norm to TrainStep, not the "
+                              "optimizer's global_clipnorm (it would clip again)")
+    self.clip_mode, self.clip_norm = clip_mode, clip_norm
+    self.critic_clip_norm = (clip_norm if critic_clip_norm is None
+                             else critic_clip_norm)
     self.vae, self.critic, self.model_critic = vae, critic, model_critic
     self.strategy = strategy or tf.distribute.get_strategy()
     self.num_replicas = self.strategy.num_replicas_in_sync
@@ -62,9 +86,12 @@ class TrainStep:
     self.jit_compile = jit_compile
     self.negatives = None
     self._groups = None
+    # Text batched by exact length varies in batch size (a length's last
+    # batch is smaller): shapes relax to None instead of a trace per size.
     self._steps = {update: tf.function(
         lambda batch, update=update: self._step(batch, update),
-        jit_compile=jit_compile) for update in ("all", "encoder", "decoder")}
+        jit_compile=jit_compile, reduce_retracing=True)
+                   for update in ("all", "encoder", "decoder")}
 
   def build(self, batch: dict) -> None:
     """Creates every variable (networks, queue, optimizer slots) from a batch."""
@@ -151,20 +178,26 @@ class TrainStep:
           tf.random.experimental.stateless_fold_in(seed, 3),
           tf.cast(self.encoder_optimizer.iterations, tf.int32))
     model_samples = self._model_samples(batch, seed)
-    with tf.GradientTape() as tape:
+    separate = self.clip_mode == "separate" and objective_lib.has_critic_term(
+        self.objective_config, self.critic, self.model_critic)
+    with tf.GradientTape(persistent=separate) as tape:
       terms = objective_lib.forward(
           self.vae, self.critic, batch, seed, training=True,
           model_critic=self.model_critic, negatives=self.negatives,
           model_samples=model_samples)
-      loss = objective_lib.total_loss(terms, self.objective_config, step)
+      elbo_part, critic_part = objective_lib.loss_parts(
+          terms, self.objective_config, step)
+      loss = elbo_part + critic_part
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
-      replica_loss = loss / replicas.num_replicas()
+      shares = [p / replicas.num_replicas()
+                for p in ([elbo_part, critic_part] if separate else [loss])]
     main, own = self._split(self._groups[update])
-    gradients = tape.gradient(replica_loss, main + own)
+    parts = [tape.gradient(share, main + own) for share in shares]
+    clip_norms = [self.clip_norm, self.critic_clip_norm][:len(parts)]
     optimizer = self.encoder_optimizer if update == "encoder" else (
         self.optimizer)
-    gradients = replicas.global_gradients(
-        gradients, optimizer.global_clipnorm, len(main))
+    gradients, norms = gradients_lib.combine_parts(parts, clip_norms,
+                                                   len(main))
     nonfinite = _nonfinite_mask(terms, gradients)
 
     def update_fn(gradients, x_side):
@@ -185,6 +218,8 @@ class TrainStep:
     for key in ("infonce_bound", "model_infonce_bound"):
       if key in terms:
         out[key] = terms[key]
+    out["elbo_grad_norm"] = norms[0]
+    out["critic_grad_norm"] = norms[1] if separate else tf.zeros([])
     out["nonfinite"] = nonfinite
     return out
 
@@ -197,6 +232,10 @@ class TrainStep:
     if self._groups is None:
       self.build(batch)
     return self._steps[update](batch)
+
+
+# How the ELBO's and the critic part's gradients are clipped (TrainStep).
+CLIP_MODES = ("separate", "joint")
 
 
 # Bit i of a step's "nonfinite" output: NONFINITE_TERMS[i] was NaN or inf.

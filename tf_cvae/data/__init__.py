@@ -5,6 +5,8 @@ import functools
 import os
 from typing import Callable
 
+import numpy as np
+
 from tf_cvae import errors
 from tf_cvae.data import base
 from tf_cvae.data import images
@@ -34,6 +36,10 @@ class DataConfig:
   long_sentences: str = "drop"         # "drop" or "truncate" past max_length
   vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
+  text_batching: str = "exact"         # exact: one length a batch; bucket
+  valid_from_train: float = 0.0        # > 0: hold out this fraction of train
+                                       # as the valid split (the valid file
+                                       # is then not read as validation)
 
   def resolved_data_dir(self) -> str:
     return self.data_dir or default_data_dir()
@@ -63,6 +69,40 @@ _REGISTRY: dict[str, tuple[str, Callable[[DataConfig], base.Dataset]]] = {
 }
 
 
+def hold_out(dataset: base.Dataset, fraction: float, seed: int) -> base.Dataset:
+  """`dataset` whose valid split is a seeded `fraction` of its train split
+  (those rows leave train); the original valid split is discarded.
+
+  For a corpus that ships no split to validate on apart from the one it
+  trains on (e.g. PTB's valid file used as training data): validation then
+  never reads the test split nor the training rows.
+  """
+  if not 0.0 < fraction < 1.0:
+    raise errors.InputError(f"the held-out fraction must lie in (0, 1), got "
+                            f"{fraction}")
+  count = dataset.num_examples("train")
+  held = max(1, int(round(fraction * count)))
+  order = np.random.default_rng(seed).permutation(count)
+  valid_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
+
+  def pick(values, rows):
+    if isinstance(values, list):
+      return [values[i] for i in rows]
+    return values[rows]
+
+  splits = dict(dataset.splits, train=pick(dataset.splits["train"], train_rows),
+                valid=pick(dataset.splits["train"], valid_rows))
+  latents = dataset.latents and dict(
+      dataset.latents, train=dataset.latents["train"][train_rows],
+      valid=dataset.latents["train"][valid_rows])
+  changes = dict(splits=splits, latents=latents)
+  if dataset.kind == "image":     # held-out images get one fixed draw
+    train_mode = dataset.binarization["train"]
+    changes["binarization"] = dict(dataset.binarization, valid=(
+        "none" if train_mode == "none" else "fixed"))
+  return dataclasses.replace(dataset, **changes)
+
+
 def names() -> list[str]:
   """Every data set name `load` accepts."""
   return sorted(_REGISTRY)
@@ -78,4 +118,9 @@ def kind(name: str) -> str:
 def load(config: DataConfig) -> base.Dataset:
   """Loads the data set `config.name` (raises errors.InputError naming what is wrong)."""
   kind(config.name)
-  return _REGISTRY[config.name][1](config)
+  dataset = _REGISTRY[config.name][1](config)
+  if dataset.kind == "text":
+    dataset = dataclasses.replace(dataset, batching=config.text_batching)
+  if config.valid_from_train:
+    dataset = hold_out(dataset, config.valid_from_train, config.seed)
+  return dataset

@@ -1,12 +1,15 @@
 """In-memory data sets and their tf.data pipelines, shared by every source.
 
 Every source (synthetic, text files, image files, tfds) produces one of two
-containers below; the containers alone turn arrays into batches, so bucketing,
-padding and binarization live in one place.
+containers below; the containers alone turn arrays into batches, so batching
+by length, padding and binarization live in one place.
 
 Batches are dicts:
   text:  {"tokens": int32 [batch, time]}, <s> w1 .. wn </s> then PAD_ID (0).
   image: {"image": float32 [batch, 28, 28, 1]} with values exactly 0 or 1.
+With `with_index=True` a batch also holds "index": int64 [batch], each row's
+position in its split (to line rows up with per-example data such as the
+true latents of the generated data sets).
 """
 
 import dataclasses
@@ -17,6 +20,12 @@ from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
 
 SPLITS = ("train", "valid", "test")
+# How text batches are formed (TextDataset.batching):
+#   "exact":  every batch holds sentences of one length (He et al. 2019), so
+#             nothing the code learns about x can be its length alone; a
+#             length's leftover sentences form one smaller batch;
+#   "bucket": sentences of 4 length ranges mixed in a batch, full batches.
+TEXT_BATCHINGS = ("exact", "bucket")
 
 
 def _check_splits(name: str, splits: dict) -> None:
@@ -37,19 +46,70 @@ def _check_batch(name: str, split: str, count: int, batch_size: int,
         f"than one batch of {batch_size}: use a smaller batch size or more data")
 
 
+def _rows(count: int, examples) -> np.ndarray:
+  """The split's row indices to use: all, or the given subset (sorted)."""
+  if examples is None:
+    return np.arange(count)
+  rows = np.unique(np.asarray(examples, dtype=np.int64))
+  if rows.size and (rows[0] < 0 or rows[-1] >= count):
+    raise errors.InputError(f"example indices must lie in [0, {count})")
+  return rows
+
+
+def exact_length_batches(lengths: np.ndarray, batch_size: int, *,
+                         shuffle: bool, seed: int, multiple_of: int = 1
+                         ) -> list[np.ndarray]:
+  """Row indices of batches that each hold one length (He et al.'s batching).
+
+  The rows of each length are cut into batches of `batch_size`; the last one
+  of a length may be smaller (its size rounded down to a multiple of
+  `multiple_of`, e.g. the number of replicas; an empty one is dropped).
+  Unshuffled, batches come by increasing length; shuffled (seeded), the rows
+  within a length and the order of the batches are permuted.
+  """
+  rng = np.random.default_rng(seed)
+  batches = []
+  for length in np.unique(lengths):
+    rows = np.flatnonzero(lengths == length)
+    if shuffle:
+      rng.shuffle(rows)
+    for start in range(0, len(rows), batch_size):
+      chunk = rows[start:start + batch_size]
+      chunk = chunk[:len(chunk) - len(chunk) % multiple_of]
+      if len(chunk):
+        batches.append(chunk)
+  if shuffle:
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+  return batches
+
+
 @dataclasses.dataclass
 class TextDataset:
-  """Sentences as id arrays (each framed by <s> ... </s>) and their vocabulary."""
+  """Sentences as id arrays (each framed by <s> ... </s>) and their vocabulary.
+
+  `latents[split]` ([N, d]), when the data were generated from a known
+  latent, holds each sentence's true z. `batching` is one of TEXT_BATCHINGS.
+  """
   name: str
   vocab: vocab_lib.Vocabulary
   splits: dict[str, list[np.ndarray]]
+  latents: dict[str, np.ndarray] | None = None
+  batching: str = "exact"
   kind: str = dataclasses.field(default="text", init=False)
 
   def __post_init__(self):
     _check_splits(self.name, self.splits)
+    if self.batching not in TEXT_BATCHINGS:
+      raise errors.InputError(f"text batching must be one of "
+                              f"{', '.join(TEXT_BATCHINGS)}, got "
+                              f"{self.batching!r}")
 
   def num_examples(self, split: str) -> int:
     return len(self.splits[split])
+
+  def lengths(self, split: str) -> np.ndarray:
+    """Sentence lengths in ids, <s> and </s> included: int32 [N]."""
+    return np.asarray([len(s) for s in self.splits[split]], dtype=np.int32)
 
   def max_length(self) -> int:
     """Longest sentence in ids, <s> and </s> included."""
@@ -62,46 +122,87 @@ class TextDataset:
     return sorted({min(top, step * (i + 1)) for i in range(num_buckets)})
 
   def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
-              seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+              seed: int = 0, drop_remainder: bool = False,
+              with_index: bool = False, examples=None,
+              multiple_of: int = 1) -> tf.data.Dataset:
     """One pass over `split` as {"tokens": int32 [batch, padded_time]}.
 
-    Sentences are grouped into length buckets and padded to the bucket's
-    boundary, so only `len(bucket_boundaries())` distinct shapes occur.
-    `seed` fixes the shuffle order (pass a new seed each epoch).
+    Every batch is padded to the smallest bucket boundary that holds it, so
+    only `len(bucket_boundaries())` time lengths occur. With
+    `batching == "exact"` a batch holds sentences of one length and a
+    length's leftover rows make a smaller batch (see exact_length_batches;
+    `drop_remainder` is not used); with "bucket", lengths within a bucket mix
+    and `drop_remainder` drops the incomplete batches. `seed` fixes the
+    shuffle order (pass a new seed each epoch); `examples` restricts the pass
+    to those row indices of the split.
     """
     sentences = self.splits[split]
-    _check_batch(self.name, split, len(sentences), batch_size, drop_remainder)
-    lengths = np.asarray([len(s) for s in sentences], dtype=np.int32)
-    padded = np.full((len(sentences), lengths.max()), vocab_lib.PAD_ID, np.int32)
-    for row, sentence in enumerate(sentences):
-      padded[row, :len(sentence)] = sentence
-    ds = tf.data.Dataset.from_tensor_slices((padded, lengths))
+    rows = _rows(len(sentences), examples)
+    if self.batching == "exact":
+      return self._exact_batches(split, rows, batch_size, shuffle, seed,
+                                 with_index, multiple_of)
+    _check_batch(self.name, split, len(rows), batch_size, drop_remainder)
+    lengths = self.lengths(split)[rows]
+    padded = np.full((len(rows), lengths.max()), vocab_lib.PAD_ID, np.int32)
+    for out, row in enumerate(rows):
+      padded[out, :lengths[out]] = sentences[row]
+    ds = tf.data.Dataset.from_tensor_slices((padded, lengths, rows))
     if shuffle:
-      ds = ds.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=False)
-    ds = ds.map(lambda tokens, n: (tokens[:n], n))
+      ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=False)
+    ds = ds.map(lambda tokens, n, row: (tokens[:n], n, row))
     bounds = self.bucket_boundaries()
     # bucket_by_sequence_length uses [lo, hi) buckets; +1 so the boundary fits.
     ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda s, n: n,
+        element_length_func=lambda s, n, row: n,
         bucket_boundaries=[b + 1 for b in bounds[:-1]],
         bucket_batch_sizes=[batch_size] * len(bounds),
-        padded_shapes=([None], []),
-        padding_values=(vocab_lib.PAD_ID, 0),
+        padded_shapes=([None], [], []),
+        padding_values=(vocab_lib.PAD_ID, 0, np.int64(0)),
         pad_to_bucket_boundary=False,
         drop_remainder=drop_remainder)
     pad_to = tf.constant(bounds, tf.int32)
 
-    def to_bucket_shape(tokens, unused_lengths):
+    def to_bucket_shape(tokens, unused_lengths, index):
       # Pad up to the smallest boundary that holds the batch: fixed shapes.
       time = tf.shape(tokens)[1]
       target = tf.gather(pad_to, tf.argmax(tf.cast(pad_to >= time, tf.int32)))
-      tokens = tf.pad(tokens, [[0, 0], [0, target - time]])
-      return {"tokens": tokens}
+      batch = {"tokens": tf.pad(tokens, [[0, 0], [0, target - time]])}
+      if with_index:
+        batch["index"] = index
+      return batch
 
     ds = ds.map(to_bucket_shape, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
       # Buckets fill at different rates; shuffle batches so lengths mix.
       ds = ds.shuffle(64, seed=seed + 1, reshuffle_each_iteration=False)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def _exact_batches(self, split, rows, batch_size, shuffle, seed, with_index,
+                     multiple_of) -> tf.data.Dataset:
+    """batches() for batching == "exact"."""
+    sentences = self.splits[split]
+    lengths = self.lengths(split)[rows]
+    groups = [rows[g] for g in exact_length_batches(
+        lengths, batch_size, shuffle=shuffle, seed=seed,
+        multiple_of=multiple_of)]
+    bounds = np.asarray(self.bucket_boundaries())
+
+    def generate():
+      for group in groups:
+        time = len(sentences[group[0]])
+        tokens = np.full((len(group), bounds[np.argmax(bounds >= time)]),
+                         vocab_lib.PAD_ID, np.int32)
+        for out, row in enumerate(group):
+          tokens[out, :time] = sentences[row]
+        batch = {"tokens": tokens}
+        if with_index:
+          batch["index"] = group.astype(np.int64)
+        yield batch
+
+    signature = {"tokens": tf.TensorSpec([None, None], tf.int32)}
+    if with_index:
+      signature["index"] = tf.TensorSpec([None], tf.int64)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -114,11 +215,14 @@ class ImageDataset:
     "dynamic": values are Bernoulli probabilities, redrawn every epoch (seed);
     "fixed":   values are probabilities, drawn once with `fixed_seed` so every
                load and every epoch sees the same binary images.
+  `latents[split]` ([N, d]), when the images were generated from a known
+  latent, holds each image's true z.
   """
   name: str
   splits: dict[str, np.ndarray]
   binarization: dict[str, str]
   fixed_seed: int = 1234
+  latents: dict[str, np.ndarray] | None = None
   kind: str = dataclasses.field(default="image", init=False)
 
   def __post_init__(self):
@@ -141,15 +245,21 @@ class ImageDataset:
     return len(self.splits[split])
 
   def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
-              seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+              seed: int = 0, drop_remainder: bool = False,
+              with_index: bool = False, examples=None,
+              multiple_of: int = 1) -> tf.data.Dataset:
     """One pass over `split` as {"image": float32 [batch, 28, 28, 1]} in {0, 1}.
 
     With dynamic binarization, `seed` also picks the binary draw: pass a new
-    seed each epoch for a fresh draw.
+    seed each epoch for a fresh draw. `examples` restricts the pass to those
+    row indices; `multiple_of` is accepted for a common signature with text
+    (image batches are full, or the last one is dropped with drop_remainder).
     """
-    images = self.splits[split]
+    del multiple_of
+    rows = _rows(len(self.splits[split]), examples)
+    images = self.splits[split][rows]
     _check_batch(self.name, split, len(images), batch_size, drop_remainder)
-    ds = tf.data.Dataset.from_tensor_slices(images).enumerate()
+    ds = tf.data.Dataset.from_tensor_slices((rows, images))
     if shuffle:
       ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -162,11 +272,13 @@ class ImageDataset:
                 image.shape[1:], seed=tf.stack([tf.cast(seed, tf.int64), i])),
             index, fn_output_signature=tf.float32)
         image = tf.cast(noise < image, tf.float32)
-      return {"image": image}
+      batch = {"image": image}
+      if with_index:
+        batch["index"] = index
+      return batch
 
     ds = ds.map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 Dataset = TextDataset | ImageDataset
-

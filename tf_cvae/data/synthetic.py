@@ -1,5 +1,8 @@
 """The embedded default data: generated here from a seed, no download.
 
+Both keep each example's true latent (`latents[split]`, [N, 2]), so an
+evaluation can measure how much of it a posterior recovers.
+
 Text (as He et al. 2019, section 6.1): sentences sampled from a randomly
 initialised LSTM language model whose initial state and every input are
 conditioned on a 2-d latent z ~ N(0, I). A plain LSTM-decoder VAE collapses on
@@ -98,14 +101,15 @@ def synthetic_text(config: SyntheticTextConfig = SyntheticTextConfig()
   params = _generator_params(config, rng)
   vocab = vocab_lib.Vocabulary([f"w{i}" for i in range(config.num_words)])
   offset = len(vocab_lib.SPECIALS)
-  splits = {}
+  splits, latents = {}, {}
   for split, num in (("train", config.num_train), ("valid", config.num_valid),
                      ("test", config.num_test)):
-    words, _ = sample_text(config, num, rng, params)
+    words, latents[split] = sample_text(config, num, rng, params)
     splits[split] = [np.concatenate([[vocab_lib.BOS_ID], w + offset,
                                      [vocab_lib.EOS_ID]]).astype(np.int32)
                      for w in words]
-  return base.TextDataset(name="synthetic_text", vocab=vocab, splits=splits)
+  return base.TextDataset(name="synthetic_text", vocab=vocab, splits=splits,
+                          latents=latents)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +145,11 @@ def synthetic_images(config: SyntheticImageConfig = SyntheticImageConfig()
                      ) -> base.ImageDataset:
   """Generates the embedded image set (deterministic given config.seed)."""
   rng = np.random.default_rng(config.seed)
-  splits = {split: sample_images(config, num, rng)[0]
-            for split, num in (("train", config.num_train),
-                               ("valid", config.num_valid),
-                               ("test", config.num_test))}
+  splits, latents = {}, {}
+  for split, num in (("train", config.num_train), ("valid", config.num_valid),
+                     ("test", config.num_test)):
+    splits[split], latents[split] = sample_images(config, num, rng)
   return base.ImageDataset(
       name="synthetic_images", splits=splits, fixed_seed=config.seed,
+      latents=latents,
       binarization={"train": "dynamic", "valid": "fixed", "test": "fixed"})

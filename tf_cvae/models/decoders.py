@@ -21,23 +21,23 @@ class LSTMDecoder(keras.layers.Layer):
   z is concatenated to every input embedding and sets the initial cell state
   through a linear map (hidden = tanh(cell)). Dropout on the input embeddings
   and on the LSTM output before the vocabulary projection. `lstm_impl`:
-  "fused", "keras" or "auto" (fused_lstm.resolve_impl).
+  "fused", "keras" or "auto" (fused_lstm.resolve_impl); `init`: one of
+  encoders.INITS ("he": the linear maps have no bias).
   """
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
-               dropout: float = 0.5, lstm_impl: str = "auto", **kwargs):
+               dropout: float = 0.5, lstm_impl: str = "auto", init: str = "he",
+               **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=encoders.embedding_init(),
         name="embedding")
-    self.z_to_cell = keras.layers.Dense(hidden_dim, name="z_to_cell")
-    self.lstm = fused_lstm.lstm(
-        hidden_dim, lstm_impl, return_sequences=True,
-        kernel_initializer=encoders.lstm_init(),
-        recurrent_initializer=encoders.lstm_init(), name="lstm")
+    self.z_to_cell = encoders.linear_map(hidden_dim, init, "z_to_cell")
+    self.lstm = fused_lstm.lstm(hidden_dim, lstm_impl, return_sequences=True,
+                                name="lstm", **encoders.lstm_initializers(init))
     self.embed_dropout = keras.layers.Dropout(dropout)
     self.output_dropout = keras.layers.Dropout(dropout)
-    self.to_vocab = keras.layers.Dense(vocab_size, name="to_vocab")
+    self.to_vocab = encoders.linear_map(vocab_size, init, "to_vocab")
 
   @staticmethod
   def target(batch: dict) -> tf.Tensor:
@@ -62,19 +62,21 @@ class LSTMDecoder(keras.layers.Layer):
     return _project(self.hidden(batch, z, training), self.to_vocab.kernel,
                     self.to_vocab.bias)
 
-  def sample_tokens(self, z: tf.Tensor, num_steps: int, seed: tf.Tensor,
+  def sample_tokens(self, z: tf.Tensor, num_steps, seed: tf.Tensor,
                     greedy: bool = False) -> tf.Tensor:
     """Decodes from z: int32 [batch, num_steps] ids after <s>, PAD after </s>.
 
     Ancestral sampling (stateless, `seed` int32 [2]) or, with `greedy`, the
     most probable word at each step. No gradient flows through the ids.
+    `num_steps`: a Python int (an unrolled loop) or an int32 scalar tensor
+    (a tf.while_loop; traced steps may not know the batch's length).
     """
     cell = self.z_to_cell(z)
     state = [tf.tanh(cell), cell]
     previous = tf.fill([tf.shape(z)[0]], vocab_lib.BOS_ID)
     ended = tf.zeros([tf.shape(z)[0]], tf.bool)
-    words = []
-    for step in range(num_steps):
+
+    def next_word(step, previous, ended, state):
       inputs = tf.concat([self.embedding(previous), z], axis=-1)
       hidden, state = self.lstm.cell(inputs, state, training=False)
       logits = self.to_vocab(hidden)
@@ -84,14 +86,32 @@ class LSTMDecoder(keras.layers.Layer):
         step_seed = tf.random.experimental.stateless_fold_in(seed, step)
         word = tf.random.stateless_categorical(
             logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
-      words.append(tf.where(ended, vocab_lib.PAD_ID, word))
-      ended = ended | tf.equal(word, vocab_lib.EOS_ID)
-      previous = word
-    return tf.stop_gradient(tf.stack(words, axis=1))
+      return (tf.where(ended, vocab_lib.PAD_ID, word),
+              ended | tf.equal(word, vocab_lib.EOS_ID), state)
+
+    if isinstance(num_steps, int):
+      words = []
+      for step in range(num_steps):
+        word, ended, state = next_word(step, previous, ended, state)
+        words.append(word)
+        previous = word
+      return tf.stop_gradient(tf.stack(words, axis=1))
+
+    def body(step, previous, ended, state, words):
+      word, ended, state = next_word(step, previous, ended, state)
+      return step + 1, word, ended, state, words.write(step, word)
+    *_, words = tf.while_loop(
+        lambda step, *_: step < num_steps, body,
+        [tf.constant(0), previous, ended, state,
+         tf.TensorArray(tf.int32, size=num_steps)])
+    return tf.stop_gradient(tf.transpose(words.stack()))
 
   def model_sample(self, batch: dict, z: tf.Tensor, seed: tf.Tensor) -> dict:
     """x ~ p(x|z) shaped like `batch`: {"tokens": [B, time]}, <s> first."""
-    words = self.sample_tokens(z, batch["tokens"].shape[1] - 1, seed)
+    time = batch["tokens"].shape[1]
+    if time is None:                      # a step traced for any length
+      time = tf.shape(batch["tokens"])[1]
+    words = self.sample_tokens(z, time - 1, seed)
     bos = tf.fill([tf.shape(z)[0], 1], vocab_lib.BOS_ID)
     return {"tokens": tf.concat([bos, words], axis=1)}
 
@@ -110,51 +130,65 @@ class LSTMDecoder(keras.layers.Layer):
     """p(x|z): Categorical per token, padding masked; event [time - 1]."""
     return Words(self.hidden(batch, z, training), self.to_vocab.kernel,
                  self.to_vocab.bias,
-                 tf.not_equal(self.target(batch), vocab_lib.PAD_ID))
+                 tf.not_equal(self.target(batch), vocab_lib.PAD_ID),
+                 fused_gradient=training)
 
 
 def _project(hidden, kernel, bias):
-  """hidden [B, T, H] @ kernel [H, V] + bias as one 2-D matmul (oneDNN fuses
-  the bias into it): logits [B, T, V]."""
+  """hidden [B, T, H] @ kernel [H, V] (+ bias [V] unless None) as one 2-D
+  matmul (oneDNN fuses the bias into it): logits [B, T, V]."""
   flat = tf.matmul(tf.reshape(hidden, [-1, tf.shape(hidden)[-1]]), kernel)
-  return tf.reshape(flat + bias, tf.concat([tf.shape(hidden)[:2], [-1]], 0))
+  if bias is not None:
+    flat += bias
+  return tf.reshape(flat, tf.concat([tf.shape(hidden)[:2], [-1]], 0))
 
 
 def word_log_probs(hidden, kernel, bias, words):
   """log softmax(hidden @ kernel + bias)[word] per row, [N] nats.
 
-  hidden [N, H], kernel [H, V], bias [V], words int32 [N]. One fused softmax
-  cross-entropy; its gradient scales the [N, H] and [N, V] operands of the
-  two gradient matmuls by the upstream gradient instead of making d logits
-  (a pass over [N, V] saved; the same values as autodiff, tested).
+  hidden [N, H], kernel [H, V], bias [V] or None (no bias), words int32 [N].
+  One fused softmax cross-entropy; its gradient scales the [N, H] and [N, V]
+  operands of the two gradient matmuls by the upstream gradient instead of
+  making d logits (a pass over [N, V] saved; the same values as autodiff,
+  tested).
   """
   @tf.custom_gradient
-  def log_probs(hidden, kernel, bias):
-    logits = tf.matmul(hidden, kernel) + bias
+  def log_probs(hidden, kernel, *bias):
+    logits = tf.matmul(hidden, kernel)
+    if bias:
+      logits += bias[0]
     xent, d_xent = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
         features=logits, labels=words)
     def grad(upstream):
       scale = -upstream[:, tf.newaxis]           # log p = -xent
-      return (tf.matmul(d_xent, kernel, transpose_b=True) * scale,
-              tf.matmul(hidden * scale, d_xent, transpose_a=True),
-              tf.linalg.matvec(d_xent, scale[:, 0], transpose_a=True))
+      grads = (tf.matmul(d_xent, kernel, transpose_b=True) * scale,
+               tf.matmul(hidden * scale, d_xent, transpose_a=True))
+      if bias:
+        grads += (tf.linalg.matvec(d_xent, scale[:, 0], transpose_a=True),)
+      return grads
     return -xent, grad
-  return log_probs(hidden, kernel, bias)
+  return log_probs(hidden, kernel, *([] if bias is None else [bias]))
 
 
 class Words(tfd.Distribution):
   """Sentences [B, T] of word ids: a Categorical per position with logits
-  hidden @ kernel + bias; positions where `valid` is False (padding) add 0.
+  hidden @ kernel + bias (bias None: none); positions where `valid` is
+  False (padding) add 0.
 
   Batch shape [B], event [T]. log_prob (nats, [B]) goes through
-  `word_log_probs`; only sampling makes the [B, T, V] logits.
+  `word_log_probs` when `fused_gradient` (training: its gradient is the
+  cheaper one), else through logit - logsumexp(logits), which skips the
+  fused op's [N, V] gradient buffer (evaluation: about half the time);
+  only sampling keeps the [B, T, V] logits.
   """
 
-  def __init__(self, hidden, kernel, bias, valid, name="Words"):
+  def __init__(self, hidden, kernel, bias, valid, fused_gradient=True,
+               name="Words"):
     parameters = dict(locals())
     self._hidden, self._valid = hidden, valid
-    self._kernel, self._bias = tf.convert_to_tensor(kernel), (
-        tf.convert_to_tensor(bias))
+    self._fused_gradient = fused_gradient
+    self._kernel = tf.convert_to_tensor(kernel)
+    self._bias = None if bias is None else tf.convert_to_tensor(bias)
     super().__init__(dtype=tf.int32, validate_args=False,
                      reparameterization_type=tfd.NOT_REPARAMETERIZED,
                      allow_nan_stats=True, parameters=parameters, name=name)
@@ -173,9 +207,16 @@ class Words(tfd.Distribution):
 
   def _log_prob(self, words):
     words = tf.where(self._valid, tf.cast(words, tf.int32), vocab_lib.PAD_ID)
-    flat = word_log_probs(
-        tf.reshape(self._hidden, [-1, tf.shape(self._hidden)[-1]]),
-        self._kernel, self._bias, tf.reshape(words, [-1]))
+    hidden = tf.reshape(self._hidden, [-1, tf.shape(self._hidden)[-1]])
+    flat_words = tf.reshape(words, [-1])
+    if self._fused_gradient:
+      flat = word_log_probs(hidden, self._kernel, self._bias, flat_words)
+    else:
+      logits = tf.matmul(hidden, self._kernel)
+      if self._bias is not None:
+        logits += self._bias
+      flat = (tf.gather(logits, flat_words[:, tf.newaxis], batch_dims=1)[:, 0]
+              - tf.reduce_logsumexp(logits, axis=-1))
     return tf.reduce_sum(tf.where(self._valid, tf.reshape(
         flat, tf.shape(words)), 0.0), axis=-1)
 

@@ -7,6 +7,7 @@ Each encoder also exposes `early`, a layer made of its first layers (batch ->
 import keras
 import tensorflow as tf
 
+from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import layers
@@ -20,6 +21,42 @@ def lstm_init():
 def embedding_init():
   """He et al.'s embedding initialisation: U(-0.1, 0.1)."""
   return keras.initializers.RandomUniform(-0.1, 0.1)
+
+
+# Initialisations of the text models' LSTMs and linear maps (embeddings are
+# U(-0.1, 0.1) under both). "he": He et al. 2019, every LSTM weight and bias
+# U(-0.01, 0.01) (no forget-gate bias of 1) and bias-free linear maps with
+# U(-0.01, 0.01) kernels. "keras": LSTM kernels U(-0.01, 0.01), Keras's zero
+# LSTM biases with forget-gate bias 1, Glorot linear maps with zero biases
+# (the layout of runs from before the option).
+INITS = ("he", "keras")
+
+
+def check_init(init: str) -> None:
+  """Raises errors.InputError unless `init` is one of INITS."""
+  if init not in INITS:
+    raise errors.InputError(f"init must be one of {', '.join(INITS)}, "
+                            f"got {init!r}")
+
+
+def lstm_initializers(init: str) -> dict:
+  """The initializer keyword arguments of an LSTM layer under `init`."""
+  check_init(init)
+  kwargs = dict(kernel_initializer=lstm_init(),
+                recurrent_initializer=lstm_init())
+  if init == "he":
+    kwargs.update(bias_initializer=lstm_init(), unit_forget_bias=False)
+  return kwargs
+
+
+def linear_map(units: int, init: str, name: str) -> keras.layers.Dense:
+  """A linear layer under `init`: "he" bias-free with a U(-0.01, 0.01)
+  kernel, "keras" Glorot kernel plus a zero bias."""
+  check_init(init)
+  if init == "he":
+    return keras.layers.Dense(units, use_bias=False,
+                              kernel_initializer=lstm_init(), name=name)
+  return keras.layers.Dense(units, name=name)
 
 
 class MaskedMeanEmbedding(layers.Composite):
@@ -52,19 +89,20 @@ class LSTMEncoder(layers.Composite):
   """Sentences -> q(z|x): embedding, 1-layer LSTM, linear map of its last state.
 
   The last state is taken at each sentence's </s> (padding is masked).
-  `lstm_impl`: "fused", "keras" or "auto" (fused_lstm.resolve_impl).
+  `lstm_impl`: "fused", "keras" or "auto" (fused_lstm.resolve_impl); `init`:
+  one of INITS.
   """
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
-               latent_dim: int, lstm_impl: str = "auto", **kwargs):
+               latent_dim: int, lstm_impl: str = "auto", init: str = "he",
+               **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=embedding_init(),
         mask_zero=True, name="embedding")
-    self.lstm = fused_lstm.lstm(
-        hidden_dim, lstm_impl, kernel_initializer=lstm_init(),
-        recurrent_initializer=lstm_init(), name="lstm")
-    self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
+    self.lstm = fused_lstm.lstm(hidden_dim, lstm_impl, name="lstm",
+                                **lstm_initializers(init))
+    self.to_params = linear_map(2 * latent_dim, init, "to_params")
     self.early = MaskedMeanEmbedding(self.embedding, name="early")
 
   def call(self, batch: dict, training: bool = False):

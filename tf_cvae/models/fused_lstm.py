@@ -47,7 +47,8 @@ def resolve_impl(setting: str) -> str:
 def lstm(units: int, impl: str = "auto", **kwargs) -> keras.layers.Layer:
   """An LSTM layer of implementation `impl` (see resolve_impl); the keyword
   arguments are those both layers take (return_sequences, initializers,
-  name). Both hold the same variables under the same checkpoint names."""
+  unit_forget_bias, name). Both hold the same variables under the same
+  checkpoint names."""
   if resolve_impl(impl) == "fused":
     return FusedLSTM(units, **kwargs)
   return keras.layers.LSTM(units, **kwargs)
@@ -85,11 +86,14 @@ def _forward_loop(xw, h0, c0, recurrent_kernel, mask):
       c_new = tf.where(mask[t], c_new, c)
       h_new = tf.where(mask[t], h_new, h)
     tas = [ta.write(t, x) for ta, x in zip(tas, (gates, g, h_new, c_new))]
-    return t + 1, h_new, c_new, tas
+    return [t + 1, h_new, c_new, tas]
 
   tas = [tf.TensorArray(xw.dtype, size=steps) for _ in range(4)]
+  # maximum_iterations lets XLA size the accumulators TensorFlow adds to the
+  # loop under a persistent gradient tape (the train step's separate clip).
   _, _, _, tas = tf.while_loop(lambda t, *_: t < steps, body,
-                               [tf.constant(0), h0, c0, tas])
+                               [tf.constant(0), h0, c0, tas],
+                               maximum_iterations=steps)
   return tuple(ta.stack() for ta in tas)
 
 
@@ -191,7 +195,8 @@ class FusedLSTM(keras.layers.Layer):
 
   def __init__(self, units: int, return_sequences: bool = False,
                return_state: bool = False, kernel_initializer="glorot_uniform",
-               recurrent_initializer="orthogonal", **kwargs):
+               recurrent_initializer="orthogonal", bias_initializer="zeros",
+               unit_forget_bias: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.units = units
     self.return_sequences = return_sequences
@@ -199,7 +204,9 @@ class FusedLSTM(keras.layers.Layer):
     self.supports_masking = True
     self.cell = keras.layers.LSTMCell(
         units, kernel_initializer=kernel_initializer,
-        recurrent_initializer=recurrent_initializer, name="lstm_cell")
+        recurrent_initializer=recurrent_initializer,
+        bias_initializer=bias_initializer, unit_forget_bias=unit_forget_bias,
+        name="lstm_cell")
 
   def build(self, input_shape):
     if not self.cell.built:   # sampling may have stepped the cell already

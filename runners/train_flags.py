@@ -1,0 +1,179 @@
+"""The training flags every runner shares (common.define_train_flags).
+
+Each flag fills the library config field of the same name; runners turn them
+into configs with common.train_config_from_flags.
+"""
+
+from absl import flags
+
+from tf_cvae import data as data_lib
+from tf_cvae import replicas
+from tf_cvae.models import encoders
+from tf_cvae.models import fused_lstm
+from tf_cvae.models import registry
+
+
+def define_train_flags() -> None:
+  """Defines every flag of a training run (train.py, quickstart.py)."""
+  flags.DEFINE_enum("dataset", "synthetic_text", data_lib.names(),
+                    "Data set to train on.")
+  flags.DEFINE_string("data_dir", None, "Folder of the real data files "
+                      "(default: $TF_CVAE_DATA, else ../shared/data).")
+  for split in data_lib.base.SPLITS:
+    flags.DEFINE_string(f"{split}_file", None,
+                        f"--dataset=text: the {split} file, one sentence a line.")
+  flags.DEFINE_integer("max_vocab", None, "Cap on vocabulary ids.", lower_bound=5)
+  flags.DEFINE_integer("min_count", 1, "Rarer training words become unknown.",
+                       lower_bound=1)
+  flags.DEFINE_integer("max_length", None, "Words per sentence at most.",
+                       lower_bound=1)
+  flags.DEFINE_string("vocab_file", None, "Use this saved vocabulary (a run's "
+                      "vocab.txt) instead of building one.")
+  flags.DEFINE_enum("long_sentences", "drop", ["drop", "truncate"],
+                    "What happens to sentences over --max_length.")
+  flags.DEFINE_enum("model", "auto", ["auto"] + sorted(registry.MODELS),
+                    "Encoder/decoder pair; auto: lstm for text, mlp for images.")
+  flags.DEFINE_integer("embed_dim", 128, "Word embedding size.", lower_bound=1)
+  flags.DEFINE_integer("hidden_dim", 256, "LSTM / MLP hidden size.",
+                       lower_bound=1)
+  flags.DEFINE_integer("latent_dim", 32, "Size of z.", lower_bound=1)
+  flags.DEFINE_integer("resnet_channels", 64, "--model=pixelcnn: channels of "
+                       "the ResNet encoder's stages.", lower_bound=1)
+  flags.DEFINE_integer("pixelcnn_layers", 12, "--model=pixelcnn: gated "
+                       "layers (kernel sizes spread from 9 to 3).",
+                       lower_bound=1)
+  flags.DEFINE_integer("pixelcnn_channels", 32, "--model=pixelcnn: channels "
+                       "of each gated layer.", lower_bound=1)
+  flags.DEFINE_float("decoder_dropout", 0.5, "Dropout of the LSTM decoder.",
+                     lower_bound=0.0, upper_bound=0.99)
+  flags.DEFINE_enum("critic", "none", list(registry.CRITICS),
+                    "Contrastive critic; none is the plain VAE.")
+  flags.DEFINE_enum("critic_side", "inference", ["inference", "model", "both"],
+                    "Contrast q(x, z) pairs (inference), p(z) p(x|z) pairs "
+                    "(model critic, appendix E), or both.")
+  flags.DEFINE_float("critic_weight", None, "lambda: weight of the critic "
+                     "loss (default: the critic's, methods.CRITIC_DEFAULTS, "
+                     "chosen in RESULTS.md).", lower_bound=0.0)
+  flags.DEFINE_integer("critic_warmup_steps", 0, "Linear warm-up of lambda "
+                       "from 0 over this many steps.", lower_bound=0)
+  flags.DEFINE_integer("num_negatives", 0, "Queue of earlier batches' "
+                       "negatives: K = batch + this.", lower_bound=0)
+  flags.DEFINE_float("critic_target", None, "Nats: no critic loss once the "
+                     "InfoNCE bound c + log K reaches this (a hinge; default: "
+                     "the critic's, methods.CRITIC_DEFAULTS; inf: no hinge).")
+  flags.DEFINE_float("kl_weight", 1.0, "beta: weight of the KL term.",
+                     lower_bound=0.0)
+  flags.DEFINE_integer("kl_anneal_steps", 0, "KL annealing: beta rises "
+                       "linearly over this many steps.", lower_bound=0)
+  flags.DEFINE_float("kl_anneal_start", 0.1, "beta at the start of annealing.",
+                     lower_bound=0.0)
+  flags.DEFINE_float("free_bits", 0.0, "Free bits: nats per latent dim under "
+                     "which the KL costs nothing.", lower_bound=0.0)
+  flags.DEFINE_boolean("aggressive", False, "He et al.'s aggressive training: "
+                       "encoder-only inner loop until it converges.")
+  flags.DEFINE_integer("aggressive_max_inner", 100, "Inner encoder updates "
+                       "per step at most.", lower_bound=1)
+  flags.DEFINE_integer("batch_size", 32, "Batch size K (the critic's negatives).",
+                       lower_bound=1)
+  flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
+  flags.DEFINE_integer("max_steps", None, "Stop after this many steps "
+                       "(overrides --epochs).", lower_bound=1)
+  flags.DEFINE_enum("optimizer", "auto", ["auto", "sgd", "adam"],
+                    "auto: SGD for text, Adam for images (the paper's).")
+  flags.DEFINE_float("learning_rate", None, "Default 1.0 (SGD) or 1e-3 (Adam).",
+                     lower_bound=0.0)
+  flags.DEFINE_float("clip_norm", 5.0, "Global gradient norm clip; 0: none.",
+                     lower_bound=0.0)
+  flags.DEFINE_enum("clip_mode", "separate", ["separate", "joint"],
+                    "separate: the negative ELBO's gradient is clipped to "
+                    "--clip_norm and the critic loss's to --critic_clip_norm, "
+                    "each by its own global norm, then summed; joint: their "
+                    "sum is clipped to --clip_norm (runs before this flag).")
+  flags.DEFINE_float("critic_clip_norm", None, "--clip_mode=separate: global "
+                     "norm clip of the critic loss's gradient (default: "
+                     "--clip_norm; 0: none).", lower_bound=0.0)
+  flags.DEFINE_enum("critic_optimizer", "adam", ["adam", "same"],
+                    "Optimizer of the critics' own parameters: Adam, or the "
+                    "same as the model's.")
+  flags.DEFINE_float("critic_learning_rate", 1e-3, "Learning rate of "
+                     "--critic_optimizer=adam.", lower_bound=0.0)
+  flags.DEFINE_integer("data_seed", 0, "Seed of the generated data sets and "
+                       "of the fixed test binarization: the same across "
+                       "--seed replicates, so they share one test set.")
+  flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
+  flags.DEFINE_boolean("deterministic", False, "Deterministic TF kernels "
+                       "(enable_op_determinism; slower on GPU): the same "
+                       "--seed gives the same metrics.json.")
+  flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
+                      "under ./runs/); an existing one resumes.")
+  flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"],
+                    "XLA for the train step; auto: what measured faster.")
+  flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
+                    "LSTM layers: fused (hand-written gradient, fastest on "
+                    "CPU), keras (cuDNN on GPU); auto: fused without a GPU.")
+  flags.DEFINE_enum("init", "he", list(encoders.INITS),
+                    "Initialisation of the LSTM text models. he: He et al.'s, "
+                    "every LSTM weight and bias U(-0.01, 0.01), bias-free "
+                    "linear maps (to (mu, logvar), z to cell, to vocabulary) "
+                    "with U(-0.01, 0.01) weights. keras: LSTM kernels "
+                    "U(-0.01, 0.01) with zero biases and forget-gate bias 1, "
+                    "Glorot linear maps with biases (runs before this flag). "
+                    "Embeddings U(-0.1, 0.1) under both.")
+  flags.DEFINE_enum("strategy", "default", list(replicas.STRATEGIES),
+                    "default: one device; mirrored: every local GPU (or the "
+                    "CPU split into --num_cpu_devices); multi_worker; tpu. "
+                    "The critic's negatives span the global batch.")
+  flags.DEFINE_integer("max_bad_steps", 20, "Stop (keeping the best "
+                       "checkpoint) after this many steps in a row with a "
+                       "non-finite loss or gradient; each is skipped.",
+                       lower_bound=1)
+  flags.DEFINE_integer("num_cpu_devices", 1, "--strategy=mirrored without "
+                       "GPUs: split the host CPU into this many devices.",
+                       lower_bound=1)
+  flags.DEFINE_integer("iw_samples", 500, "Importance samples of the test "
+                       "NLL; 0 skips it.", lower_bound=0)
+  flags.DEFINE_integer("iw_chunk_size", 50, "Importance samples per decoder "
+                       "pass (bounds memory).", lower_bound=1)
+  flags.DEFINE_integer("eval_examples", None, "Evaluate only this many test "
+                       "examples.", lower_bound=1)
+  flags.DEFINE_integer("log_every", 100, "Steps between progress lines.",
+                       lower_bound=1)
+  flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.",
+                       lower_bound=1)
+  flags.DEFINE_integer("lr_patience", 2, "Halve the learning rate after this "
+                       "many epochs without a lower validation loss; 0: "
+                       "never.", lower_bound=0)
+  flags.DEFINE_integer("lr_warmup_epochs", 0, "Epochs before the patience "
+                       "count starts (He et al.: 15).", lower_bound=0)
+  flags.DEFINE_integer("max_lr_decays", 5, "Stop training after this many "
+                       "halvings; 0: never stop for it.", lower_bound=0)
+  flags.DEFINE_integer("valid_examples", None, "Validate every epoch on only "
+                       "this many examples (default: the whole split).",
+                       lower_bound=1)
+  flags.DEFINE_integer("validate_every", 0, "Also validate every this many "
+                       "steps inside epochs (0: at epoch ends and at the "
+                       "final step only).", lower_bound=0)
+  flags.DEFINE_enum("select", "last", ["last", "best"], "Which checkpoint's "
+                    "test metrics metrics.json reports at its top level: "
+                    "last (the weights training ended with) or best (by "
+                    "--select_by). Both are always under test_last and "
+                    "test_best.")
+  flags.DEFINE_enum("select_by", "elbo", ["elbo", "nll"], "What makes a "
+                    "checkpoint the best: the validation negative ELBO (the "
+                    "paper's protocol) or the validation IW-NLL "
+                    "(--valid_iw_samples samples).")
+  flags.DEFINE_integer("valid_iw_samples", 50, "--select_by=nll: importance "
+                       "samples of the validation NLL.", lower_bound=1)
+  flags.DEFINE_enum("text_batching", "exact", ["exact", "bucket"], "Text "
+                    "batches: exact = every batch holds sentences of one "
+                    "length (He et al.; the latent cannot score by encoding "
+                    "the length alone); bucket = lengths of 4 ranges mix "
+                    "(the earlier protocol, for comparison).")
+  flags.DEFINE_float("valid_from_train", 0.0, "Hold out this fraction of the "
+                     "training split (seeded by --data_seed) as the "
+                     "validation split, for corpora whose valid file is the "
+                     "training data; 0: use the valid split.", lower_bound=0.0,
+                     upper_bound=0.9)
+  flags.DEFINE_string("iw_report", "20,100", "Also report the test IW-NLL "
+                      "at these sample counts (prefixes of the same draws), "
+                      "to show its convergence; empty: none.")

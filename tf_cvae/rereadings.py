@@ -1,0 +1,79 @@
+"""Further readings of a finished run's weights, cached in its directory.
+
+`old_protocol`: the test metrics as the earlier protocol took them (the best
+checkpoint by validation negative ELBO, text batched in mixed-length buckets,
+a few hundred test examples, 20 importance samples), so a report can show old
+and new readings of the same weights side by side.
+`iw_convergence`: the IW-NLL of the last weights at 20, 100 and 500 samples
+(the same draws) on a fixed subset of the test split: how far the count a
+table uses is from converged.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from tf_cvae import build
+from tf_cvae import config as config_lib
+from tf_cvae import evaluation
+
+OLD_PROTOCOL_FILE = "metrics_old_protocol.json"
+CONVERGENCE_FILE = "metrics_iw_convergence.json"
+
+
+def _cached(path: str, measure) -> dict:
+  """The JSON at `path`, else measure() written there."""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  results = measure()
+  config_lib.write_json(path, results)
+  keras.backend.clear_session()
+  return results
+
+
+def old_protocol(run) -> dict:
+  """The test metrics of a finished run as the earlier protocol took them.
+
+  The best checkpoint by validation negative ELBO, text in mixed-length
+  buckets, run.old_eval's examples and IW samples (e.g. 300 sentences, 20
+  samples), the same samples' seed as the run: how the same weights read
+  before the measurement was fixed. Cached in the run directory.
+  """
+  def measure():
+    which = "best" if os.path.isdir(os.path.join(
+        run.config.out_dir, build.CHECKPOINT_DIRS["best"])) else "last"
+    step_fn, dataset, config = build.restore(run.config.out_dir, which)
+    if dataset.kind == "text":
+      dataset = dataclasses.replace(dataset, batching="bucket")
+    results = evaluation.evaluate(
+        step_fn.vae, step_fn.critic, dataset, evaluation.EvalConfig(
+            batch_size=config.batch_size, seed=config.seed, iw_report=(),
+            **run.old_eval))
+    return dict(results, checkpoint=which)
+  return _cached(os.path.join(run.config.out_dir, OLD_PROTOCOL_FILE), measure)
+
+
+def iw_convergence(run, examples: int = 500, samples: int = 500) -> dict:
+  """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
+  last weights on a fixed subset of `examples` test examples."""
+  def measure():
+    step_fn, dataset, config = build.restore(run.config.out_dir, "last")
+    results = evaluation.evaluate(
+        step_fn.vae, step_fn.critic, dataset, dataclasses.replace(
+            config.eval, batch_size=config.batch_size, seed=config.seed,
+            iw_samples=samples, iw_report=(20, 100), max_examples=examples))
+    return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")
+            } | {f"nll_iw{samples}": results["nll"]}
+  return _cached(os.path.join(run.config.out_dir, CONVERGENCE_FILE), measure)
+
+
+def all_of(run) -> dict:
+  """A table run's further readings: {"old_protocol": ..., and for seed 0
+  "iw_convergence": ...}."""
+  out = {"old_protocol": old_protocol(run)}
+  if run.seed == 0:
+    out["iw_convergence"] = iw_convergence(run)
+  return out

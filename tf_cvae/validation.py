@@ -1,0 +1,122 @@
+"""Validation during training: what is measured, what is kept, what is logged.
+
+A run validates at every epoch's end (which drives the learning-rate schedule,
+as in He et al.'s protocol), every `validate_every` steps if set, and at its
+final step even when that falls inside an epoch, so the weights a run ends
+with are always validated. Every validation may become the best checkpoint
+(by validation negative ELBO, the paper's rule, or by validation IW-NLL).
+Validation reads the valid split only, never the test split.
+"""
+
+import dataclasses
+import math
+
+from absl import logging
+import tensorflow as tf
+
+from tf_cvae import evaluation
+
+SELECT = ("best", "last")        # whose test metrics the top-level keys hold
+SELECT_BY = ("elbo", "nll")      # what makes a checkpoint the best
+# Step outputs averaged over an epoch into history.jsonl as train_<name>.
+EPOCH_MEANS = ("loss", "rec", "kl", "mi", "infonce_bound", "elbo_grad_norm",
+               "critic_grad_norm")
+
+
+class BestVariables(tf.Module):
+  """The best validation so far: its selection value and step (checkpointed)."""
+
+  def __init__(self):
+    super().__init__(name="best_validation")
+    self.value = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
+    self.step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+  def update(self, value: float, step: int) -> bool:
+    """Records (value, step) if value is lower than the best; True if so."""
+    if not value < float(self.value):
+      return False
+    self.value.assign(value)
+    self.step.assign(step)
+    return True
+
+
+def valid_config(config, select_by: str) -> evaluation.EvalConfig:
+  """The EvalConfig of a validation pass of TrainConfig `config`."""
+  return evaluation.EvalConfig(
+      split="valid", batch_size=config.batch_size,
+      iw_samples=config.valid_iw_samples if select_by == "nll" else 0,
+      iw_chunk_size=config.eval.iw_chunk_size, iw_report=(),
+      max_examples=config.valid_examples, seed=eval_seed(config))
+
+
+def eval_seed(config) -> int:
+  """The evaluation's sample seed: config.eval.seed, else the run's seed
+  (so collapsed runs of different seeds do not share their noise)."""
+  return config.eval.seed if config.eval.seed is not None else config.seed
+
+
+def selection_value(valid: dict, select_by: str) -> float:
+  """The number a best checkpoint minimizes: valid negative ELBO or IW-NLL."""
+  return valid["rec"] + valid["kl"] if select_by == "elbo" else valid["nll"]
+
+
+def record(valid: dict, *, epochs_done: int, partial: bool,
+           step_in_epoch: int, steps_per_epoch: int, epoch_sums, step: int,
+           learning_rate: float, best_step: int, improved: bool) -> dict:
+  """One history.jsonl line: a validation's results and the training state.
+
+  Its `epoch` counts from 1 (the epoch just finished, or the one in progress
+  when `partial`), `epoch_fraction` the epochs done, fractions included;
+  train_<name> are the means of this epoch's steps so far (epoch_sums, one
+  per EPOCH_MEANS name, over step_in_epoch steps).
+  """
+  done = max(step_in_epoch, 1)
+  train_means = {k: float(v) / done for k, v in zip(EPOCH_MEANS, epoch_sums)}
+  epoch = epochs_done + (1 if partial else 0)
+  epoch_fraction = epochs_done + (done / steps_per_epoch if partial else 0)
+  out = dict(epoch=epoch, epoch_fraction=epoch_fraction, step=step,
+             partial=partial, valid_loss=valid["rec"] + valid["kl"],
+             learning_rate=learning_rate, improved=improved,
+             best_step=best_step)
+  out.update({f"valid_{k}": v for k, v in valid.items()
+              if k in ("rec", "kl", "mi", "mi_full", "au", "infonce_bound",
+                       "nll", "z_reliance")})
+  out.update({f"train_{k}": v for k, v in train_means.items()})
+  return out
+
+
+def log_partial(entry: dict) -> None:
+  """The log line of a validation inside an epoch."""
+  logging.info("validation at step %d (epoch %.2f): valid loss %.3f  mi %.3f "
+               " au %d%s", entry["step"], entry["epoch_fraction"],
+               entry["valid_loss"], entry["valid_mi"], entry["valid_au"],
+               "  (best so far)" if entry["improved"] else "")
+
+
+def test_both(evaluate, restore_best, best_step: int, last_step: int,
+              select: str) -> dict:
+  """Test metrics of the last weights and of the best checkpoint.
+
+  `evaluate()` measures the weights in memory (the last ones first);
+  `restore_best()` loads the best checkpoint. Returns the selected
+  checkpoint's metrics at the top level plus test_last, test_best (equal
+  when the best is the last) and evaluated_checkpoint.
+  """
+  logging.info("testing the last weights (step %d)", last_step)
+  test_last = evaluate()
+  if best_step < 0 or best_step == last_step:
+    test_best = test_last
+  else:
+    restore_best()
+    logging.info("testing the best checkpoint (step %d)", best_step)
+    test_best = evaluate()
+  chosen = test_best if select == "best" and best_step >= 0 else test_last
+  return dict(chosen, test_last=test_last, test_best=test_best,
+              evaluated_checkpoint=select if best_step >= 0 else "last",
+              best_step=best_step)
+
+
+def final_eval_config(config) -> evaluation.EvalConfig:
+  """The test EvalConfig of TrainConfig `config` (K = its batch size)."""
+  return dataclasses.replace(config.eval, batch_size=config.batch_size,
+                             seed=eval_seed(config))
