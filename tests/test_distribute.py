@@ -31,6 +31,9 @@ config = train.TrainConfig(
                                         free_bits=case["free_bits"]))
 batches = list(dataset.batches("train", 16, shuffle=True, seed=1,
                                drop_remainder=True).take(4))
+# A smaller batch last, as a length's leftovers make one in exact-length
+# text batches: the steps retrace with the batch size left open.
+batches.append({k: v[:6] for k, v in batches[-1].items()})
 
 def make(strategy):
   tf.keras.utils.set_random_seed(0)

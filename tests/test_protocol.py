@@ -208,6 +208,8 @@ def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
   assert len(history) == len(whole_history)
   for got, want in zip(history, whole_history):
     for key, value in want.items():
+      if key in ("best_step", "improved"):   # the extra validation may win
+        continue
       assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
   for key in ("lr_decays", "learning_rate", "best_epoch", "best_valid_loss",
               "steps", "epochs"):

@@ -7,6 +7,7 @@ import os
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_cvae import config as config_lib
@@ -151,6 +152,16 @@ def training_parts(config: TrainConfig):
   step_fn = build_train_step(config, dataset, strategy)
   step_fn.build(next(iter(epoch_batches(dataset, config, 0))))
   return dataset, step_fn
+
+
+def log_setup(config: TrainConfig, dataset, step_fn) -> None:
+  """One log line: what trains on what, on how many replicas."""
+  logging.info("training %s, critic %s (%s side) on %s (%d train examples), "
+               "%d replica(s), K = %d, jit_compile=%s, %d parameters",
+               step_fn.vae.name, config.critic, config.critic_side,
+               dataset.name, dataset.num_examples("train"),
+               step_fn.num_replicas, config.batch_size, step_fn.jit_compile,
+               sum(int(np.prod(v.shape)) for v in step_fn.variables))
 
 
 def _critic_optimizer(config: TrainConfig):

@@ -28,6 +28,7 @@ class EvalConfig:
   max_examples: int | None = None  # a fixed random subset; None: the split
   mi_chunk_size: int = 512       # blocks of the whole-split MI (bounds memory)
   seed: int | None = None        # samples' seed; None: 0 (train.run: its seed)
+  probe: bool = True             # the known-latent probe (encodes train)
 
   def __post_init__(self):       # JSON gives a list back
     object.__setattr__(self, "iw_report", tuple(self.iw_report))
@@ -174,7 +175,7 @@ class Evaluator:
       results["ppl"] = metrics.perplexity(results["nll"] * count, tokens)
       results["tokens"] = tokens
     latents = getattr(dataset, "latents", None)
-    if latents is not None and config.split in latents:
+    if config.probe and latents is not None and config.split in latents:
       order = np.argsort(np.concatenate(rows))
       truth = latents[config.split][np.sort(np.concatenate(rows))]
       train_mu, train_z, train_truth = self._train_codes(dataset, seed)

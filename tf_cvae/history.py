@@ -15,19 +15,23 @@ class History:
     self.path = path
     self.records = []
 
-  def load(self, last_step: int) -> None:
-    """Reads the file, keeping records of steps <= last_step (the
-    checkpoint's).
+  def load(self, last_step: int, epochs_done: int) -> None:
+    """Reads the file, keeping the records the checkpoint (at last_step,
+    epochs_done epochs finished) had seen.
 
     Lines past the checkpoint (written before an interruption) go: the
-    resumed run validates those steps again. The file is rewritten
+    resumed run validates those steps again. So does an epoch-end record at
+    last_step whose epoch the checkpoint had not finished (a kill between
+    the record and the epoch-end checkpoint). The file is rewritten
     atomically without them.
     """
     if not os.path.exists(self.path):
       return
     with open(self.path, encoding="utf-8") as f:
       records = [json.loads(line) for line in f if line.strip()]
-    self.records = [r for r in records if r["step"] <= last_step]
+    seen = lambda r: r["partial"] or r["epoch"] <= epochs_done
+    self.records = [r for r in records if r["step"] < last_step
+                    or (r["step"] == last_step and seen(r))]
     if len(self.records) < len(records):
       tmp = self.path + ".tmp"
       with open(tmp, "w", encoding="utf-8") as f:

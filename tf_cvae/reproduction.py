@@ -280,8 +280,8 @@ def execute(runs: list[Run], dry_run: bool = False) -> dict:
     if record is not None or dry_run:
       records[out] = dict(record or {}, status="skipped" if record else
                           "planned")
-      if record is not None and run.old_eval:
-        records[out].update(rereadings.all_of(run))
+      if record is not None and run.old_eval:    # dry run: cached only
+        records[out].update(rereadings.all_of(run, measure=not dry_run))
       continue
     logging.info("run %d of %d: %s", len(records) + 1, total, out)
     started = time.time()

@@ -23,24 +23,29 @@ OLD_PROTOCOL_FILE = "metrics_old_protocol.json"
 CONVERGENCE_FILE = "metrics_iw_convergence.json"
 
 
-def _cached(path: str, measure) -> dict:
-  """The JSON at `path`, else measure() written there."""
+def _cached(path: str, measure) -> dict | None:
+  """The JSON at `path`, else measure() written there (measure None: None)."""
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       return json.load(f)
+  if measure is None:
+    return None
   results = measure()
   config_lib.write_json(path, results)
   keras.backend.clear_session()
   return results
 
 
-def old_protocol(run) -> dict:
+def old_protocol(run, measure_it: bool = True) -> dict | None:
   """The test metrics of a finished run as the earlier protocol took them.
 
-  The best checkpoint by validation negative ELBO, text in mixed-length
-  buckets, run.old_eval's examples and IW samples (e.g. 300 sentences, 20
-  samples), the same samples' seed as the run: how the same weights read
-  before the measurement was fixed. Cached in the run directory.
+  The run's best checkpoint (by its select_by, the validation negative ELBO
+  by default; unlike the earlier protocol, the final step's validation is
+  among the candidates, and PTB validates on a held-out part of its
+  training file), text in mixed-length buckets, run.old_eval's examples and
+  IW samples (e.g. 300 sentences, 20 samples), the run's samples' seed: how
+  the same weights read before the measurement was fixed. Cached in the run
+  directory; with measure_it False, only the cached reading (or None).
   """
   def measure():
     which = "best" if os.path.isdir(os.path.join(
@@ -53,10 +58,12 @@ def old_protocol(run) -> dict:
             batch_size=config.batch_size, seed=config.seed, iw_report=(),
             **run.old_eval))
     return dict(results, checkpoint=which)
-  return _cached(os.path.join(run.config.out_dir, OLD_PROTOCOL_FILE), measure)
+  return _cached(os.path.join(run.config.out_dir, OLD_PROTOCOL_FILE),
+                 measure if measure_it else None)
 
 
-def iw_convergence(run, examples: int = 500, samples: int = 500) -> dict:
+def iw_convergence(run, examples: int = 500, samples: int = 500,
+                   measure_it: bool = True) -> dict | None:
   """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
   last weights on a fixed subset of `examples` test examples."""
   def measure():
@@ -67,13 +74,14 @@ def iw_convergence(run, examples: int = 500, samples: int = 500) -> dict:
             iw_samples=samples, iw_report=(20, 100), max_examples=examples))
     return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")
             } | {f"nll_iw{samples}": results["nll"]}
-  return _cached(os.path.join(run.config.out_dir, CONVERGENCE_FILE), measure)
+  return _cached(os.path.join(run.config.out_dir, CONVERGENCE_FILE),
+                 measure if measure_it else None)
 
 
-def all_of(run) -> dict:
+def all_of(run, measure: bool = True) -> dict:
   """A table run's further readings: {"old_protocol": ..., and for seed 0
-  "iw_convergence": ...}."""
-  out = {"old_protocol": old_protocol(run)}
+  "iw_convergence": ...}; with measure False, those already cached."""
+  out = {"old_protocol": old_protocol(run, measure)}
   if run.seed == 0:
-    out["iw_convergence"] = iw_convergence(run)
-  return out
+    out["iw_convergence"] = iw_convergence(run, measure_it=measure)
+  return {k: v for k, v in out.items() if v is not None}

@@ -13,7 +13,6 @@ import os
 import time
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from tf_cvae import build
@@ -43,7 +42,6 @@ class _Training:
     """`step_fn` must be built: building creates the queue and drops an
     unused critic optimizer, and the checkpoint tracks what exists now."""
     self.config, self.dataset, self.step_fn = config, dataset, step_fn
-    out_dir = config.out_dir
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     # This epoch's sums of the step outputs validation.EPOCH_MEANS names.
@@ -55,13 +53,16 @@ class _Training:
     self.bad_steps = faults.BadSteps(config.max_bad_steps)
     self.signals = faults.StopSignals()
     self.checkpoint, self.last, self.best = build.training_checkpoint(
-        step_fn, out_dir, epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+        step_fn, config.out_dir, epoch=self.epoch,
+        step_in_epoch=self.step_in_epoch,
         epoch_sums=self.epoch_sums, best_validation=self.best_validation,
         aggressive=self.aggressive, lr_schedule=self.schedule,
         bad_steps=self.bad_steps)
-    self.writer = tf.summary.create_file_writer(
-        os.path.join(out_dir, "tensorboard"))
-    self.history = history_lib.History(os.path.join(out_dir, "history.jsonl"))
+    join = lambda name: os.path.join(config.out_dir, name)
+    self.writer = tf.summary.create_file_writer(join("tensorboard"))
+    self.history = history_lib.History(join("history.jsonl"))
+    self.steps_per_epoch = build.steps_per_epoch(dataset, config,
+                                                 step_fn.num_replicas)
     self.validator = evaluation.Evaluator(step_fn.vae, step_fn.critic)
 
   def resume(self) -> None:
@@ -73,12 +74,12 @@ class _Training:
                    self.step_fn.iterations, int(self.epoch),
                    self.step_fn.learning_rate, state.decays,
                    state.best_epoch)
-    self.history.load(last_step=self.step_fn.iterations)
+    self.history.load(last_step=self.step_fn.iterations,
+                      epochs_done=int(self.epoch))
 
   def steps_done(self) -> bool:
     max_steps = self.config.max_steps
-    return (max_steps is not None
-            and self.step_fn.iterations >= max_steps)
+    return max_steps is not None and self.step_fn.iterations >= max_steps
 
   def finished(self) -> bool:
     if self.steps_done():
@@ -137,7 +138,8 @@ class _Training:
           self.interrupt()
         if self.steps_done():
           break
-        if config.validate_every and step % config.validate_every == 0:
+        if (config.validate_every and step % config.validate_every == 0
+            and int(self.step_in_epoch) < self.steps_per_epoch):
           pause = self.timed(self.validate_partial)
           window_start += pause
           paused += pause if timed_from else 0.0
@@ -185,8 +187,8 @@ class _Training:
       self.best.save(checkpoint_number=step)
     entry = validation.record(
         valid, epochs_done=int(self.epoch), partial=partial,
-        step_in_epoch=int(self.step_in_epoch), steps_per_epoch=(
-            build.steps_per_epoch(self.dataset, config, step_fn.num_replicas)),
+        step_in_epoch=int(self.step_in_epoch),
+        steps_per_epoch=self.steps_per_epoch,
         epoch_sums=self.epoch_sums.numpy(), step=step,
         learning_rate=step_fn.learning_rate,
         best_step=int(self.best_validation.step), improved=improved)
@@ -249,10 +251,11 @@ def run(config: TrainConfig) -> dict:
   Returns the test metrics (see evaluation.evaluate) of the checkpoint that
   config.select names ("last": the weights training ended with; "best": the
   best validation by config.select_by), with both under test_last and
-  test_best, plus evaluated_checkpoint, best_step, best_valid_value, select,
-  select_by, epochs, lr_decays, learning_rate, train_seconds, steps,
-  skipped_steps and seconds_per_step; the same dict is written to
-  out_dir/metrics.json.
+  test_best, plus evaluated_checkpoint, best_step and best_valid_value (of
+  every validation), best_epoch and best_valid_loss (the schedule's: epoch
+  ends only), select, select_by, epochs, lr_decays, learning_rate,
+  train_seconds, steps, skipped_steps and seconds_per_step; the same dict is
+  written to out_dir/metrics.json.
   """
   config_dict = dataclasses.asdict(config)
   os.makedirs(config.out_dir, exist_ok=True)
@@ -264,12 +267,7 @@ def run(config: TrainConfig) -> dict:
   config_lib.write_json(os.path.join(config.out_dir, "config.json"), config_dict)
   training = _Training(config, dataset, step_fn)
   training.resume()
-  logging.info("training %s, critic %s (%s side) on %s (%d train examples), "
-               "%d replica(s), K = %d, jit_compile=%s, %d parameters",
-               step_fn.vae.name, config.critic, config.critic_side,
-               dataset.name, dataset.num_examples("train"),
-               step_fn.num_replicas, config.batch_size, step_fn.jit_compile,
-               sum(int(np.prod(v.shape)) for v in step_fn.variables))
+  build.log_setup(config, dataset, step_fn)
   started = time.time()
   with training.signals:
     seconds_per_step = training.train()
@@ -280,10 +278,10 @@ def run(config: TrainConfig) -> dict:
 
   state, best_step = training.schedule.read(), int(
       training.best_validation.step)
-  eval_config = validation.final_eval_config(config)
   results = validation.test_both(
-      lambda: training.validator(dataset, eval_config),
-      lambda: build.restore_model(step_fn, training.best.latest_checkpoint),
+      lambda: training.validator(dataset, validation.final_eval_config(config)),
+      lambda: build.restore_model(step_fn, os.path.join(
+          training.best.directory, f"ckpt-{best_step}")),
       best_step, steps, config.select)
   results.update(epochs=int(training.epoch), lr_decays=state.decays,
                  learning_rate=step_fn.learning_rate, select=config.select,

@@ -162,7 +162,8 @@ class TrainStep:
     if self.num_replicas == 1:
       return self._train_step(batch, update)
     def replica_step(batch):
-      size = int(next(iter(batch.values())).shape[0]) // self.num_replicas
+      # A tensor: exact-length text batches vary in size (shape None).
+      size = tf.shape(next(iter(batch.values())))[0] // self.num_replicas
       local = {k: replicas.local_rows(v, size) for k, v in batch.items()}
       return self._train_step(local, update)
     outputs = self.strategy.run(replica_step, args=(batch,))

@@ -46,7 +46,7 @@ def valid_config(config, select_by: str) -> evaluation.EvalConfig:
       split="valid", batch_size=config.batch_size,
       iw_samples=config.valid_iw_samples if select_by == "nll" else 0,
       iw_chunk_size=config.eval.iw_chunk_size, iw_report=(),
-      max_examples=config.valid_examples, seed=eval_seed(config))
+      max_examples=config.valid_examples, seed=eval_seed(config), probe=False)
 
 
 def eval_seed(config) -> int:
