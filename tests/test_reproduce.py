@@ -143,7 +143,7 @@ def test_defaults_pick_most_mi_within_one_percent():
 
 
 def test_cell_and_estimate():
-  assert report.cell((1.0, 0.5, 3)) == "1.00 ± 0.50"
+  assert report.cell((1.0, 0.5, 4)) == "1.00 ± 0.25"   # std / sqrt(n)
   assert report.cell((1.0, 0.0, 1)) == "1.00"
   run = repro.plan(TINY_SCALE, ("table",), 1, "/data", "r")[1]
   base = dict(startup=2.0, step=0.5, valid=1.0, eval=3.0, steps_per_epoch=2,

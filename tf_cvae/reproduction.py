@@ -280,16 +280,16 @@ def execute(runs: list[Run], dry_run: bool = False) -> dict:
     if record is not None or dry_run:
       records[out] = dict(record or {}, status="skipped" if record else
                           "planned")
-      if record is not None and run.old_eval:    # dry run: cached only
-        records[out].update(rereadings.all_of(run, measure=not dry_run))
+      if record is not None:   # a dry run or a run outside the table:
+        records[out].update(rereadings.all_of(   # cached readings only
+            run, measure=bool(run.old_eval) and not dry_run))
       continue
     logging.info("run %d of %d: %s", len(records) + 1, total, out)
     started = time.time()
     try:
       train.run(run.config)
       record = dict(read_finished(run.config), status="done")
-      if run.old_eval:
-        record.update(rereadings.all_of(run))
+      record.update(rereadings.all_of(run, measure=bool(run.old_eval)))
     except errors.TrainingError as error:
       logging.error("%s failed: %s", out, error)
       record = {"status": "failed", "error": str(error)}

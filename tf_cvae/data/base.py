@@ -131,17 +131,18 @@ class TextDataset:
     only `len(bucket_boundaries())` time lengths occur. With
     `batching == "exact"` a batch holds sentences of one length and a
     length's leftover rows make a smaller batch (see exact_length_batches;
-    `drop_remainder` is not used); with "bucket", lengths within a bucket mix
-    and `drop_remainder` drops the incomplete batches. `seed` fixes the
+    `drop_remainder` only refuses a split smaller than one batch); with
+    "bucket", lengths within a bucket mix and `drop_remainder` drops the
+    incomplete batches. `seed` fixes the
     shuffle order (pass a new seed each epoch); `examples` restricts the pass
     to those row indices of the split.
     """
     sentences = self.splits[split]
     rows = _rows(len(sentences), examples)
+    _check_batch(self.name, split, len(rows), batch_size, drop_remainder)
     if self.batching == "exact":
       return self._exact_batches(split, rows, batch_size, shuffle, seed,
                                  with_index, multiple_of)
-    _check_batch(self.name, split, len(rows), batch_size, drop_remainder)
     lengths = self.lengths(split)[rows]
     padded = np.full((len(rows), lengths.max()), vocab_lib.PAD_ID, np.int32)
     for out, row in enumerate(rows):

@@ -138,6 +138,8 @@ class GatedPixelCNNDecoder(layers.Composite):
     self.cond_shape = (height, width, cond_channels)
     self.gated = [GatedLayer(channels, k, first=i == 0, name=f"gated{i}")
                   for i, k in enumerate(sizes)]
+    for layer in self.gated:      # tf.train.Checkpoint skips Keras 3 lists
+      setattr(self, layer.name, layer)
     self.to_logits = keras.layers.Conv2D(1, 1, name="to_logits")
 
   @staticmethod

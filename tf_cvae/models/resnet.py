@@ -61,6 +61,8 @@ class ResNetEncoder(layers.Composite):
     self.early = FirstStage(channels, name="early")
     self.stages = [ResidualBlock(channels, stride=2, name=f"stage{i}")
                    for i in (2, 3)]
+    for block in self.stages:     # tf.train.Checkpoint skips Keras 3 lists
+      setattr(self, block.name, block)
     self.flatten = keras.layers.Flatten()
     self.to_params = keras.layers.Dense(2 * latent_dim, name="to_params")
 
