@@ -172,7 +172,9 @@ def define_train_flags() -> None:
   flags.DEFINE_float("valid_from_train", 0.0, "Hold out this fraction of the "
                      "training split (seeded by --data_seed) as the "
                      "validation split, for corpora whose valid file is the "
-                     "training data; 0: use the valid split.", lower_bound=0.0,
+                     "training data (the vocabulary is still built from the "
+                     "whole training file); 0: use the valid split.",
+                     lower_bound=0.0,
                      upper_bound=0.9)
   flags.DEFINE_string("iw_report", "20,100", "Also report the test IW-NLL "
                       "at these sample counts (prefixes of the same draws), "
