@@ -179,8 +179,7 @@ class _Training:
     """A validation pass: (its results, its history record fields)."""
     config, step_fn = self.config, self.step_fn
     step = step_fn.iterations
-    valid = self.validator(self.dataset, validation.valid_config(
-        config, config.select_by))
+    valid = self.validator(self.dataset, validation.valid_config(config))
     improved = self.best_validation.update(
         validation.selection_value(valid, config.select_by), step)
     if improved:

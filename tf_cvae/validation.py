@@ -40,11 +40,12 @@ class BestVariables(tf.Module):
     return True
 
 
-def valid_config(config, select_by: str) -> evaluation.EvalConfig:
-  """The EvalConfig of a validation pass of TrainConfig `config`."""
+def valid_config(config) -> evaluation.EvalConfig:
+  """The EvalConfig of a validation pass of TrainConfig `config` (with the
+  IW-NLL only when config.select_by needs it)."""
   return evaluation.EvalConfig(
       split="valid", batch_size=config.batch_size,
-      iw_samples=config.valid_iw_samples if select_by == "nll" else 0,
+      iw_samples=config.valid_iw_samples if config.select_by == "nll" else 0,
       iw_chunk_size=config.eval.iw_chunk_size, iw_report=(),
       max_examples=config.valid_examples, seed=eval_seed(config), probe=False)
 
