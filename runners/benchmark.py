@@ -18,7 +18,7 @@ from absl import flags
 import keras
 import tensorflow as tf
 
-from tf_cvae import benchmarking
+from tf_cvae.experiments import benchmarking
 from tf_cvae.models import fused_lstm
 
 _IMAGES = dict(model="pixelcnn", batch_size=50, steps=3)

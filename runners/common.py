@@ -3,9 +3,7 @@
 Only runners import absl.flags; the library takes the dataclasses built here.
 """
 
-import dataclasses
 import datetime
-import math
 import os
 import sys
 
@@ -14,13 +12,11 @@ from absl import logging
 
 import train_flags
 from tf_cvae import data as data_lib
-from tf_cvae import determinism
 from tf_cvae import errors
-from tf_cvae import evaluation
-from tf_cvae import methods
 from tf_cvae import objective
-from tf_cvae import train
 from tf_cvae.models import registry
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 FLAGS = flags.FLAGS
 
@@ -46,13 +42,9 @@ define_train_flags = train_flags.define_train_flags
 
 def train_config_from_flags(**overrides) -> train.TrainConfig:
   """The TrainConfig the flags describe; keyword overrides replace fields.
-
-  With --deterministic it also turns on determinism (before any model or
-  pipeline exists: runners call this first).
-  """
+  The critic's weight and target, unless given, are the critic's defaults
+  (TrainConfig fills them in); --deterministic is applied by train.run."""
   f = FLAGS
-  if f.deterministic:
-    determinism.enable(overrides.get("seed", f.seed))
   out_dir = f.out_dir or os.path.join("runs", "{}_{}_{}".format(
       f.dataset, overrides.get("critic", f.critic),
       datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
@@ -75,7 +67,8 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
           kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,
-          critic_warmup_steps=f.critic_warmup_steps),
+          critic_warmup_steps=f.critic_warmup_steps,
+          critic_weight=f.critic_weight, critic_target=f.critic_target),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed,
@@ -97,14 +90,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       validate_every=f.validate_every, select=f.select, select_by=f.select_by,
       valid_iw_samples=f.valid_iw_samples)
   fields.update(overrides)
-  weight, target = methods.critic_defaults(fields["critic"],
-                                           fields["critic_side"])
-  if f.critic_weight is not None:
-    weight = f.critic_weight
-  if f.critic_target is not None:
-    target = None if math.isinf(f.critic_target) else f.critic_target
-  fields["objective"] = dataclasses.replace(
-      fields["objective"], critic_weight=weight, critic_target=target)
   return train.TrainConfig(**fields)
 
 

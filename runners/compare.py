@@ -18,14 +18,14 @@ from absl import app
 from absl import flags
 
 import common
-from tf_cvae import methods as methods_lib
-from tf_cvae import train
+from tf_cvae.experiments import methods as methods_lib
+from tf_cvae.training import train
 
 common.define_train_flags()
 flags.DEFINE_list("datasets", ["synthetic_text", "synthetic_images"],
                   "Data sets to compare on.")
 flags.DEFINE_list("methods", None,
-                  "Methods (default: all of tf_cvae.methods.METHODS).")
+                  "Methods (default: all of tf_cvae.experiments.methods.METHODS).")
 flags.DEFINE_string("out", "runs/compare", "Parent of the run directories.")
 
 

@@ -16,9 +16,9 @@ from absl import app
 from absl import flags
 
 import common
-from tf_cvae import build
-from tf_cvae import evaluation
-from tf_cvae import validation
+from tf_cvae.training import build
+from tf_cvae.training import evaluation
+from tf_cvae.training import validation
 
 flags.DEFINE_string("run_dir", None, "Run directory (a training --out_dir).")
 flags.DEFINE_enum("split", "test", ["train", "valid", "test"],

@@ -19,7 +19,7 @@ from absl import flags
 
 import common
 from tf_cvae import errors
-from tf_cvae import export
+from tf_cvae.trained import export
 
 flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
                     required=True)

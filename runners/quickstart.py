@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 
 import common
-from tf_cvae import train
+from tf_cvae.training import train
 
 common.define_train_flags()
 flags.DEFINE_string("quickstart_dir", "runs/quickstart",

@@ -19,9 +19,9 @@ from absl import flags
 
 import common
 from tf_cvae import data as data_lib
-from tf_cvae import reproduction as repro
-from tf_cvae import reproduction_sizes as sizes
-from tf_cvae import results
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import reproduction_sizes as sizes
+from tf_cvae.experiments import results
 
 flags.DEFINE_enum("scale", "cpu", list(sizes.SCALES), "cpu: sized for 2 CPU "
                   "cores; paper: the paper's networks and protocol (a GPU).")

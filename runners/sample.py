@@ -26,8 +26,8 @@ from absl import logging
 import numpy as np
 
 import common
-from tf_cvae import export
-from tf_cvae import sampling
+from tf_cvae.trained import export
+from tf_cvae.trained import sampling
 
 flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
                     required=True)

@@ -16,7 +16,7 @@ import json
 from absl import app
 
 import common
-from tf_cvae import train
+from tf_cvae.training import train
 
 common.define_train_flags()
 

@@ -6,112 +6,163 @@ into configs with common.train_config_from_flags.
 
 from absl import flags
 
+from tf_cvae import critics
 from tf_cvae import data as data_lib
+from tf_cvae import objective
 from tf_cvae import replicas
 from tf_cvae.models import encoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
+from tf_cvae.training import config
+from tf_cvae.training import evaluation
+
+
+# Every flag's default is its config field's: written once, there.
+_DATA = data_lib.DataConfig()
+_MODEL = registry.ModelConfig()
+_OBJECTIVE = objective.ObjectiveConfig()
+_EVAL = evaluation.EvalConfig()
+_TRAIN = config.TrainConfig()
 
 
 def define_train_flags() -> None:
   """Defines every flag of a training run (train.py, quickstart.py)."""
-  flags.DEFINE_enum("dataset", "synthetic_text", data_lib.names(),
+  flags.DEFINE_enum("dataset", _DATA.name, data_lib.names(),
                     "Data set to train on.")
-  flags.DEFINE_string("data_dir", None, "Folder of the real data files "
+  flags.DEFINE_string("data_dir", _DATA.data_dir,
+                      "Folder of the real data files "
                       "(default: $TF_CVAE_DATA, else ../shared/data).")
   for split in data_lib.base.SPLITS:
     flags.DEFINE_string(f"{split}_file", None,
-                        f"--dataset=text: the {split} file, one sentence a line.")
-  flags.DEFINE_integer("max_vocab", None, "Cap on vocabulary ids.", lower_bound=5)
-  flags.DEFINE_integer("min_count", 1, "Rarer training words become unknown.",
+                        f"--dataset=text: the {split} file, one sentence a "
+                        "line.")
+  flags.DEFINE_integer("max_vocab", _DATA.max_vocab,
+                       "Cap on vocabulary ids.", lower_bound=5)
+  flags.DEFINE_integer("min_count", _DATA.min_count,
+                       "Rarer training words become unknown.",
                        lower_bound=1)
-  flags.DEFINE_integer("max_length", None, "Words per sentence at most.",
+  flags.DEFINE_integer("max_length", _DATA.max_length,
+                       "Words per sentence at most.",
                        lower_bound=1)
-  flags.DEFINE_string("vocab_file", None, "Use this saved vocabulary (a run's "
+  flags.DEFINE_string("vocab_file", _DATA.vocab_file,
+                      "Use this saved vocabulary (a run's "
                       "vocab.txt) instead of building one.")
-  flags.DEFINE_enum("long_sentences", "drop", ["drop", "truncate"],
+  flags.DEFINE_enum("long_sentences", _DATA.long_sentences,
+                    ["drop", "truncate"],
                     "What happens to sentences over --max_length.")
-  flags.DEFINE_enum("model", "auto", ["auto"] + sorted(registry.MODELS),
-                    "Encoder/decoder pair; auto: lstm for text, mlp for images.")
-  flags.DEFINE_integer("embed_dim", 128, "Word embedding size.", lower_bound=1)
-  flags.DEFINE_integer("hidden_dim", 256, "LSTM / MLP hidden size.",
+  flags.DEFINE_enum("model", _MODEL.name, ["auto"] + sorted(registry.MODELS),
+                    "Encoder/decoder pair; auto: lstm for text, mlp for "
+                    "images.")
+  flags.DEFINE_integer("embed_dim", _MODEL.embed_dim,
+                       "Word embedding size.", lower_bound=1)
+  flags.DEFINE_integer("hidden_dim", _MODEL.hidden_dim,
+                       "LSTM / MLP hidden size.",
                        lower_bound=1)
-  flags.DEFINE_integer("latent_dim", 32, "Size of z.", lower_bound=1)
-  flags.DEFINE_integer("resnet_channels", 64, "--model=pixelcnn: channels of "
+  flags.DEFINE_integer("latent_dim", _MODEL.latent_dim,
+                       "Size of z.", lower_bound=1)
+  flags.DEFINE_integer("resnet_channels", _MODEL.resnet_channels,
+                       "--model=pixelcnn: channels of "
                        "the ResNet encoder's stages.", lower_bound=1)
-  flags.DEFINE_integer("pixelcnn_layers", 12, "--model=pixelcnn: gated "
+  flags.DEFINE_integer("pixelcnn_layers", _MODEL.pixelcnn_layers,
+                       "--model=pixelcnn: gated "
                        "layers (kernel sizes spread from 9 to 3).",
                        lower_bound=1)
-  flags.DEFINE_integer("pixelcnn_channels", 32, "--model=pixelcnn: channels "
+  flags.DEFINE_integer("pixelcnn_channels", _MODEL.pixelcnn_channels,
+                       "--model=pixelcnn: channels "
                        "of each gated layer.", lower_bound=1)
-  flags.DEFINE_float("decoder_dropout", 0.5, "Dropout of the LSTM decoder.",
+  flags.DEFINE_float("decoder_dropout", _MODEL.decoder_dropout,
+                     "Dropout of the LSTM decoder.",
                      lower_bound=0.0, upper_bound=0.99)
-  flags.DEFINE_enum("critic", "none", list(registry.CRITICS),
+  flags.DEFINE_enum("critic", _TRAIN.critic, list(critics.CRITICS),
                     "Contrastive critic; none is the plain VAE.")
-  flags.DEFINE_enum("critic_side", "inference", ["inference", "model", "both"],
+  flags.DEFINE_enum("critic_side", _TRAIN.critic_side,
+                    ["inference", "model", "both"],
                     "Contrast q(x, z) pairs (inference), p(z) p(x|z) pairs "
                     "(model critic, appendix E), or both.")
-  flags.DEFINE_float("critic_weight", None, "lambda: weight of the critic "
-                     "loss (default: the critic's, methods.CRITIC_DEFAULTS, "
-                     "chosen in RESULTS.md).", lower_bound=0.0)
-  flags.DEFINE_integer("critic_warmup_steps", 0, "Linear warm-up of lambda "
+  flags.DEFINE_float("critic_weight", _OBJECTIVE.critic_weight,
+                     "lambda: weight of the critic "
+                     "loss (default: the critic's own, tf_cvae/critics.py "
+                     "DEFAULTS).", lower_bound=0.0)
+  flags.DEFINE_integer("critic_warmup_steps", _OBJECTIVE.critic_warmup_steps,
+                       "Linear warm-up of lambda "
                        "from 0 over this many steps.", lower_bound=0)
-  flags.DEFINE_integer("num_negatives", 0, "Queue of earlier batches' "
+  flags.DEFINE_integer("num_negatives", _TRAIN.num_negatives,
+                       "Queue of earlier batches' "
                        "negatives: K = batch + this.", lower_bound=0)
-  flags.DEFINE_float("critic_target", None, "Nats: no critic loss once the "
+  flags.DEFINE_float("critic_target", _OBJECTIVE.critic_target,
+                     "Nats: no critic loss once the "
                      "InfoNCE bound c + log K reaches this (a hinge; default: "
-                     "the critic's, methods.CRITIC_DEFAULTS; inf: no hinge).")
-  flags.DEFINE_float("kl_weight", 1.0, "beta: weight of the KL term.",
+                     "the critic's own, tf_cvae/critics.py DEFAULTS; inf: no "
+                     "hinge).")
+  flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
+                     "beta: weight of the KL term.",
                      lower_bound=0.0)
-  flags.DEFINE_integer("kl_anneal_steps", 0, "KL annealing: beta rises "
+  flags.DEFINE_integer("kl_anneal_steps", _OBJECTIVE.kl_anneal_steps,
+                       "KL annealing: beta rises "
                        "linearly over this many steps.", lower_bound=0)
-  flags.DEFINE_float("kl_anneal_start", 0.1, "beta at the start of annealing.",
+  flags.DEFINE_float("kl_anneal_start", _OBJECTIVE.kl_anneal_start,
+                     "beta at the start of annealing.",
                      lower_bound=0.0)
-  flags.DEFINE_float("free_bits", 0.0, "Free bits: nats per latent dim under "
+  flags.DEFINE_float("free_bits", _OBJECTIVE.free_bits,
+                     "Free bits: nats per latent dim under "
                      "which the KL costs nothing.", lower_bound=0.0)
-  flags.DEFINE_boolean("aggressive", False, "He et al.'s aggressive training: "
+  flags.DEFINE_boolean("aggressive", _TRAIN.aggressive,
+                       "He et al.'s aggressive training: "
                        "encoder-only inner loop until it converges.")
-  flags.DEFINE_integer("aggressive_max_inner", 100, "Inner encoder updates "
+  flags.DEFINE_integer("aggressive_max_inner", _TRAIN.aggressive_max_inner,
+                       "Inner encoder updates "
                        "per step at most.", lower_bound=1)
-  flags.DEFINE_integer("batch_size", 32, "Batch size K (the critic's negatives).",
+  flags.DEFINE_integer("batch_size", _TRAIN.batch_size,
+                       "Batch size K (the critic's negatives).",
                        lower_bound=1)
-  flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
-  flags.DEFINE_integer("max_steps", None, "Stop after this many steps "
+  flags.DEFINE_integer("epochs", _TRAIN.epochs,
+                       "Training epochs.", lower_bound=1)
+  flags.DEFINE_integer("max_steps", _TRAIN.max_steps,
+                       "Stop after this many steps "
                        "(overrides --epochs).", lower_bound=1)
-  flags.DEFINE_enum("optimizer", "auto", ["auto", "sgd", "adam"],
+  flags.DEFINE_enum("optimizer", _TRAIN.optimizer, ["auto", "sgd", "adam"],
                     "auto: SGD for text, Adam for images (the paper's).")
-  flags.DEFINE_float("learning_rate", None, "Default 1.0 (SGD) or 1e-3 (Adam).",
+  flags.DEFINE_float("learning_rate", _TRAIN.learning_rate,
+                     "Default 1.0 (SGD) or 1e-3 (Adam).",
                      lower_bound=0.0)
-  flags.DEFINE_float("clip_norm", 5.0, "Global gradient norm clip; 0: none.",
+  flags.DEFINE_float("clip_norm", _TRAIN.clip_norm,
+                     "Global gradient norm clip; 0: none.",
                      lower_bound=0.0)
-  flags.DEFINE_enum("clip_mode", "separate", ["separate", "joint"],
+  flags.DEFINE_enum("clip_mode", _TRAIN.clip_mode, ["separate", "joint"],
                     "separate: the negative ELBO's gradient is clipped to "
                     "--clip_norm and the critic loss's to --critic_clip_norm, "
                     "each by its own global norm, then summed; joint: their "
                     "sum is clipped to --clip_norm (runs before this flag).")
-  flags.DEFINE_float("critic_clip_norm", None, "--clip_mode=separate: global "
+  flags.DEFINE_float("critic_clip_norm", _TRAIN.critic_clip_norm,
+                     "--clip_mode=separate: global "
                      "norm clip of the critic loss's gradient (default: "
                      "--clip_norm; 0: none).", lower_bound=0.0)
-  flags.DEFINE_enum("critic_optimizer", "adam", ["adam", "same"],
+  flags.DEFINE_enum("critic_optimizer", _TRAIN.critic_optimizer,
+                    ["adam", "same"],
                     "Optimizer of the critics' own parameters: Adam, or the "
                     "same as the model's.")
-  flags.DEFINE_float("critic_learning_rate", 1e-3, "Learning rate of "
+  flags.DEFINE_float("critic_learning_rate", _TRAIN.critic_learning_rate,
+                     "Learning rate of "
                      "--critic_optimizer=adam.", lower_bound=0.0)
-  flags.DEFINE_integer("data_seed", 0, "Seed of the generated data sets and "
+  flags.DEFINE_integer("data_seed", _DATA.seed,
+                       "Seed of the generated data sets and "
                        "of the fixed test binarization: the same across "
                        "--seed replicates, so they share one test set.")
-  flags.DEFINE_integer("seed", 0, "Seed of data order, init and sampling.")
-  flags.DEFINE_boolean("deterministic", False, "Deterministic TF kernels "
+  flags.DEFINE_integer("seed", _TRAIN.seed,
+                       "Seed of data order, init and sampling.")
+  flags.DEFINE_boolean("deterministic", _TRAIN.deterministic,
+                       "Deterministic TF kernels "
                        "(enable_op_determinism; slower on GPU): the same "
                        "--seed gives the same metrics.json.")
   flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
                       "under ./runs/); an existing one resumes.")
-  flags.DEFINE_enum("jit_compile", "auto", ["auto", "on", "off"],
+  flags.DEFINE_enum("jit_compile", _TRAIN.jit_compile, ["auto", "on", "off"],
                     "XLA for the train step; auto: what measured faster.")
-  flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
+  flags.DEFINE_enum("lstm_impl", _MODEL.lstm_impl,
+                    list(fused_lstm.IMPLEMENTATIONS),
                     "LSTM layers: fused (hand-written gradient, fastest on "
                     "CPU), keras (cuDNN on GPU); auto: fused without a GPU.")
-  flags.DEFINE_enum("init", "he", list(encoders.INITS),
+  flags.DEFINE_enum("init", _MODEL.init, list(encoders.INITS),
                     "Initialisation of the LSTM text models. he: He et al.'s, "
                     "every LSTM weight and bias U(-0.01, 0.01), bias-free "
                     "linear maps (to (mu, logvar), z to cell, to vocabulary) "
@@ -119,63 +170,81 @@ def define_train_flags() -> None:
                     "U(-0.01, 0.01) with zero biases and forget-gate bias 1, "
                     "Glorot linear maps with biases (runs before this flag). "
                     "Embeddings U(-0.1, 0.1) under both.")
-  flags.DEFINE_enum("strategy", "default", list(replicas.STRATEGIES),
+  flags.DEFINE_enum("strategy", _TRAIN.strategy, list(replicas.STRATEGIES),
                     "default: one device; mirrored: every local GPU (or the "
                     "CPU split into --num_cpu_devices); multi_worker; tpu. "
                     "The critic's negatives span the global batch.")
-  flags.DEFINE_integer("max_bad_steps", 20, "Stop (keeping the best "
+  flags.DEFINE_integer("max_bad_steps", _TRAIN.max_bad_steps,
+                       "Stop (keeping the best "
                        "checkpoint) after this many steps in a row with a "
                        "non-finite loss or gradient; each is skipped.",
                        lower_bound=1)
-  flags.DEFINE_integer("num_cpu_devices", 1, "--strategy=mirrored without "
+  flags.DEFINE_integer("num_cpu_devices", _TRAIN.num_cpu_devices,
+                       "--strategy=mirrored without "
                        "GPUs: split the host CPU into this many devices.",
                        lower_bound=1)
-  flags.DEFINE_integer("iw_samples", 500, "Importance samples of the test "
+  flags.DEFINE_integer("iw_samples", _EVAL.iw_samples,
+                       "Importance samples of the test "
                        "NLL; 0 skips it.", lower_bound=0)
-  flags.DEFINE_integer("iw_chunk_size", 50, "Importance samples per decoder "
+  flags.DEFINE_integer("iw_chunk_size", _EVAL.iw_chunk_size,
+                       "Importance samples per decoder "
                        "pass (bounds memory).", lower_bound=1)
-  flags.DEFINE_integer("eval_examples", None, "Evaluate only this many test "
+  flags.DEFINE_integer("eval_examples", _EVAL.max_examples,
+                       "Evaluate only this many test "
                        "examples.", lower_bound=1)
-  flags.DEFINE_integer("log_every", 100, "Steps between progress lines.",
+  flags.DEFINE_integer("log_every", _TRAIN.log_every,
+                       "Steps between progress lines.",
                        lower_bound=1)
-  flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.",
+  flags.DEFINE_integer("checkpoint_every", _TRAIN.checkpoint_every,
+                       "Steps between checkpoints.",
                        lower_bound=1)
-  flags.DEFINE_integer("lr_patience", 2, "Halve the learning rate after this "
+  flags.DEFINE_integer("lr_patience", _TRAIN.lr_patience,
+                       "Halve the learning rate after this "
                        "many epochs without a lower validation loss; 0: "
                        "never.", lower_bound=0)
-  flags.DEFINE_integer("lr_warmup_epochs", 0, "Epochs before the patience "
+  flags.DEFINE_integer("lr_warmup_epochs", _TRAIN.lr_warmup_epochs,
+                       "Epochs before the patience "
                        "count starts (He et al.: 15).", lower_bound=0)
-  flags.DEFINE_integer("max_lr_decays", 5, "Stop training after this many "
+  flags.DEFINE_integer("max_lr_decays", _TRAIN.max_lr_decays,
+                       "Stop training after this many "
                        "halvings; 0: never stop for it.", lower_bound=0)
-  flags.DEFINE_integer("valid_examples", None, "Validate every epoch on only "
+  flags.DEFINE_integer("valid_examples", _TRAIN.valid_examples,
+                       "Validate every epoch on only "
                        "this many examples (default: the whole split).",
                        lower_bound=1)
-  flags.DEFINE_integer("validate_every", 0, "Also validate every this many "
+  flags.DEFINE_integer("validate_every", _TRAIN.validate_every,
+                       "Also validate every this many "
                        "steps inside epochs (0: at epoch ends and at the "
                        "final step only).", lower_bound=0)
-  flags.DEFINE_enum("select", "last", ["last", "best"], "Which checkpoint's "
+  flags.DEFINE_enum("select", _TRAIN.select, ["last", "best"],
+                    "Which checkpoint's "
                     "test metrics metrics.json reports at its top level: "
                     "last (the weights training ended with) or best (by "
                     "--select_by). Both are always under test_last and "
                     "test_best.")
-  flags.DEFINE_enum("select_by", "elbo", ["elbo", "nll"], "What makes a "
+  flags.DEFINE_enum("select_by", _TRAIN.select_by, ["elbo", "nll"],
+                    "What makes a "
                     "checkpoint the best: the validation negative ELBO (the "
                     "paper's protocol) or the validation IW-NLL "
                     "(--valid_iw_samples samples).")
-  flags.DEFINE_integer("valid_iw_samples", 50, "--select_by=nll: importance "
+  flags.DEFINE_integer("valid_iw_samples", _TRAIN.valid_iw_samples,
+                       "--select_by=nll: importance "
                        "samples of the validation NLL.", lower_bound=1)
-  flags.DEFINE_enum("text_batching", "exact", ["exact", "bucket"], "Text "
+  flags.DEFINE_enum("text_batching", _DATA.text_batching,
+                    ["exact", "bucket"], "Text "
                     "batches: exact = every batch holds sentences of one "
                     "length (He et al.; the latent cannot score by encoding "
                     "the length alone); bucket = lengths of 4 ranges mix "
                     "(the earlier protocol, for comparison).")
-  flags.DEFINE_float("valid_from_train", 0.0, "Hold out this fraction of the "
+  flags.DEFINE_float("valid_from_train", _DATA.valid_from_train,
+                     "Hold out this fraction of the "
                      "training split (seeded by --data_seed) as the "
                      "validation split, for corpora whose valid file is the "
                      "training data (the vocabulary is still built from the "
                      "whole training file); 0: use the valid split.",
                      lower_bound=0.0,
                      upper_bound=0.9)
-  flags.DEFINE_string("iw_report", "20,100", "Also report the test IW-NLL "
+  flags.DEFINE_string("iw_report", ",".join(map(str, _EVAL.iw_report)),
+                      "Also report the test IW-NLL "
                       "at these sample counts (prefixes of the same draws), "
                       "to show its convergence; empty: none.")

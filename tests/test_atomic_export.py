@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import export
 from tf_cvae.models import registry
+from tf_cvae.trained import export
 
 IMAGES = (np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype(
     np.float32)

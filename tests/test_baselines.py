@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import build
 from tf_cvae import data as data_lib
 from tf_cvae import objective
-from tf_cvae import train
 from tf_cvae import train_step
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import train
 
 
 def test_kl_annealing_schedule_values():

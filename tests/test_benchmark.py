@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import benchmarking
-from tf_cvae import build
+from tf_cvae.experiments import benchmarking
+from tf_cvae.training import build
 
 TINY = ["--batch_size=4", "--seq_len=8", "--vocab_size=50", "--embed_dim=8",
         "--hidden_dim=16", "--latent_dim=4", "--steps=2", "--repeats=2",

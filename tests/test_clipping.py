@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import build
+from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import gradients as gradients_lib
 from tf_cvae import objective
-from tf_cvae import train
 from tf_cvae import train_step
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import train
 
 TINY = registry.ModelConfig(embed_dim=8, hidden_dim=12, latent_dim=3,
                             decoder_dropout=0.0, init="keras")
@@ -39,7 +40,7 @@ def _step(dataset, batch, critic_weight, clip_mode, critic="self",
   keras.utils.set_random_seed(0)
   vae = registry.build_vae(TINY, dataset)
   step = train_step.TrainStep(
-      vae, registry.build_critic(critic, vae, dataset),
+      vae, critics.build_critic(critic, vae, dataset),
       keras.optimizers.SGD(1.0),
       objective.ObjectiveConfig(critic_weight=critic_weight),
       critic_optimizer=keras.optimizers.Adam(1e-3), clip_norm=CLIP,
@@ -189,7 +190,7 @@ def test_separate_clipping_compiles_with_xla_through_the_fused_lstm(dataset,
   vae = registry.build_vae(dataclasses.replace(TINY, lstm_impl="fused"),
                            dataset)
   step = train_step.TrainStep(
-      vae, registry.build_critic("hybrid", vae, dataset),
+      vae, critics.build_critic("hybrid", vae, dataset),
       keras.optimizers.SGD(1.0), objective.ObjectiveConfig(critic_weight=3.0),
       jit_compile=True, clip_norm=CLIP)
   out = step(batch)

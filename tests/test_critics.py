@@ -11,6 +11,8 @@ from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae.data.vocabulary import EOS_ID
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
 
 tfd = tfp.distributions
 
@@ -66,7 +68,7 @@ def _small_text_vae():
 
 def test_hybrid_critic_shapes_gradients_and_shared_variables():
   vae, batch, dataset = _small_text_vae()
-  critic = registry.build_critic("hybrid", vae, dataset)
+  critic = critics.build_critic("hybrid", vae, dataset)
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
@@ -89,7 +91,7 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
 
 def test_self_critic_gradient_reaches_encoder():
   vae, batch, dataset = _small_text_vae()
-  critic = registry.build_critic("self", vae, dataset)
+  critic = critics.build_critic("self", vae, dataset)
   assert not critic.trainable_variables
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
@@ -102,7 +104,7 @@ def test_self_critic_gradient_reaches_encoder():
 
 def test_nn_critic_has_its_own_network_and_trains_the_encoder():
   vae, batch, dataset = _small_text_vae()
-  critic = registry.build_critic("nn", vae, dataset)
+  critic = critics.build_critic("nn", vae, dataset)
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
@@ -119,7 +121,7 @@ def test_nn_critic_has_its_own_network_and_trains_the_encoder():
 def _model_critic_gradient_norm(dataset_name, model_config):
   dataset = data_lib.load(data_lib.DataConfig(name=dataset_name))
   vae = registry.build_vae(model_config, dataset)
-  model_critic = registry.build_model_critic(dataset)
+  model_critic = critics.build_model_critic(dataset)
   batch = next(iter(dataset.batches("train", 8)))
   seed = tf.constant([0, 0])
   samples = objective.draw_model_samples(vae, batch, seed)
@@ -185,3 +187,31 @@ def test_negative_queue_adds_rows_and_counts_only_filled_ones():
   assert int(queue.filled) == 6
   _, bound = critics.infonce(*queue.score(critic, x_side, z))
   assert float(bound) <= math.log(10) + 1e-6
+
+
+def test_a_critic_named_in_python_trains_with_its_default_term():
+  """TrainConfig(critic="self") built without flags gets the self critic's
+  default lambda and target, and its loss holds lambda times the critic's
+  cross-entropy; the plain VAE gets lambda 0 and no target."""
+  config = config_lib.TrainConfig(
+      critic="self", model=registry.ModelConfig(embed_dim=16, hidden_dim=16,
+                                                latent_dim=4))
+  weight, target = critics.DEFAULTS["self"]
+  assert weight > 0 and target < critics.NO_TARGET
+  assert (config.objective.critic_weight,
+          config.objective.critic_target) == (weight, target)
+  plain = config_lib.TrainConfig().objective
+  assert (plain.critic_weight, plain.critic_target) == (0.0, critics.NO_TARGET)
+  dataset = data_lib.load(config.data)
+  step = build.build_train_step(config, dataset)
+  batch = next(iter(dataset.batches("train", 16)))
+  terms = objective.forward(step.vae, step.critic, batch, tf.constant([1, 2]),
+                            training=False)
+  _, critic_part = objective.loss_parts(terms, step.objective_config)
+  cross_entropy = -float(tf.reduce_mean(terms["log_softmax_positive"]))
+  bound = float(terms["infonce_bound"])
+  assert bound < target      # an untrained critic: the hinge is active
+  np.testing.assert_allclose(float(critic_part), weight * cross_entropy,
+                             rtol=1e-5)
+  with np.testing.assert_raises(ValueError):   # a bare config has no default
+    objective.has_critic_term(objective.ObjectiveConfig(), step.critic, None)

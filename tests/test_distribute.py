@@ -15,9 +15,9 @@ WORKER = r'''
 import json, sys
 import numpy as np
 import tensorflow as tf
-from tf_cvae import build, replicas, train
 from tf_cvae import data as data_lib, objective
 from tf_cvae.models import registry
+from tf_cvae.training import build, replicas, train
 
 replicas.split_host_cpu(2)
 case = json.loads(sys.argv[1])

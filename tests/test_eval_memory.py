@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import evaluation
 from tf_cvae import metrics
 from tf_cvae.data import base
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import latent
 from tf_cvae.models import registry
+from tf_cvae.training import evaluation
 
 # The IW measurement: one chunk of LSTM logits is CHUNK * BATCH x TIME x VOCAB
 # floats (10 * 8 * 30 * 2000 * 4 bytes = 19 MB); 1000 samples unchunked would

@@ -14,11 +14,11 @@ import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import evaluation
-from tf_cvae import export
-from tf_cvae import train
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import registry
+from tf_cvae.trained import export
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 TINY_EVAL = evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
                                   max_examples=64)

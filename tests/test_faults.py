@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import build
+from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import evaluation
 from tf_cvae import objective
-from tf_cvae import train
 from tf_cvae import train_step
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
@@ -52,7 +53,7 @@ def test_a_nan_step_changes_nothing_and_names_its_term(monkeypatch):
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(TINY, dataset)
   step = train_step.TrainStep(
-      vae, registry.build_critic("self", vae, dataset),
+      vae, critics.build_critic("self", vae, dataset),
       build.make_optimizer(train.TrainConfig(), "text"),
       objective.ObjectiveConfig(critic_weight=1.0), num_negatives=64,
       clip_norm=5.0)

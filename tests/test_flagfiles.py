@@ -8,8 +8,8 @@ import os
 from absl import flags
 import pytest
 
+from tf_cvae import critics
 from tf_cvae import data as data_lib
-from tf_cvae import methods
 from tf_cvae.models import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +71,7 @@ def test_flagfile_parses_into_a_train_config(path, parse):
   kind = data_lib.kind(config.data.name)
   model = registry.resolve_model_name(config.model, kind)
   assert model in (("lstm",) if kind == "text" else ("pixelcnn", "mlp"))
-  assert config.critic in registry.CRITICS
+  assert config.critic in critics.CRITICS
 
 
 @pytest.mark.parametrize("path", PAPER)
@@ -119,7 +119,7 @@ def test_command_line_flags_after_a_flagfile_override_it(parse):
   config = parse("--flagfile=flags/yahoo_self.cfg", "--critic_weight=2",
                  "--seed=3", "--critic_target=inf")
   assert (config.objective.critic_weight, config.seed) == (2.0, 3)
-  assert config.objective.critic_target is None    # inf: no hinge
+  assert config.objective.critic_target == critics.NO_TARGET  # inf: no hinge
 
 
 @pytest.mark.parametrize("argv, critic", [
@@ -130,14 +130,14 @@ def test_a_critic_without_lambda_flags_takes_the_chosen_defaults(parse, argv,
                                                                   critic):
   objective = parse(*argv).objective
   assert (objective.critic_weight, objective.critic_target) == (
-      methods.CRITIC_DEFAULTS[critic])
+      critics.DEFAULTS[critic])
   plain = parse().objective
-  assert (plain.critic_weight, plain.critic_target) == (0.0, None)
+  assert (plain.critic_weight, plain.critic_target) == (0.0, critics.NO_TARGET)
   # Each flag alone overrides its half of the default.
   assert parse(*argv, "--critic_weight=0.5").objective.critic_target == (
-      methods.CRITIC_DEFAULTS[critic][1])
+      critics.DEFAULTS[critic][1])
   assert parse(*argv, "--critic_target=2").objective.critic_weight == (
-      methods.CRITIC_DEFAULTS[critic][0])
+      critics.DEFAULTS[critic][0])
 
 
 def test_unknown_flag_in_a_flagfile_is_refused(tmp_path, parse):

@@ -26,10 +26,10 @@ import tensorflow as tf
 
 from tf_cvae import data
 from tf_cvae import errors
-from tf_cvae import export
 from tf_cvae.data import images
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import registry
+from tf_cvae.trained import export
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.default_rng(0)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import config as config_lib
 from tf_cvae import data as data_lib
-from tf_cvae import train
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import decoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import train
 
 TINY = registry.ModelConfig(embed_dim=16, hidden_dim=24, latent_dim=4,
                             decoder_dropout=0.0)

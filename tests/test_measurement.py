@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from tf_cvae import data as data_lib
-from tf_cvae import evaluation
 from tf_cvae import metrics
 from tf_cvae.models import registry
+from tf_cvae.training import evaluation
 
 TINY_TEXT = registry.ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=8,
                                  decoder_dropout=0.0)

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import build
-from tf_cvae import config as config_lib
 from tf_cvae import data as data_lib
-from tf_cvae import evaluation
-from tf_cvae import schedule
-from tf_cvae import train
-from tf_cvae import validation
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import evaluation
+from tf_cvae.training import schedule
+from tf_cvae.training import train
+from tf_cvae.training import validation
 
 TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
                             decoder_dropout=0.0)

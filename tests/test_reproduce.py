@@ -9,12 +9,13 @@ import time
 from matplotlib import image as mpimg
 import pytest
 
-from tf_cvae import methods
-from tf_cvae import reproduction as repro
-from tf_cvae import reproduction_sizes as sizes
-from tf_cvae import results
-from tf_cvae import results_report as report
-from tf_cvae import results_tradeoff as tradeoff
+from tf_cvae import critics
+from tf_cvae.experiments import methods
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import reproduction_sizes as sizes
+from tf_cvae.experiments import results
+from tf_cvae.experiments import results_report as report
+from tf_cvae.experiments import results_tradeoff as tradeoff
 
 TINY = repro.Setup(
     "omniglot", dict(name="mlp", hidden_dim=16, latent_dim=4),
@@ -177,7 +178,7 @@ def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
 
 
 def test_the_library_defaults_are_the_ones_results_md_chose():
-  """methods.CRITIC_DEFAULTS holds what the committed RESULTS.md's "Chosen
+  """critics.DEFAULTS holds what the committed RESULTS.md's "Chosen
   defaults" picked; a critic it chose nothing for keeps its own."""
   path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
                       "RESULTS.md")
@@ -187,5 +188,5 @@ def test_the_library_defaults_are_the_ones_results_md_chose():
                       r"([\d.]+) nats)\*\*", text, re.MULTILINE)
   assert chosen, "RESULTS.md states no default"
   for critic, weight, _, target in chosen:
-    assert methods.CRITIC_DEFAULTS[critic] == (
-        float(weight), float(target) if target else None), critic
+    assert critics.DEFAULTS[critic] == (
+        float(weight), float(target) if target else critics.NO_TARGET), critic

@@ -1,4 +1,4 @@
-"""Decoding from trained runs (tf_cvae.sampling) and runners/sample.py."""
+"""Decoding from trained runs (tf_cvae.trained.sampling) and runners/sample.py."""
 
 import numpy as np
 import pytest
@@ -6,14 +6,14 @@ import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import evaluation
-from tf_cvae import export
-from tf_cvae import sampling
-from tf_cvae import train
 from tf_cvae.models import pixelcnn
 from tf_cvae.models import registry
 from tf_cvae.models import resnet
 from tf_cvae.models import vae as vae_lib
+from tf_cvae.trained import export
+from tf_cvae.trained import sampling
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 TINY_EVAL = evaluation.EvalConfig(iw_samples=2, iw_chunk_size=2,
                                   max_examples=32)

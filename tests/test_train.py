@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import build
+from tf_cvae import critics
 from tf_cvae import data as data_lib
-from tf_cvae import evaluation
 from tf_cvae import objective
-from tf_cvae import train
 from tf_cvae import train_step
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 SMALL_TEXT = registry.ModelConfig(embed_dim=64, hidden_dim=128, latent_dim=16,
                                   decoder_dropout=0.0)
@@ -32,7 +33,7 @@ def _config(tmp_path, name, **overrides):
 def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(SMALL_TEXT, dataset)
-  critic = registry.build_critic("self", vae, dataset)
+  critic = critics.build_critic("self", vae, dataset)
   step = train_step.TrainStep(vae, critic, build.make_optimizer(
       train.TrainConfig(), "text"), objective.ObjectiveConfig(critic_weight=1.0),
       clip_norm=5.0)

@@ -10,6 +10,7 @@ per-example terms; `total_loss` makes the explicit reductions.
 """
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -25,9 +26,13 @@ class ObjectiveConfig:
   kl_anneal_steps: int = 0               # linear warm-up of beta; 0: none
   kl_anneal_start: float = 0.1           # beta at step 0 of the warm-up
   free_bits: float = 0.0                 # nats per latent dim; 0: none
-  critic_weight: float = 0.0             # lambda of the paper
+  critic_weight: float | None = None     # lambda of the paper; None: unset
+                                         # (TrainConfig: the critic's default)
   critic_warmup_steps: int = 0           # linear warm-up of lambda from 0
-  critic_target: float | None = None     # nats: no critic loss once bound >= it
+  critic_target: float | None = None     # nats: no critic loss once bound >=
+                                         # it; None or inf: no target
+                                         # (TrainConfig: None takes the
+                                         # critic's default, inf none)
 
 
 def linear_warmup(step, start: float, end: float, steps: int) -> tf.Tensor:
@@ -152,10 +157,20 @@ def critic_loss(log_softmax_positive: tf.Tensor, infonce_bound: tf.Tensor,
   bound has reached the target: a hinge, the critic's analogue of free bits.
   """
   loss = -tf.reduce_mean(log_softmax_positive)
-  if critic_target is None:
+  if critic_target is None or math.isinf(critic_target):
     return loss
   active = tf.cast(infonce_bound < critic_target, loss.dtype)
   return tf.stop_gradient(active) * loss
+
+
+def _critic_weight(config: ObjectiveConfig) -> float:
+  """lambda, refusing an unset one (a bare ObjectiveConfig has no critic to
+  take a default from: TrainConfig fills it in)."""
+  if config.critic_weight is None:
+    raise ValueError("ObjectiveConfig.critic_weight is unset: give a number, "
+                     "or build the config through TrainConfig, which fills "
+                     "in the critic's default")
+  return config.critic_weight
 
 
 def loss_weights(config: ObjectiveConfig, step) -> dict:
@@ -163,15 +178,17 @@ def loss_weights(config: ObjectiveConfig, step) -> dict:
   return {
       "kl_weight": linear_warmup(step, config.kl_anneal_start,
                                  config.kl_weight, config.kl_anneal_steps),
-      "critic_weight": linear_warmup(step, 0.0, config.critic_weight,
+      "critic_weight": linear_warmup(step, 0.0, config.critic_weight or 0.0,
                                      config.critic_warmup_steps),
   }
 
 
 def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
-  """Whether the loss has a critic part (a weight and a critic to weigh)."""
-  return bool(config.critic_weight) and (critic is not None
-                                         or model_critic is not None)
+  """Whether the loss has a critic part (a weight and a critic to weigh).
+  Raises ValueError for a critic with an unset weight."""
+  if critic is None and model_critic is None:
+    return False
+  return bool(_critic_weight(config))
 
 
 def loss_parts(terms: dict, config: ObjectiveConfig, step=0):

@@ -69,6 +69,7 @@ class TrainStep:
            for o in (optimizer, encoder_optimizer)):
       raise errors.InputError("pass clip_norm to TrainStep, not the "
                               "optimizer's global_clipnorm (it would clip again)")
+    objective_lib.has_critic_term(objective_config, critic, model_critic)
     self.clip_mode, self.clip_norm = clip_mode, clip_norm
     self.critic_clip_norm = (clip_norm if critic_clip_norm is None
                              else critic_clip_norm)

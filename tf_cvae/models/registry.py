@@ -1,14 +1,13 @@
-"""One registry from name to encoder/decoder pair and to critic.
+"""The registry from model name to encoder/decoder pair.
 
-Adding a model or a critic is one builder function plus one line here.
+Adding a model is one builder function plus one line here (critics have
+theirs in tf_cvae/critics.py).
 """
 
 import dataclasses
 from typing import Callable
 
-import keras
 
-from tf_cvae import critics
 from tf_cvae import errors
 from tf_cvae.data import base as data_base
 from tf_cvae.models import decoders
@@ -68,29 +67,6 @@ MODELS: dict[str, tuple[str, Callable]] = {
     "pixelcnn": ("image", _pixelcnn),
 }
 
-def _nn_features(dataset: data_base.Dataset) -> keras.layers.Layer:
-  """The NN critic's own network for x, by data kind."""
-  if dataset.kind == "text":
-    return critics.TextFeatures(len(dataset.vocab), name="x_features")
-  return critics.ImageFeatures(name="x_features")
-
-
-# name -> builder(vae, dataset) of an inference critic; "none": plain VAE.
-CRITICS: dict[str, Callable | None] = {
-    "none": None,
-    "self": lambda vae, data: critics.SelfCritic(name="self_critic"),
-    "hybrid": lambda vae, data: critics.DotProductCritic(
-        vae.encoder.early, name="hybrid_critic"),
-    "nn": lambda vae, data: critics.DotProductCritic(
-        _nn_features(data), name="nn_critic"),
-}
-
-
-def build_model_critic(dataset: data_base.Dataset) -> critics.Critic:
-  """The model critic: an NN critic scoring z ~ p(z) against x ~ p(x|z)."""
-  return critics.DotProductCritic(_nn_features(dataset), name="model_critic")
-
-
 _AUTO = {"text": "lstm", "image": "mlp"}
 
 
@@ -111,12 +87,3 @@ def build_vae(config: ModelConfig, dataset: data_base.Dataset) -> vae_lib.VAE:
   name = resolve_model_name(config, dataset.kind)
   encoder, decoder = MODELS[name][1](config, dataset)
   return vae_lib.VAE(encoder, decoder, config.latent_dim, name=f"{name}_vae")
-
-
-def build_critic(name: str, vae: vae_lib.VAE,
-                 dataset: data_base.Dataset) -> critics.Critic | None:
-  """The inference critic registered as `name` (None for "none")."""
-  if name not in CRITICS:
-    raise errors.InputError(f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
-  builder = CRITICS[name]
-  return None if builder is None else builder(vae, dataset)

@@ -20,11 +20,11 @@ import time
 
 import keras
 
-from tf_cvae import build
-from tf_cvae import evaluation
-from tf_cvae import methods as methods_lib
-from tf_cvae import reproduction as repro
 from tf_cvae import train_step as train_step_lib
+from tf_cvae.experiments import methods as methods_lib
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.training import build
+from tf_cvae.training import evaluation
 
 _TABLE_METHODS = ("vae", "kl_annealing", "beta_0.5", "free_bits_0.25",
                   "aggressive", "self", "hybrid", "nn", "model")

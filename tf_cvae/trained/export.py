@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import build
-from tf_cvae import config as config_lib
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import registry
 from tf_cvae.models import vae as vae_lib
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
 
 IMAGE_SHAPE = (28, 28, 1)
 

@@ -5,7 +5,7 @@ import os
 
 from absl import logging
 
-from tf_cvae import schedule
+from tf_cvae.training import schedule
 
 
 class History:

@@ -15,9 +15,9 @@ import os
 
 import keras
 
-from tf_cvae import build
-from tf_cvae import config as config_lib
-from tf_cvae import evaluation
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import evaluation
 
 OLD_PROTOCOL_FILE = "metrics_old_protocol.json"
 CONVERGENCE_FILE = "metrics_iw_convergence.json"

@@ -14,7 +14,7 @@ import math
 from absl import logging
 import tensorflow as tf
 
-from tf_cvae import evaluation
+from tf_cvae.training import evaluation
 
 SELECT = ("best", "last")        # whose test metrics the top-level keys hold
 SELECT_BY = ("elbo", "nll")      # what makes a checkpoint the best

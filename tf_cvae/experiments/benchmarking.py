@@ -15,14 +15,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cvae import build
-from tf_cvae import config as config_lib
+from tf_cvae import critics
 from tf_cvae import metrics
 from tf_cvae import objective
 from tf_cvae.data import base as data_base
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
 
 CRITICS = ("none", "self", "hybrid", "nn", "model", "aggressive")
 
@@ -95,7 +96,7 @@ def _train_config(config: BenchConfig, critic: str, **overrides):
       model=registry.ModelConfig(name=config.model, **sizes),
       objective=objective.ObjectiveConfig(
           critic_weight=0.0 if critic in ("none", "aggressive") else 3.0),
-      critic=critic if critic in registry.CRITICS else "none",
+      critic=critic if critic in critics.CRITICS else "none",
       critic_side="model" if critic == "model" else "inference",
       aggressive=critic == "aggressive", batch_size=config.batch_size,
       jit_compile=config.jit_compile, seed=config.seed)

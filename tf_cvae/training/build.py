@@ -10,12 +10,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cvae import config as config_lib
+from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import replicas
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.models import registry
+from tf_cvae.training import config as config_lib
 
 TrainConfig = config_lib.TrainConfig
 
@@ -121,9 +122,9 @@ def _build_train_step(config, dataset, strategy):
   if config.critic_side == "both" and config.critic == "none":
     raise errors.InputError("critic_side=both needs an inference critic (critic)")
   vae = registry.build_vae(config.model, dataset)
-  critic = (registry.build_critic(config.critic, vae, dataset)
+  critic = (critics.build_critic(config.critic, vae, dataset)
             if config.critic_side != "model" else None)
-  model_critic = (registry.build_model_critic(dataset)
+  model_critic = (critics.build_model_critic(dataset)
                   if config.critic_side != "inference" else None)
   model_name = registry.resolve_model_name(config.model, dataset.kind)
   return train_step_lib.TrainStep(

@@ -8,7 +8,7 @@ use of z, how the IW-NLL converges with the number of samples, and the same
 runs read as the earlier protocol read them.
 """
 
-from tf_cvae import results_report as report
+from tf_cvae.experiments import results_report as report
 
 cell = report.cell
 

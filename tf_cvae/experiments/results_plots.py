@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 import numpy as np
 
-from tf_cvae import results_report as report
-from tf_cvae import results_tradeoff as tradeoff
+from tf_cvae.experiments import results_report as report
+from tf_cvae.experiments import results_tradeoff as tradeoff
 
 
 def _save(fig, path: str) -> str:

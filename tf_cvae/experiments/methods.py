@@ -7,7 +7,8 @@ the plain VAE (NEUTRAL), so a method's run holds that method alone.
 
 import dataclasses
 
-from tf_cvae import config as config_lib
+from tf_cvae import critics
+from tf_cvae.training import config as config_lib
 
 # method -> TrainConfig / ObjectiveConfig fields it changes.
 METHODS = {
@@ -30,39 +31,10 @@ METHODS = {
 # base config says.
 NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
            "aggressive": False}
+# lambda unset: the critic's default unless the method gives one; no target
+# unless the method gives one.
 NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
-                     "critic_target": None}
-
-# critic -> (critic_weight, critic_target in nats or None): the library's
-# defaults, used by the runners when --critic_weight / --critic_target are
-# not given. The self critic's is the one runners/reproduce.py's sweep chose
-# (RESULTS.md, "Chosen defaults": the most MI with an NLL within 1% of the
-# plain VAE's on every swept setup). For the hybrid critic that rule chose
-# nothing (too little MI gain), so it keeps the lambda of the table's hybrid
-# method with the self critic's target; the NN critic, not swept, takes the
-# hybrid's (both learn a network over x), the model critic the self's.
-CRITIC_DEFAULTS = {
-    "self": (5.0, 1.0),
-    "hybrid": (10.0, 1.0),
-}
-CRITIC_DEFAULTS["nn"] = CRITIC_DEFAULTS["hybrid"]
-CRITIC_DEFAULTS["model"] = CRITIC_DEFAULTS["self"]
-
-
-def critic_defaults(critic: str, critic_side: str = "inference"
-                    ) -> tuple[float, float | None]:
-  """(critic_weight, critic_target) by default for an inference `critic`
-  (none self hybrid nn) on `critic_side`: the inference critic's when it
-  has one, else the model critic's, else (0.0, None) for the plain VAE."""
-  if critic != "none":
-    if critic not in CRITIC_DEFAULTS:
-      raise KeyError(f"unknown critic {critic!r}; known: "
-                     f"{', '.join(CRITIC_DEFAULTS)}")
-    return CRITIC_DEFAULTS[critic]
-  if critic_side != "inference":
-    return CRITIC_DEFAULTS["model"]
-  return 0.0, None
-
+                     "critic_weight": None, "critic_target": critics.NO_TARGET}
 
 # Values of step-count fields given as a fraction of the run's max_steps.
 _FRACTIONS = {"half": 0.5}

@@ -8,11 +8,12 @@ import dataclasses
 import json
 import os
 
+from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import evaluation
 from tf_cvae import objective as objective_lib
 from tf_cvae.models import registry
+from tf_cvae.training import evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,20 @@ class TrainConfig:
   deterministic: bool = False          # enable_op_determinism (GPU: slower)
   max_bad_steps: int = 20              # stop after this many non-finite steps in a row
 
+  def __post_init__(self):
+    """Fills in the critic's default lambda and target (critics.DEFAULTS)
+    where objective leaves them unset (None), so that TrainConfig(critic=
+    "self") trains with the self critic's term on. Once filled in they are
+    the config's own: a dataclasses.replace that changes the critic keeps
+    them unless it sets them to None again."""
+    weight, target = critics.defaults(self.critic, self.critic_side)
+    objective = self.objective
+    if objective.critic_weight is None:
+      objective = dataclasses.replace(objective, critic_weight=weight)
+    if objective.critic_target is None:
+      objective = dataclasses.replace(objective, critic_target=target)
+    object.__setattr__(self, "objective", objective)
+
 
 def _dataclass_from_dict(cls, values):
   """cls(**values), nested dataclass fields rebuilt from their dicts."""
@@ -100,6 +115,14 @@ def _old_runs_keras_init(saved) -> None:
     saved.setdefault("model", {}).setdefault("init", "keras")
 
 
+def _old_runs_no_target(saved) -> None:
+  """A saved objective's critic_target null (or none: older still) meant "no
+  target" before the critics had defaults; today None is "the default"."""
+  objective = saved.get("objective") if isinstance(saved, dict) else None
+  if isinstance(objective, dict) and objective.get("critic_target") is None:
+    objective["critic_target"] = critics.NO_TARGET
+
+
 def load_config(run_dir: str) -> TrainConfig:
   """The TrainConfig of a run directory, read from its config.json.
 
@@ -122,6 +145,7 @@ def load_config(run_dir: str) -> TrainConfig:
     raise errors.InputError(
         f"{path} is not readable JSON: {error}") from None
   _old_runs_keras_init(saved)
+  _old_runs_no_target(saved)
   try:
     return _dataclass_from_dict(TrainConfig, saved)
   except (TypeError, ValueError) as error:
@@ -143,17 +167,13 @@ RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
 
 
 def check_resumable(out_dir: str, config_dict: dict) -> None:
-  """Refuses to resume a run directory whose run differs in these keys."""
+  """Refuses to resume a run directory whose run differs in RESUME_KEYS
+  (errors.InputError naming its config.json, also when that file cannot be
+  read as a config of this version)."""
   path = os.path.join(out_dir, "config.json")
   if not os.path.exists(path):
     return
-  with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
-  _old_runs_keras_init(saved)
-  try:    # fields added since the run was saved take their defaults
-    saved = dataclasses.asdict(_dataclass_from_dict(TrainConfig, saved))
-  except (TypeError, ValueError):
-    pass
+  saved = dataclasses.asdict(load_config(out_dir))
   clashes = [k for k in RESUME_KEYS if saved.get(k) != config_dict.get(k)]
   if clashes:
     raise errors.InputError(

@@ -15,16 +15,16 @@ import time
 from absl import logging
 import tensorflow as tf
 
-from tf_cvae import build
-from tf_cvae import config as config_lib
-from tf_cvae import determinism
 from tf_cvae import errors
-from tf_cvae import evaluation
-from tf_cvae import faults
-from tf_cvae import history as history_lib
-from tf_cvae import schedule
 from tf_cvae import train_step as train_step_lib
-from tf_cvae import validation
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import determinism
+from tf_cvae.training import evaluation
+from tf_cvae.training import faults
+from tf_cvae.training import history as history_lib
+from tf_cvae.training import schedule
+from tf_cvae.training import validation
 
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 

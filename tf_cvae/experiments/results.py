@@ -4,12 +4,12 @@ import collections
 import math
 import os
 
-from tf_cvae import methods
-from tf_cvae import reproduction as repro
-from tf_cvae import results_measure as measure
-from tf_cvae import results_plots as plots
-from tf_cvae import results_report as report
-from tf_cvae import results_tradeoff as tradeoff
+from tf_cvae import critics
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import results_measure as measure
+from tf_cvae.experiments import results_plots as plots
+from tf_cvae.experiments import results_report as report
+from tf_cvae.experiments import results_tradeoff as tradeoff
 
 
 def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
@@ -104,11 +104,14 @@ def defaults_in_force() -> list[str]:
   for a report without the sweep that chooses them."""
   lines = ["## The critics' defaults", "",
            "This report holds no sweep, so it chooses no default. The "
-           "library's defaults (tf_cvae/methods.py) came from an earlier "
+           "library's defaults (tf_cvae/critics.py, DEFAULTS) came from an earlier "
            "sweep of one seed, 300-step runs, read on the test split under "
            "the earlier protocol: treat them as provisional until a sweep "
            "chooses them on validation data.", ""]
-  for critic, (weight, target) in methods.CRITIC_DEFAULTS.items():
-    what = "no target" if target is None else f"target {target:g} nats"
+  for critic, (weight, target) in critics.DEFAULTS.items():
+    if critic == "none":
+      continue
+    what = ("no target" if target == critics.NO_TARGET
+            else f"target {target:g} nats")
     lines.append(f"- **{critic}: lambda {weight:g}, {what}**")
   return lines + [""]

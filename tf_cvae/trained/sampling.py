@@ -14,13 +14,13 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tf_cvae import build
-from tf_cvae import config as config_lib
 from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import decoders
 from tf_cvae.models import pixelcnn
 from tf_cvae.models import vae as vae_lib
+from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
 
 DECODINGS = ("greedy", "sample")
 IMAGE_SHAPE = (28, 28, 1)

@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from tf_cvae import errors
 from tf_cvae import critics
+from tf_cvae import errors
 from tf_cvae import metrics
 from tf_cvae import objective
 from tf_cvae.data import vocabulary as vocab_lib

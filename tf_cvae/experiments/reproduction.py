@@ -1,7 +1,7 @@
 """The reproduction as data: setups x methods x seeds x knobs, run once each.
 
 Three parts, each a list of `Run`s (see `plan`):
-  table: the paper's methods (tf_cvae.methods) on every setup, several seeds;
+  table: the paper's methods (tf_cvae.experiments.methods) on every setup, several seeds;
   sweep: the critic weight lambda of the self and hybrid critics (with and
          without a target on the bound, a warm-up, a larger K, longer
          training) and the comparable knob of each baseline, one seed;
@@ -19,14 +19,15 @@ import time
 from absl import logging
 import keras
 
-from tf_cvae import config as config_lib
+from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import evaluation
-from tf_cvae import methods as methods_lib
-from tf_cvae import rereadings
-from tf_cvae import train
+from tf_cvae.experiments import methods as methods_lib
+from tf_cvae.experiments import rereadings
 from tf_cvae.models import registry
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 PARTS = ("table", "sweep", "k")
 
@@ -158,7 +159,7 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     side = {"inference": "", "model": "model", "both": "+model"}
     critic = "" if config.critic == "none" else config.critic
     parts += [critic + side[config.critic_side], f"w{o.critic_weight:g}"]
-    if o.critic_target is not None:
+    if o.critic_target != critics.NO_TARGET:
       parts.append(f"t{o.critic_target:g}")
     if o.critic_warmup_steps:
       parts.append(f"warm{o.critic_warmup_steps}")

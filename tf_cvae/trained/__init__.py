@@ -1,0 +1,1 @@
+"""Uses of a trained run: restore it, export its encoder, decode from it."""
