@@ -14,6 +14,7 @@ from tf_cvae.experiments import methods
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
 from tf_cvae.experiments import results
+from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
 from tf_cvae.experiments import results_tradeoff as tradeoff
 
@@ -190,3 +191,19 @@ def test_the_library_defaults_are_the_ones_results_md_chose():
   for critic, weight, _, target in chosen:
     assert critics.DEFAULTS[critic] == (
         float(weight), float(target) if target else critics.NO_TARGET), critic
+
+
+def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
+  """The one-clip-or-two paragraph: NLL cost in percent of each seed's plain
+  VAE, and the joint-minus-separate difference paired by seed."""
+  nll = {"vae": [100.0, 110.0], "self": [105.0, 110.0],
+         "self_joint_clip": [110.0, 121.0]}
+  rows = [(repro.Run("table", "s", method, None, seed, None),
+           {"metrics": {"nll": values[seed], "mi": 1.0 + seed}})
+          for method, values in nll.items() for seed in (0, 1)]
+  text = " ".join(measure.clipping(rows, "s"))
+  # joint: +10% both seeds; separate: +5% and 0%; joint - separate: 5, 11.
+  assert "NLL is 10.00 ± 0.00% above" in text
+  assert "clipped apart (the default), 2.50 ± 2.50%" in text
+  assert "seed by seed: 8.00 ± 3.00 nats" in text
+  assert measure.clipping(rows[:4], "s") == []     # no joint-clip runs

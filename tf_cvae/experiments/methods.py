@@ -22,6 +22,8 @@ METHODS = {
                                                       "critic_target": 2.0}},
     "self_queue_224": {"critic": "self", "num_negatives": 224,
                        "objective": {"critic_weight": 3.0}},
+    "self_joint_clip": {"critic": "self", "clip_mode": "joint",
+                        "objective": {"critic_weight": 3.0}},
     "hybrid": {"critic": "hybrid", "objective": {"critic_weight": 10.0}},
     "nn": {"critic": "nn", "objective": {"critic_weight": 10.0}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
@@ -30,7 +32,7 @@ METHODS = {
 # What every method starts from: no critic and no baseline, whatever the
 # base config says.
 NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
-           "aggressive": False}
+           "aggressive": False, "clip_mode": "separate"}
 # lambda unset: the critic's default unless the method gives one; no target
 # unless the method gives one.
 NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,

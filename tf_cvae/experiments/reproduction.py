@@ -1,7 +1,7 @@
 """The reproduction as data: setups x methods x seeds x knobs, run once each.
 
 Three parts, each a list of `Run`s (see `plan`):
-  table: the paper's methods (tf_cvae.experiments.methods) on every setup, several seeds;
+  table: the paper's methods (experiments.methods) on each setup, seeds;
   sweep: the critic weight lambda of the self and hybrid critics (with and
          without a target on the bound, a warm-up, a larger K, longer
          training) and the comparable knob of each baseline, one seed;
@@ -171,6 +171,8 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     parts.append(f"anneal{o.kl_anneal_steps}")
   if o.free_bits:
     parts.append(f"fb{o.free_bits:g}")
+  if config.clip_mode != base.clip_mode:
+    parts.append(f"{config.clip_mode}clip")
   if config.batch_size != base.batch_size:
     parts.append(f"b{config.batch_size}")
   if (config.max_steps, config.epochs) != (base.max_steps, base.epochs):
@@ -264,14 +266,11 @@ def read_finished(config: train.TrainConfig) -> dict | None:
 
 
 def execute(runs: list[Run], dry_run: bool = False) -> dict:
-  """Trains every run not yet finished; returns out_dir -> record.
-
-  A record is {"metrics", "history", "status": done | skipped | failed,
-  "error"} ("planned" for what `dry_run` would train). A run that cannot
-  go on (errors.TrainingError: it diverged) is recorded as failed and the
-  rest go on; other errors (bad input, an interruption, bugs) propagate:
-  the finished runs are kept, and the next call goes on from them.
-  """
+  """Trains every run not yet finished; returns out_dir -> record: {"metrics",
+  "history", "status": done | skipped | failed | planned (dry_run), "error"}.
+  A diverged run (errors.TrainingError) is recorded as failed and the rest
+  go on; other errors propagate, and the next call goes on from the
+  finished runs."""
   records, total = {}, len({r.config.out_dir for r in runs})
   for run in runs:
     out = run.config.out_dir
