@@ -4,7 +4,8 @@
   python runners/evaluate.py --run_dir=RUN --split=valid --checkpoint=last
 
 Rebuilds data and model from RUN/config.json (a text run reuses RUN/vocab.txt),
-loads the last checkpoint (RUN/checkpoints) or the best one (RUN/best), writes
+loads the last checkpoint (RUN/checkpoints), the best one (RUN/best) or, with
+auto, the best once there is one, else the last; writes
 RUN/metrics_<split>.json and prints one table row.
 """
 
@@ -16,7 +17,7 @@ from absl import app
 from absl import flags
 
 import common
-from tf_cvae.training import build
+from tf_cvae.trained import restore
 from tf_cvae.training import evaluation
 from tf_cvae.training import validation
 
@@ -27,9 +28,10 @@ flags.DEFINE_integer("iw_samples", 500, "Importance samples of the NLL; 0 "
                      "skips it.", lower_bound=0)
 flags.DEFINE_integer("eval_examples", None, "Evaluate only this many "
                      "examples.", lower_bound=1)
-flags.DEFINE_enum("checkpoint", "last", sorted(build.CHECKPOINT_DIRS),
-                  "The last checkpoint (what training ended with) or the "
-                  "best one (by the run's --select_by).")
+flags.DEFINE_enum("checkpoint", "last", list(restore.CHECKPOINTS),
+                  "The last checkpoint (what training ended with), the "
+                  "best one (by the run's --select_by), or auto: the best "
+                  "once there is one, else the last.")
 flags.DEFINE_enum("text_batching", None, ["exact", "bucket"], "Text batches "
                   "for the MI estimates (default: the run's): exact = one "
                   "length a batch, bucket = lengths mixed.")
@@ -39,15 +41,15 @@ FLAGS = flags.FLAGS
 
 def evaluate_run() -> dict:
   """Restores --run_dir, evaluates --split, writes metrics_<split>.json."""
-  step_fn, dataset, config = build.restore(FLAGS.run_dir, FLAGS.checkpoint)
+  run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
+  dataset = run.dataset
   if FLAGS.text_batching and dataset.kind == "text":
     dataset = dataclasses.replace(dataset, batching=FLAGS.text_batching)
   eval_config = dataclasses.replace(
-      validation.final_eval_config(config), split=FLAGS.split,
+      validation.final_eval_config(run.config), split=FLAGS.split,
       iw_samples=FLAGS.iw_samples, max_examples=FLAGS.eval_examples)
-  results = evaluation.evaluate(step_fn.vae, step_fn.critic, dataset,
-                                eval_config)
-  results.update(checkpoint=FLAGS.checkpoint, split=FLAGS.split,
+  results = evaluation.evaluate(run.vae, run.critic, dataset, eval_config)
+  results.update(checkpoint=run.which, split=FLAGS.split,
                  text_batching=getattr(dataset, "batching", None))
   path = os.path.join(FLAGS.run_dir, f"metrics_{FLAGS.split}.json")
   with open(path, "w", encoding="utf-8") as f:

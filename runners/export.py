@@ -20,12 +20,16 @@ from absl import flags
 import common
 from tf_cvae import errors
 from tf_cvae.trained import export
+from tf_cvae.trained import restore
 
 flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
                     required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel "
                     "(default: RUN_DIR/export); an existing one is replaced "
                     "once the new one is complete.")
+flags.DEFINE_enum("checkpoint", "auto", list(restore.CHECKPOINTS),
+                  "Which weights: the best (by the run's --select_by), the "
+                  "last, or auto: the best once there is one, else the last.")
 
 FLAGS = flags.FLAGS
 
@@ -36,11 +40,12 @@ def main(argv):
   common.setup_logging()
   export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, "export")
   try:
-    vae, vocab, _ = export.restore_vae(FLAGS.run_dir)
+    run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint,
+                              with_data=False)
   except errors.InputError as error:
     print(f"error: --run_dir={FLAGS.run_dir}: {error}", file=sys.stderr)
     sys.exit(2)
-  print(export.export_encoder(vae, export_dir, vocab))
+  print(export.export_encoder(run.vae, export_dir, run.vocab))
 
 
 if __name__ == "__main__":

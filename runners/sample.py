@@ -4,18 +4,18 @@
   python runners/sample.py --run_dir=RUN --mode=reconstruct --input=lines.txt
   python runners/sample.py --run_dir=RUN --mode=interpolate --input=test:0,1
 
-Restores the VAE of --run_dir (best checkpoint, else the last; no data files
-needed unless --input names a split). --mode=prior decodes z ~ N(0, I);
-reconstruct decodes the posterior means of the inputs; interpolate decodes
---num_steps evenly spaced points from one input's mean to the next's, for
-the pairs (1st, 2nd), (3rd, 4th), ... --input is a text file (one sentence a
-line), a .npy file of images [N, 28, 28(, 1)] in [0, 1], or split:indices of
-the run's data set (default: the first test examples). Text goes to stdout
-and to OUTPUT_DIR/<mode>.txt (a reconstruction: "< input" over "> decoded";
-an interpolation: the second input's weight, then the sentence); images to
-OUTPUT_DIR/<mode>.png, a grid (1 is drawn white): reconstructions as rows of
-inputs over rows of their decodings, interpolations one pair a row, framed
-by the two inputs.
+Restores the VAE of --run_dir (--checkpoint; by default the best, else the
+last; no data files needed unless --input names a split). --mode=prior
+decodes z ~ N(0, I); reconstruct decodes the posterior means of the inputs;
+interpolate decodes --num_steps evenly spaced points from one input's mean
+to the next's, for the pairs (1st, 2nd), (3rd, 4th), ... --input is a text
+file (one sentence a line, no blank line), a .npy file of images [N, 28,
+28(, 1)] in [0, 1], or split:indices of the run's data set (default: the
+first test examples). Text goes to stdout and to OUTPUT_DIR/<mode>.txt (a
+reconstruction: "< input" over "> decoded"; an interpolation: the second
+input's weight, then the sentence); images to OUTPUT_DIR/<mode>.png, a grid
+(1 is drawn white): reconstructions as rows of inputs over rows of their
+decodings, interpolations one pair a row, framed by the two inputs.
 """
 
 import os
@@ -26,7 +26,7 @@ from absl import logging
 import numpy as np
 
 import common
-from tf_cvae.trained import export
+from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
 
 flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
@@ -48,20 +48,24 @@ flags.DEFINE_integer("max_words", 40, "Text: words per decoded sentence at "
 flags.DEFINE_integer("columns", 10, "Images: tiles per row of the grid.",
                      lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of z ~ p(z) and of --decoding=sample.")
+flags.DEFINE_enum("checkpoint", "auto", list(restore.CHECKPOINTS),
+                  "Which weights: the best (by the run's --select_by), the "
+                  "last, or auto: the best once there is one, else the last.")
 flags.DEFINE_string("output_dir", None, "Where the .txt / .png go (default: "
                     "RUN_DIR/samples).")
 FLAGS = flags.FLAGS
 
 
-def _inputs(vocab, default_count: int):
+def _inputs(vae, vocab, default_count: int):
   source = FLAGS.input or "test:" + ",".join(map(str, range(default_count)))
-  return sampling.read_inputs(source, FLAGS.run_dir, vocab)
+  return sampling.read_inputs(vae, source, FLAGS.run_dir, vocab)
 
 
 def decode_run():
   """Decodes as the flags say: (text lines, or None; images [N, 28, 28, 1]
   for the grid, or None; the grid's columns)."""
-  vae, vocab, _ = export.restore_vae(FLAGS.run_dir)
+  run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint, with_data=False)
+  vae, vocab = run.vae, run.vocab
   options = dict(decoding=FLAGS.decoding, seed=FLAGS.seed, vocab=vocab,
                  max_words=FLAGS.max_words)
   if FLAGS.mode == "prior":
@@ -70,22 +74,21 @@ def decode_run():
     return (decoded, None, FLAGS.columns) if vocab is not None else (
         None, decoded, FLAGS.columns)
   if FLAGS.mode == "reconstruct":
-    batch, sentences = _inputs(vocab, FLAGS.num_samples)
+    batch, given = _inputs(vae, vocab, FLAGS.num_samples)
     _, decoded = sampling.reconstruct(vae, batch, **options)
     if vocab is not None:
-      return [f"{mark} {sentence}" for pair in zip(sentences, decoded)
+      return [f"{mark} {sentence}" for pair in zip(given, decoded)
               for mark, sentence in zip(("<", ">"), pair)], None, 0
     columns = min(FLAGS.columns, len(decoded))
-    return None, sampling.paired_rows(batch["image"], decoded,
-                                      columns), columns
-  batch, _ = _inputs(vocab, 2)
+    return None, sampling.paired_rows(given, decoded, columns), columns
+  batch, given = _inputs(vae, vocab, 2)
   _, decoded = sampling.interpolate(vae, batch, FLAGS.num_steps, **options)
   if vocab is not None:
     weights = np.linspace(0.0, 1.0, FLAGS.num_steps)
     return [f"{w:.2f} {sentence}" for path in decoded
             for w, sentence in zip(weights, path)], None, 0
   return None, sampling.framed_interpolations(
-      batch["image"], decoded), FLAGS.num_steps + 2
+      given, decoded), FLAGS.num_steps + 2
 
 
 def main(argv):

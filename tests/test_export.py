@@ -1,5 +1,6 @@
 """Restoring a run, exporting its encoder, loading it where only TF lives."""
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import registry
 from tf_cvae.trained import export
+from tf_cvae.trained import restore
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
 
@@ -45,7 +47,9 @@ def text_run(tmp_path_factory):
   run_dir = tmp_path_factory.mktemp("text") / "run"
   config, results = _train(run_dir, model=registry.ModelConfig(
       embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0))
-  vae, vocab, config_dict = export.restore_vae(str(run_dir))
+  run = restore.restore_run(str(run_dir), "auto", with_data=False)
+  vae, vocab, config_dict = run.vae, run.vocab, dataclasses.asdict(run.config)
+  assert run.dataset is None and run.which == "best"
   dataset = data_lib.load(config.data)
   sentences = [" ".join(vocab.decode(s)) for s in dataset.splits["test"][:5]]
   sentences += ["  w1   unseenword <unk> _UNK w2 ", vocab.tokens[-1]]
@@ -62,7 +66,8 @@ def image_run(tmp_path_factory):
   run_dir = tmp_path_factory.mktemp("image") / "run"
   _train(run_dir, data=data_lib.DataConfig(name="synthetic_images"),
          model=registry.ModelConfig(name="mlp", hidden_dim=32, latent_dim=3))
-  vae, vocab, _ = export.restore_vae(str(run_dir))
+  run = restore.restore_run(str(run_dir), "auto", with_data=False)
+  vae, vocab = run.vae, run.vocab
   assert vocab is None
   images = (np.random.default_rng(0).random((6, 28, 28, 1)) < 0.3).astype(
       np.float32)
@@ -85,7 +90,7 @@ def test_restored_vae_reproduces_the_runs_test_metrics(text_run):
 def test_restore_names_the_missing_file(tmp_path, text_run):
   def fails_naming(text):
     with pytest.raises(errors.InputError, match=re.escape(text)):
-      export.restore_vae(str(tmp_path))
+      restore.restore_run(str(tmp_path), "auto", with_data=False)
 
   fails_naming(f"{tmp_path}/config.json")
   shutil.copy(text_run["run_dir"] / "config.json", tmp_path)
@@ -147,6 +152,25 @@ def test_export_in_a_fresh_process_matches_the_live_model(
   assert "empty sentence" in errors["empty"]
   assert "[0, 1]" in errors["range"]
   assert errors["shape"] is not None
+
+
+def test_saved_model_cli_serves_the_export(tmp_path, text_run, image_run):
+  """The TF1 loader behind saved_model_cli and TF Serving finds every
+  variable the serving signature reads."""
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  images = tmp_path / "images.npy"
+  np.save(images, image_run["images"])
+  sentences = json.dumps(text_run["sentences"])
+  for run, feed in [(text_run, ["--input_exprs", f"sentences={sentences}"]),
+                    (image_run, ["--inputs", f"images={images}"])]:
+    out_dir = tmp_path / ("text" if run is text_run else "image")
+    result = subprocess.run(
+        [cli, "run", "--dir", run["export_dir"], "--tag_set", "serve",
+         "--signature_def", "serving_default", *feed, "--outdir",
+         str(out_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(out_dir / "mean.npy"), run["means"],
+                               atol=1e-5)
 
 
 def test_unknown_words_and_markers_share_the_unknown_id(text_run):

@@ -22,6 +22,7 @@ from tf_cvae import errors
 from tf_cvae import objective
 from tf_cvae import train_step
 from tf_cvae.models import registry
+from tf_cvae.trained import restore
 from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
@@ -107,7 +108,7 @@ def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
   assert re.search(r"step \d+ skipped: non-finite reconstruction \(1 in a "
                    r"row, 1 skipped in all\)", caplog.text)
   assert not os.path.exists(os.path.join(config.out_dir, "metrics.json"))
-  step_fn, _, _ = build.restore(config.out_dir, "best")
+  step_fn = restore.restore_run(config.out_dir, "best").step_fn
   assert all(np.all(np.isfinite(v.numpy())) for v in step_fn.variables)
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_cvae import data as data_lib
 from tf_cvae.models import registry
-from tf_cvae.training import build
+from tf_cvae.trained import restore
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 from tf_cvae.training import schedule
@@ -160,10 +160,10 @@ def library_evaluation(protocol_run):
   config = protocol_run[0]
   results = {}
   for which in ("best", "last"):
-    step_fn, dataset, restored = build.restore(config.out_dir, which)
-    eval_config = validation.final_eval_config(restored)   # the run's seed
-    results[which] = evaluation.evaluate(step_fn.vae, step_fn.critic,
-                                         dataset, eval_config)
+    run = restore.restore_run(config.out_dir, which)
+    eval_config = validation.final_eval_config(run.config)  # the run's seed
+    results[which] = evaluation.evaluate(run.vae, run.critic, run.dataset,
+                                         eval_config)
   return results
 
 

@@ -10,7 +10,8 @@ from tf_cvae.models import pixelcnn
 from tf_cvae.models import registry
 from tf_cvae.models import resnet
 from tf_cvae.models import vae as vae_lib
-from tf_cvae.trained import export
+from tf_cvae.trained import inputs
+from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
@@ -23,8 +24,8 @@ def _trained(run_dir, **fields):
   """A 5-step run in run_dir, restored: (vae, vocab)."""
   train.run(train.TrainConfig(max_steps=5, eval=TINY_EVAL, out_dir=str(run_dir),
                               log_every=1000, checkpoint_every=1000, **fields))
-  vae, vocab, _ = export.restore_vae(str(run_dir))
-  return vae, vocab
+  run = restore.restore_run(str(run_dir), "auto", with_data=False)
+  return run.vae, run.vocab
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_text_greedy_is_deterministic_and_sampling_follows_the_seed(text_run):
 
 def test_text_reconstruction_and_interpolation_endpoints(text_run):
   vae, vocab, sentences = (text_run[k] for k in ("vae", "vocab", "sentences"))
-  batch = sampling.sentences_to_batch(sentences, vocab)
+  batch = sampling.to_batch(vae, sentences, vocab)
   means, decoded = sampling.reconstruct(vae, batch, vocab=vocab)
   np.testing.assert_allclose(means, vae.encode(batch)[0], atol=1e-6)
   assert decoded == sampling.decode(vae, means, vocab=vocab)
@@ -91,20 +92,20 @@ def test_text_reconstruction_and_interpolation_endpoints(text_run):
   for pair, path in enumerate(paths):
     assert path[0] == decoded[2 * pair] and path[-1] == decoded[2 * pair + 1]
   with pytest.raises(errors.InputError, match="pairs"):
-    sampling.interpolate(vae, sampling.sentences_to_batch(sentences[:3], vocab),
+    sampling.interpolate(vae, sampling.to_batch(vae, sentences[:3], vocab),
                          vocab=vocab)
 
 
-def test_sentences_to_batch_frames_pads_and_refuses_empty_input(text_run):
-  vocab = text_run["vocab"]
-  batch = sampling.sentences_to_batch(["w1 w2", "  neverseen "], vocab)
+def test_to_batch_frames_pads_and_refuses_empty_input(text_run):
+  vae, vocab = text_run["vae"], text_run["vocab"]
+  batch = sampling.to_batch(vae, ["w1 w2", "  neverseen "], vocab)
   tokens = batch["tokens"].numpy()
   np.testing.assert_array_equal(tokens[0], vocab.encode(["w1", "w2"]))
   np.testing.assert_array_equal(tokens[1], [1, 3, 2, 0])  # <s> unk </s> pad
   with pytest.raises(errors.InputError, match="no sentences"):
-    sampling.sentences_to_batch([], vocab)
+    sampling.to_batch(vae, [], vocab)
   with pytest.raises(errors.InputError, match="sentence 2 is empty"):
-    sampling.sentences_to_batch(["w1", "  "], vocab)
+    sampling.to_batch(vae, ["w1", "  "], vocab)
 
 
 def test_image_decoding_shapes_determinism_and_endpoints(image_run):
@@ -119,7 +120,8 @@ def test_image_decoding_shapes_determinism_and_endpoints(image_run):
   np.testing.assert_array_equal(sampled, sampling.decode(vae, z, "sample",
                                                          seed=2))
   assert (sampled != sampling.decode(vae, z, "sample", seed=3)).any()
-  batch = sampling.images_to_batch(images[..., 0])         # [N, 28, 28] too
+  batch = sampling.to_batch(vae, images[..., 0])           # [N, 28, 28] too
+  np.testing.assert_array_equal(batch["image"], images)
   means, decoded = sampling.reconstruct(vae, batch)
   assert means.shape == (4, 3) and decoded.shape == (4, 28, 28, 1)
   z, paths = sampling.interpolate(vae, batch, num_steps=3)
@@ -132,10 +134,11 @@ def test_image_decoding_shapes_determinism_and_endpoints(image_run):
     (np.zeros((2, 14, 14)), r"\[N, 28, 28\].*\[2, 14, 14\]"),
     (np.zeros((2, 28, 28, 3)), r"\[2, 28, 28, 3\]"),
     (np.zeros((0, 28, 28)), "no images"),
-    (np.full((1, 28, 28), 2.0), r"\[0, 1\]")])
-def test_images_to_batch_refuses_bad_images(images, message):
+    (np.full((1, 28, 28), 2.0), r"\[0, 1\]"),
+    (np.full((1, 28, 28), np.nan), r"\[0, 1\]")])
+def test_check_images_refuses_bad_images(images, message):
   with pytest.raises(errors.InputError, match=message):
-    sampling.images_to_batch(images)
+    inputs.check_images(images)
 
 
 def test_pixelcnn_greedy_is_deterministic_and_sampling_seeded():
@@ -167,25 +170,47 @@ def test_png_grid_decodes_back_to_the_tiles(tmp_path):
 
 
 def test_read_inputs_from_files_and_splits(tmp_path, text_run, image_run):
-  run_dir, vocab = str(text_run["run_dir"]), text_run["vocab"]
-  batch, sentences = sampling.read_inputs("test:0,2", run_dir, vocab)
+  vae, vocab = text_run["vae"], text_run["vocab"]
+  run_dir = str(text_run["run_dir"])
+  batch, sentences = sampling.read_inputs(vae, "test:0,2", run_dir, vocab)
   assert sentences == [text_run["sentences"][0], text_run["sentences"][2]]
+  np.testing.assert_array_equal(
+      batch["tokens"], sampling.to_batch(vae, sentences, vocab)["tokens"])
   lines = tmp_path / "lines.txt"
-  lines.write_text("w1 w2\n\nw3\n")
-  batch, sentences = sampling.read_inputs(str(lines), run_dir, vocab)
-  assert sentences == ["w1 w2", "w3"] and batch["tokens"].shape[0] == 2
+  lines.write_bytes(b"\xef\xbb\xbfw1 w2\nw3\n")           # a BOM is dropped
+  batch, sentences = sampling.read_inputs(vae, str(lines), run_dir, vocab)
+  assert sentences == ["w1 w2", "w3"]
+  np.testing.assert_array_equal(batch["tokens"][1],
+                                vocab.encode(["w3"]).tolist() + [0])
   npy = tmp_path / "images.npy"
   np.save(npy, image_run["images"])
-  batch, _ = sampling.read_inputs(str(npy), str(image_run["run_dir"]))
+  batch, given = sampling.read_inputs(image_run["vae"], str(npy),
+                                      str(image_run["run_dir"]))
   np.testing.assert_array_equal(batch["image"], image_run["images"])
+  np.testing.assert_array_equal(given, image_run["images"])
   for source, message in [(str(tmp_path / "absent.txt"), "no such file"),
-                          (str(npy), "text: give a file of sentences"),
+                          (str(npy), "give a text file of sentences"),
                           ("test:99999", "no index 99999")]:
     with pytest.raises(errors.InputError, match=message):
-      sampling.read_inputs(source, run_dir, vocab)
-  lines.write_text("\n \n")
-  with pytest.raises(errors.InputError, match="lines.txt: no sentences"):
-    sampling.read_inputs(str(lines), run_dir, vocab)
+      sampling.read_inputs(vae, source, run_dir, vocab)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"w1 w2\n\nw3\n", "lines.txt, line 2: empty"),   # no skipping: row i
+    (b"w1\n \t \n", "lines.txt, line 2: empty"),      # is line i
+    (b"\n", "lines.txt, line 1: empty"),
+    (b"", "lines.txt: holds no sentences"),
+    (b"w1\nw\xff2\n", "lines.txt, line 2: not valid UTF-8"),
+    (b"w1\0", "lines.txt: NUL byte at byte 2")])
+def test_the_one_reader_refuses_blank_lines_naming_file_and_line(
+    content, message, tmp_path, text_run):
+  lines = tmp_path / "lines.txt"
+  lines.write_bytes(content)
+  with pytest.raises(errors.InputError, match=message):
+    inputs.read_file(str(lines), "sentences")
+  with pytest.raises(errors.InputError, match=message):   # sampling's too
+    sampling.read_inputs(text_run["vae"], str(lines),
+                         str(text_run["run_dir"]), text_run["vocab"])
 
 
 def test_sample_runner_text_end_to_end(tmp_path, text_run, run_runner):
@@ -236,9 +261,9 @@ def test_sample_runner_errors_are_one_line(case, tmp_path, text_run,
     needles = ["[N, 28, 28]", "[2, 14, 14]"]
   else:
     run_dir = text_run["run_dir"]
-    (tmp_path / "in.txt").write_text("\n\n")
+    (tmp_path / "in.txt").write_text("w1\n\n")
     args.append(f"--input={tmp_path / 'in.txt'}")
-    needles = ["in.txt", "no sentences"]
+    needles = ["in.txt, line 2: empty"]
   result = run_runner("sample.py", f"--run_dir={run_dir}", *args)
   assert result.returncode == 2, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -12,7 +12,7 @@ Reading order. The method, at the top of the package:
   data/        data sets and their tf.data pipelines
 Then the training protocol, training/ (config, train, build, schedule,
 validation, evaluation, history, faults, determinism); the uses of a trained
-run, trained/ (export, sampling); and the experiments built on all of it,
-experiments/ (methods, reproduction, results, benchmarking), which nothing
-above imports.
+run, trained/ (restore, inputs, export, sampling); and the experiments built
+on all of it, experiments/ (methods, reproduction, results, benchmarking),
+which nothing above imports.
 """

@@ -26,6 +26,8 @@ SPLITS = ("train", "valid", "test")
 #             length's leftover sentences form one smaller batch;
 #   "bucket": sentences of 4 length ranges mixed in a batch, full batches.
 TEXT_BATCHINGS = ("exact", "bucket")
+# [height, width, channels] of every image data set's examples.
+IMAGE_SHAPE = (28, 28, 1)
 
 
 def _check_splits(name: str, splits: dict) -> None:

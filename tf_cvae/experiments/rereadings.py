@@ -15,7 +15,7 @@ import os
 
 import keras
 
-from tf_cvae.training import build
+from tf_cvae.trained import restore
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 
@@ -48,13 +48,12 @@ def old_protocol(run, measure_it: bool = True) -> dict | None:
   directory; with measure_it False, only the cached reading (or None).
   """
   def measure():
-    which = "best" if os.path.isdir(os.path.join(
-        run.config.out_dir, build.CHECKPOINT_DIRS["best"])) else "last"
-    step_fn, dataset, config = build.restore(run.config.out_dir, which)
+    restored = restore.restore_run(run.config.out_dir, "auto")
+    which, dataset, config = restored.which, restored.dataset, restored.config
     if dataset.kind == "text":
       dataset = dataclasses.replace(dataset, batching="bucket")
     results = evaluation.evaluate(
-        step_fn.vae, step_fn.critic, dataset, evaluation.EvalConfig(
+        restored.vae, restored.critic, dataset, evaluation.EvalConfig(
             batch_size=config.batch_size, seed=config.seed, iw_report=(),
             **run.old_eval))
     return dict(results, checkpoint=which)
@@ -67,9 +66,10 @@ def iw_convergence(run, examples: int = 500, samples: int = 500,
   """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
   last weights on a fixed subset of `examples` test examples."""
   def measure():
-    step_fn, dataset, config = build.restore(run.config.out_dir, "last")
+    restored = restore.restore_run(run.config.out_dir, "last")
+    dataset, config = restored.dataset, restored.config
     results = evaluation.evaluate(
-        step_fn.vae, step_fn.critic, dataset, dataclasses.replace(
+        restored.vae, restored.critic, dataset, dataclasses.replace(
             config.eval, batch_size=config.batch_size, seed=config.seed,
             iw_samples=samples, iw_report=(20, 100), max_examples=examples))
     return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")

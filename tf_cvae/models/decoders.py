@@ -1,7 +1,9 @@
 """Generative networks: z -> p(x|z) as a TFP distribution.
 
 `likelihood(batch, z)` returns a distribution whose `log_prob(target(batch))`
-is the per-example log-likelihood in nats, [batch].
+is the per-example log-likelihood in nats, [batch]. `generate(z, seed,
+greedy, max_length)` decodes x from z as a batch (what trained.sampling
+decodes with).
 """
 
 import keras
@@ -105,6 +107,15 @@ class LSTMDecoder(keras.layers.Layer):
         [tf.constant(0), previous, ended, state,
          tf.TensorArray(tf.int32, size=num_steps)])
     return tf.stop_gradient(tf.transpose(words.stack()))
+
+  def generate(self, z: tf.Tensor, seed: tf.Tensor, greedy: bool = False,
+               max_length: int = 40) -> dict:
+    """Sentences from z [B, latent]: {"tokens": int32 [B, 1 + max_length]},
+    <s> then at most max_length words, PAD after </s>; greedy or sampled
+    (stateless, `seed` int32 [2])."""
+    words = self.sample_tokens(z, max_length, seed, greedy=greedy)
+    bos = tf.fill([tf.shape(z)[0], 1], vocab_lib.BOS_ID)
+    return {"tokens": tf.concat([bos, words], axis=1)}
 
   def model_sample(self, batch: dict, z: tf.Tensor, seed: tf.Tensor) -> dict:
     """x ~ p(x|z) shaped like `batch`: {"tokens": [B, time]}, <s> first."""
@@ -263,6 +274,16 @@ class MLPDecoder(keras.layers.Layer):
     """x ~ p(x|z): {"image": [B, 28, 28, 1]} binary."""
     del batch
     return {"image": self.likelihood(None, z).sample(seed=seed)}
+
+  def generate(self, z: tf.Tensor, seed: tf.Tensor, greedy: bool = False,
+               max_length: int = 40) -> dict:
+    """Images from z [B, latent]: {"image": float32 [B, 28, 28, 1]} binary;
+    greedy: p(pixel = 1 | z) > 0.5, else sampled (stateless, `seed` int32
+    [2]). max_length: unused (no sequence)."""
+    del max_length
+    if greedy:
+      return {"image": tf.cast(self.logits(z) > 0.0, tf.float32)}
+    return self.model_sample(None, z, seed)
 
   def relax(self, sample: dict, z: tf.Tensor, training: bool = False) -> dict:
     """The pixel probabilities given z (the expected image, differentiable

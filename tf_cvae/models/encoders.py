@@ -1,7 +1,9 @@
 """Inference networks: x -> (mu, logvar) of a diagonal-Gaussian q(z|x).
 
 Each encoder also exposes `early`, a layer made of its first layers (batch ->
-[batch, features]) whose variables the hybrid critic shares, and no others.
+[batch, features]) whose variables the hybrid critic shares, and no others,
+and names its raw inputs' format (`input_format`, a formats class): what an
+export of it takes and which example batch builds it.
 """
 
 import keras
@@ -9,6 +11,7 @@ import tensorflow as tf
 
 from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.models import formats
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import layers
 
@@ -93,6 +96,8 @@ class LSTMEncoder(layers.Composite):
   one of INITS.
   """
 
+  input_format = formats.Sentences
+
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
                latent_dim: int, lstm_impl: str = "auto", init: str = "he",
                **kwargs):
@@ -117,6 +122,8 @@ class LSTMEncoder(layers.Composite):
 
 class MLPEncoder(layers.Composite):
   """Images -> q(z|x): flatten, two ReLU layers, linear map to (mu, logvar)."""
+
+  input_format = formats.Images
 
   def __init__(self, hidden_dim: int, latent_dim: int, **kwargs):
     super().__init__(**kwargs)

@@ -204,6 +204,14 @@ class GatedPixelCNNDecoder(layers.Composite):
     carry the model critic's gradient to the decoder: {"image": (0, 1)}."""
     return {"image": tf.sigmoid(self.logits(sample, z, training))}
 
+  def generate(self, z: tf.Tensor, seed: tf.Tensor, greedy: bool = False,
+               max_length: int = 40) -> dict:
+    """Images from z [B, latent]: {"image": float32 [B, 28, 28, 1]} binary,
+    by `greedy` or ancestral sampling (stateless, `seed` int32 [2]).
+    max_length: unused (pixels, not words)."""
+    del max_length
+    return {"image": self.greedy(z) if greedy else self.sample(z, seed)}
+
   def greedy(self, z: tf.Tensor) -> tf.Tensor:
     """Pixel-by-pixel decisions p(x_k = 1 | x_<k, z) > 0.5: [B, 28, 28, 1]."""
     return self._decode_pixels(z, tf.fill(self._batch_shape(z), 0.5))

@@ -1,7 +1,13 @@
 """The registry from model name to encoder/decoder pair.
 
-Adding a model is one builder function plus one line here (critics have
-theirs in tf_cvae/critics.py).
+Adding a model is one encoder/decoder pair, one builder function and one
+line here (critics have theirs in tf_cvae/critics.py). What the rest of the
+package calls on the pair:
+  encoder: call(batch) -> (mu, logvar) [batch, latent]; `early` (the hybrid
+    critic's share); the class attribute `input_format` (formats.Sentences
+    or formats.Images: export input, example batch, decoded output);
+  decoder: target(batch), likelihood(batch, z), model_sample and relax (the
+    model critic), generate(z, seed, greedy, max_length) (sampling).
 """
 
 import dataclasses

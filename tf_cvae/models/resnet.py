@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tf_cvae.models import formats
 from tf_cvae.models import layers
 
 
@@ -55,6 +56,8 @@ class ResNetEncoder(layers.Composite):
   the examples of a batch (the critic's negatives) and make evaluation
   depend on the batch's make-up. `early` is the stem plus the first stage.
   """
+
+  input_format = formats.Images
 
   def __init__(self, latent_dim: int, channels: int = 64, **kwargs):
     super().__init__(**kwargs)

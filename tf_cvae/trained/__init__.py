@@ -1,1 +1,2 @@
-"""Uses of a trained run: restore it, export its encoder, decode from it."""
+"""Uses of a trained run: restore it (restore), read a user's inputs
+(inputs), export its encoder (export), decode from it (sampling)."""

@@ -1,11 +1,14 @@
 """Decoding from a trained VAE: prior samples, reconstructions, interpolations.
 
 Every function takes the VAE (and, for text, its Vocabulary) as
-`export.restore_vae(run_dir)` returns them. Decoded text is a list of
-sentences (words joined by spaces, cut at </s>); decoded images are float32
-[N, 28, 28, 1] arrays of 0s and 1s. `decoding` is "greedy" (the most probable
-word or pixel at each step: deterministic) or "sample" (ancestral sampling,
-stateless: the same seed gives the same output).
+`restore.restore_run(run_dir)` gives them. What a model reads and decodes
+comes from its classes: the encoder's `input_format` turns raw inputs into a
+batch and decoded batches into raw outputs, the decoder's `generate` decodes.
+Decoded text is a list of sentences (words joined by spaces, cut at </s>);
+decoded images are float32 [N, 28, 28, 1] arrays of 0s and 1s. `decoding`
+is "greedy" (the most probable word or pixel at each step: deterministic) or
+"sample" (ancestral sampling, stateless: the same seed gives the same
+output).
 """
 
 import os
@@ -15,15 +18,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cvae import errors
+from tf_cvae.data import base as data_base
 from tf_cvae.data import vocabulary as vocab_lib
-from tf_cvae.models import decoders
-from tf_cvae.models import pixelcnn
 from tf_cvae.models import vae as vae_lib
-from tf_cvae.training import build
-from tf_cvae.training import config as config_lib
+from tf_cvae.trained import inputs as inputs_lib
+from tf_cvae.trained import restore
 
 DECODINGS = ("greedy", "sample")
-IMAGE_SHAPE = (28, 28, 1)
 
 
 def _seed(seed: int, stream: int) -> tf.Tensor:
@@ -50,123 +51,66 @@ def decode(vae: vae_lib.VAE, z: tf.Tensor, decoding: str = "greedy",
   if decoding not in DECODINGS:
     raise errors.InputError(f"decoding must be greedy or sample, got "
                             f"{decoding!r}")
-  greedy = decoding == "greedy"
-  decoder = vae.decoder
-  if isinstance(decoder, decoders.LSTMDecoder):
-    if vocab is None:
-      raise errors.InputError("decoding text needs the run's vocabulary")
-    ids = decoder.sample_tokens(z, max_words, _seed(seed, 1), greedy=greedy)
-    return [" ".join(vocab.decode(row)) for row in ids.numpy()]
-  if isinstance(decoder, pixelcnn.GatedPixelCNNDecoder):
-    images = (decoder.greedy(z) if greedy
-              else decoder.sample(z, _seed(seed, 1)))
-    return images.numpy()
-  if isinstance(decoder, decoders.MLPDecoder):
-    if greedy:                       # p(pixel = 1 | z) > 0.5
-      return tf.cast(decoder.logits(z) > 0.0, tf.float32).numpy()
-    return decoder.likelihood(None, z).sample(seed=_seed(seed, 1)).numpy()
-  raise errors.InputError(f"no decoding for the decoder "
-                          f"{type(decoder).__name__}")
+  output_format = vae.encoder.input_format(vocab)
+  batch = vae.decoder.generate(z, _seed(seed, 1), greedy=decoding == "greedy",
+                               max_length=max_words)
+  return output_format.to_raw(batch)
 
 
-def sentences_to_batch(sentences: list[str],
-                       vocab: vocab_lib.Vocabulary) -> dict:
-  """Whitespace-tokenized sentences -> {"tokens": int32 [N, time]}.
+def to_batch(vae: vae_lib.VAE, raw, vocab: vocab_lib.Vocabulary | None = None
+             ) -> dict:
+  """Raw inputs of the VAE's format -> a batch for `vae.encode`.
 
-  Each row is <s> w1 .. wn </s> then padding; unknown words get the unknown
-  id. Raises errors.InputError for no sentences or an empty one.
+  raw: a list of whitespace-tokenized sentences (text; unknown words get the
+  unknown id) or images [N, 28, 28(, 1)] in [0, 1]. Raises
+  errors.InputError for no inputs, an empty sentence or bad images.
   """
-  if not sentences:
-    raise errors.InputError("no sentences given")
-  ids = []
-  for number, sentence in enumerate(sentences, start=1):
-    words = sentence.split()
-    if not words:
-      raise errors.InputError(f"sentence {number} is empty")
-    ids.append(vocab.encode(words))
-  tokens = np.full((len(ids), max(len(i) for i in ids)), vocab_lib.PAD_ID,
-                   np.int32)
-  for row, sentence in enumerate(ids):
-    tokens[row, :len(sentence)] = sentence
-  return {"tokens": tf.constant(tokens)}
+  input_format = vae.encoder.input_format(vocab)
+  if input_format.input_name == "images":
+    return input_format.to_batch(inputs_lib.check_images(raw))
+  inputs_lib.check_sentences(raw)
+  return input_format.to_batch(tf.constant(raw, tf.string))
 
 
-def images_to_batch(images: np.ndarray) -> dict:
-  """[N, 28, 28] or [N, 28, 28, 1] values in [0, 1] -> {"image": float32
-  [N, 28, 28, 1]}. Raises errors.InputError for another shape, values outside
-  [0, 1] or no images."""
-  images = np.asarray(images)
-  if images.ndim not in (3, 4) or images.shape[1:3] != IMAGE_SHAPE[:2] or (
-      images.ndim == 4 and images.shape[3] != 1):
-    raise errors.InputError(f"images must be [N, 28, 28] or [N, 28, 28, 1], "
-                            f"got shape {list(images.shape)}")
-  if len(images) == 0:
-    raise errors.InputError("no images given")
-  images = images.reshape((-1,) + IMAGE_SHAPE).astype(np.float32)
-  if images.min() < 0.0 or images.max() > 1.0:
-    raise errors.InputError(f"image values must lie in [0, 1], got "
-                            f"[{images.min():g}, {images.max():g}]")
-  return {"image": tf.constant(images)}
-
-
-def _split_examples(run_dir: str, split: str, indices: list[int]):
-  """Examples of the run's own data set: (batch, sentences or None)."""
-  config = config_lib.load_config(run_dir)
-  dataset = build.load_data(config, run_dir, save_vocab=False)
+def _split_examples(run_dir: str, split: str, indices: list[int]) -> list:
+  """Examples of the run's own data set: sentences or images [N, 28, 28, 1]."""
+  dataset = restore.load_run_data(run_dir)
   examples = dataset.splits[split]
   bad = [i for i in indices if not 0 <= i < len(examples)]
   if bad:
     raise errors.InputError(f"{split} split of {dataset.name} has "
                             f"{len(examples)} examples; no index {bad[0]}")
   if dataset.kind == "image":
-    return images_to_batch(examples[indices]), None
-  sentences = [" ".join(dataset.vocab.decode(examples[i])) for i in indices]
-  return sentences_to_batch(sentences, dataset.vocab), sentences
+    return examples[indices]
+  return [" ".join(dataset.vocab.decode(examples[i])) for i in indices]
 
 
-def read_inputs(source: str, run_dir: str,
+def read_inputs(vae: vae_lib.VAE, source: str, run_dir: str,
                 vocab: vocab_lib.Vocabulary | None = None):
-  """The inputs named by `source`, as a batch for `vae.encode`.
+  """The inputs named by `source`, for `vae.encode`: (batch, raw inputs).
 
   source: "test:0,5,7" (examples of the run's own data set: split, then
-  indices; also "valid:..." and "train:..."), a .npy file of images
-  [N, 28, 28(, 1)] in [0, 1] (image runs), or a text file with one
-  whitespace-tokenized sentence a line, blank lines skipped (text runs,
-  `vocab` given). Returns (batch, sentences): the input sentences for text,
-  else None. Raises errors.InputError starting with `source` when it is
-  missing, empty or of the wrong kind.
+  indices; also "valid:..." and "train:..."), or a file that
+  inputs.read_file reads for the VAE's input format (a .npy file of images,
+  a text file of sentences, one a line, no blank line). raw: the input
+  sentences (a list) or images (float32 [N, 28, 28, 1]). Raises
+  errors.InputError naming `source` when it is missing, empty or of the
+  wrong kind.
   """
-  try:
-    return _read_inputs(source, run_dir, vocab)
-  except errors.InputError as error:
-    raise errors.InputError(f"{source}: {error}") from None
-
-
-def _read_inputs(source: str, run_dir: str,
-                 vocab: vocab_lib.Vocabulary | None):
   spec = re.fullmatch(r"(train|valid|test):([\d,\s]+)", source)
   if spec:
     indices = [int(i) for i in spec.group(2).split(",") if i.strip()]
-    return _split_examples(run_dir, spec.group(1), indices)
-  if not os.path.isfile(source):
-    raise errors.InputError("no such file (give a file, or split:indices "
-                            "such as test:0,1)")
-  if (vocab is None) != source.endswith(".npy"):
-    raise errors.InputError("this run models " + (
-        "images: give a .npy file" if vocab is None
-        else "text: give a file of sentences, one a line"))
-  if vocab is None:
     try:
-      images = np.load(source)
-    except (OSError, ValueError) as error:
-      raise errors.InputError(f"not a readable .npy file ({error})") from None
-    return images_to_batch(images), None
-  try:
-    with open(source, encoding="utf-8") as f:
-      sentences = [line.strip() for line in f if line.strip()]
-  except UnicodeDecodeError as error:
-    raise errors.InputError(f"not UTF-8 text ({error})") from None
-  return sentences_to_batch(sentences, vocab), sentences
+      raw = _split_examples(run_dir, spec.group(1), indices)
+      return to_batch(vae, raw, vocab), raw
+    except errors.InputError as error:
+      raise errors.InputError(f"{source}: {error}") from None
+  if not os.path.isfile(source):
+    raise errors.InputError(f"{source}: no such file (give a file, or "
+                            "split:indices such as test:0,1)")
+  raw = inputs_lib.read_file(source,
+                             vae.encoder.input_format.input_name)
+  return to_batch(vae, raw, vocab), raw
 
 
 def posterior_means(vae: vae_lib.VAE, batch: dict) -> tf.Tensor:
@@ -223,7 +167,7 @@ def interpolate(vae: vae_lib.VAE, batch: dict, num_steps: int = 8,
   if isinstance(decoded, list):
     return z, [decoded[i:i + num_steps]
                for i in range(0, len(decoded), num_steps)]
-  return z, decoded.reshape((-1, num_steps) + IMAGE_SHAPE)
+  return z, decoded.reshape((-1, num_steps) + decoded.shape[1:])
 
 
 def paired_rows(top: np.ndarray, bottom: np.ndarray, columns: int
@@ -235,7 +179,8 @@ def paired_rows(top: np.ndarray, bottom: np.ndarray, columns: int
   tiles = []
   for start in range(0, len(top), columns):
     for images in (top[start:start + columns], bottom[start:start + columns]):
-      blank = np.zeros((columns - len(images),) + IMAGE_SHAPE, np.float32)
+      blank = np.zeros((columns - len(images),) + data_base.IMAGE_SHAPE,
+                       np.float32)
       tiles += [images.astype(np.float32), blank]
   return np.concatenate(tiles)
 
@@ -247,9 +192,10 @@ def framed_interpolations(inputs: np.ndarray, decoded: np.ndarray
   inputs [2P, 28, 28, 1] (pairs (0, 1), (2, 3), ...), decoded [P, S, 28, 28,
   1] -> [P * (S + 2), 28, 28, 1], a grid of S + 2 columns.
   """
-  ends = np.asarray(inputs, np.float32).reshape((-1, 2, 1) + IMAGE_SHAPE)
+  ends = np.asarray(inputs, np.float32).reshape(
+      (-1, 2, 1) + data_base.IMAGE_SHAPE)
   rows = np.concatenate([ends[:, 0], decoded, ends[:, 1]], axis=1)
-  return rows.reshape((-1,) + IMAGE_SHAPE)
+  return rows.reshape((-1,) + data_base.IMAGE_SHAPE)
 
 
 def image_grid(images: np.ndarray, columns: int, padding: int = 2
@@ -260,16 +206,18 @@ def image_grid(images: np.ndarray, columns: int, padding: int = 2
   `columns` columns and ceil(N / columns) rows, with `padding` grey pixels
   around and between the tiles: height = rows * 28 + (rows + 1) * padding.
   """
-  images = np.asarray(images, np.float32).reshape((-1,) + IMAGE_SHAPE)
+  height, width, _ = data_base.IMAGE_SHAPE
+  images = np.asarray(images, np.float32).reshape(
+      (-1,) + data_base.IMAGE_SHAPE)
   columns = max(1, min(columns, len(images)))
   rows = -(-len(images) // columns)
-  size = IMAGE_SHAPE[0] + padding
+  size = height + padding
   grid = np.full((rows * size + padding, columns * size + padding, 1), 128,
                  np.uint8)
   for index, image in enumerate(images):
     top = padding + (index // columns) * size
     left = padding + (index % columns) * size
-    grid[top:top + IMAGE_SHAPE[0], left:left + IMAGE_SHAPE[1]] = np.round(
+    grid[top:top + height, left:left + width] = np.round(
         np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
   return grid
 

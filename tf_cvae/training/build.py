@@ -1,5 +1,6 @@
-"""From a TrainConfig to data, networks, optimizers and a TrainStep; and back
-from a run directory to the trained networks (`restore`)."""
+"""From a TrainConfig to data, networks, optimizers and a TrainStep, and the
+checkpoint layout of a training run (restoring a finished run for its uses:
+tf_cvae.trained.restore)."""
 
 import dataclasses
 import itertools
@@ -200,34 +201,6 @@ def restore_model(step_fn: train_step_lib.TrainStep, path: str) -> None:
 
 
 CHECKPOINT_DIRS = {"best": "best", "last": "checkpoints"}
-
-def restore(run_dir: str, which: str = "best"):
-  """Rebuilds a run from its directory: (step_fn, dataset, config).
-
-  Data and networks are built as `run` built them (config.json; a text run
-  reuses run_dir/vocab.txt), then the networks are loaded from the best
-  checkpoint (run_dir/best) or the last one (run_dir/checkpoints); optimizer
-  state is not loaded. config.out_dir is set to run_dir. Raises
-  errors.InputError (a ValueError) when the directory, its config or the
-  checkpoint is missing or does not fit.
-  """
-  if which not in CHECKPOINT_DIRS:
-    raise errors.InputError(f"checkpoint must be one of "
-                            f"{', '.join(CHECKPOINT_DIRS)}, got {which!r}")
-  config = dataclasses.replace(config_lib.load_config(run_dir), out_dir=run_dir)
-  folder = os.path.join(run_dir, CHECKPOINT_DIRS[which])
-  path = tf.train.latest_checkpoint(folder)
-  if path is None:
-    hint = (" (best/ appears once an epoch has finished; the last checkpoint "
-            "is in checkpoints/)" if which == "best" else "")
-    raise errors.InputError(f"no checkpoint in {folder}{hint}")
-  keras.utils.set_random_seed(config.seed)
-  dataset = load_data(config, run_dir, save_vocab=False)
-  step_fn = build_train_step(config, dataset)
-  step_fn.build(next(iter(dataset.batches("train", config.batch_size))))
-  restore_model(step_fn, path)
-  logging.info("restored %s from %s", step_fn.vae.name, path)
-  return step_fn, dataset, config
 
 
 def training_checkpoint(step_fn: train_step_lib.TrainStep, out_dir: str,
