@@ -180,14 +180,38 @@ def test_test_metrics_come_from_the_best_checkpoint(protocol_run,
                                          rel=1e-4)
 
 
-def test_run_writes_tensorboard_scalars(protocol_run):
-  config = protocol_run[0]
-  tags = set()
-  for path in glob.glob(os.path.join(config.out_dir, "tensorboard", "*")):
+def _tensorboard_scalars(run_dir) -> dict:
+  """{(tag, step): value} of every scalar in run_dir/tensorboard."""
+  scalars = {}
+  for path in glob.glob(os.path.join(run_dir, "tensorboard", "*")):
     for event in tf.compat.v1.train.summary_iterator(path):
-      tags.update(v.tag for v in event.summary.value)
+      for value in event.summary.value:
+        scalars[(value.tag, event.step)] = float(
+            tf.make_ndarray(value.tensor))
+  return scalars
+
+
+def test_tensorboard_scalars_equal_the_history(protocol_run):
+  config, _, history = protocol_run
+  scalars = _tensorboard_scalars(config.out_dir)
+  expected = {}
+  for record in history:
+    step = record["step"]
+    expected.update({(f"valid/{k[len('valid_'):]}", step): v
+                     for k, v in record.items() if k.startswith("valid_")})
+    expected[("train/epoch_loss", step)] = record["train_loss"]
+    expected[("train/lr_decays", step)] = record["lr_decays"]
   assert {"valid/loss", "valid/kl", "valid/mi", "valid/au",
-          "valid/infonce_bound", "train/epoch_loss"} <= tags
+          "valid/infonce_bound", "train/epoch_loss"} <= {
+              tag for tag, _ in expected}
+  assert len(history) == 4 and len(expected) == 4 * 10   # 10 scalars each
+  # Every validation and epoch end is there, at its step, with the number
+  # history.jsonl holds (written as float32).
+  assert set(expected) == set(scalars)
+  for key, value in expected.items():
+    assert scalars[key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+  steps = sorted({step for _, step in scalars})
+  assert steps == [r["step"] for r in history]
 
 
 def test_interrupted_run_continues_the_schedule(text_files, tmp_path,

@@ -1,6 +1,8 @@
 """The runners as a user calls them: subprocesses, exit codes, files, errors."""
 
 import json
+import math
+import re
 
 import pytest
 
@@ -16,17 +18,47 @@ def _assert_one_clear_error(result, *needles):
     assert needle in result.stderr, result.stderr[-2000:]
 
 
+def _assert_plausible(metrics, latent_dim=4, vocab_size=None):
+  """The test metrics of a run, within the ranges they are defined in."""
+  for key in ("nll", "rec", "kl", "mi", "mi_full", "infonce_bound", "ppl"):
+    assert math.isfinite(metrics[key]), key
+  assert metrics["rec"] > 0 and metrics["kl"] >= 0
+  assert metrics["elbo"] == pytest.approx(-(metrics["rec"] + metrics["kl"]))
+  # The IW-NLL lies under the one-sample bound -ELBO (4 samples: up to noise).
+  assert 0 < metrics["nll"] <= -metrics["elbo"] + 1.0
+  # Per-word perplexity of the same IW-NLL.
+  assert metrics["ppl"] == pytest.approx(math.exp(
+      metrics["nll"] * metrics["num_examples"] / metrics["tokens"]), rel=1e-6)
+  if vocab_size:   # no worse than a uniform guess over the vocabulary
+    assert 1 < metrics["ppl"] < vocab_size
+  log_k = math.log(32)
+  assert metrics["log_k"] == pytest.approx(log_k)
+  # MI and the InfoNCE bound are capped at log K; MI reads below 0 by
+  # sampling noise only.
+  assert -metrics["mi_noise_hi"] <= metrics["mi"] <= log_k + 1e-6
+  assert metrics["infonce_bound"] <= log_k + 1e-6
+  assert (-metrics["mi_noise_hi"] <= metrics["mi_full"]
+          <= math.log(metrics["num_examples"]) + 1e-6)
+  assert metrics["au"] == int(metrics["au"]) and 0 <= metrics["au"] <= latent_dim
+
+
 def test_train_runner_writes_metrics(tmp_path, run_runner):
   out = tmp_path / "run"
   result = run_runner("train.py", "--max_steps=10", f"--out_dir={out}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(out / "metrics.json") as f:
     metrics = json.load(f)
-  for key in ("nll", "kl", "mi", "au", "infonce_bound", "ppl"):
-    assert key in metrics
-  assert metrics["steps"] == 10
+  print({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+  assert metrics["steps"] == 10 and metrics["skipped_steps"] == 0
+  assert metrics["num_examples"] == 64          # --eval_examples
+  vocab_size = len((out / "vocab.txt").read_text().splitlines())
+  _assert_plausible(metrics, vocab_size=vocab_size)
+  assert metrics["test_last"]["nll"] == metrics["nll"]
   assert json.loads(result.stdout)["out_dir"] == str(out)
-  assert "step 10" in result.stderr          # progress lines
+  # Progress lines every --log_every=5 steps, with finite losses.
+  losses = [float(m) for m in re.findall(r"step (?:5|10)  loss ([-\d.]+)",
+                                         result.stderr)]
+  assert len(losses) == 2 and all(0 < l < 1e3 for l in losses)
 
 
 def test_quickstart_prints_both_rows(tmp_path, run_runner):
@@ -35,12 +67,26 @@ def test_quickstart_prints_both_rows(tmp_path, run_runner):
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stdout.splitlines()
   header = next(i for i, l in enumerate(lines) if l.startswith("run "))
+  columns = lines[header].split()[1:]
   for column in ("nll", "kl", "mi", "au", "infonce_bound"):
-    assert column in lines[header]
-  assert lines[header + 1].startswith("plain VAE")
-  assert lines[header + 2].startswith("self critic")
-  assert (tmp_path / "none" / "metrics.json").exists()
-  assert (tmp_path / "self" / "metrics.json").exists()
+    assert column in columns
+  for row, name, run_dir in ((1, "plain VAE", "none"),
+                             (2, "self critic", "self")):
+    line = lines[header + row]
+    assert line.startswith(name)
+    cells = line[len(name):].split()
+    assert len(cells) == len(columns)
+    with open(tmp_path / run_dir / "metrics.json") as f:
+      metrics = json.load(f)
+    _assert_plausible(metrics)
+    # The table prints the run's own metrics.json, to its precision.
+    for column, cell in zip(columns, cells):
+      value = metrics.get(column)
+      if cell == "-":
+        assert value is None, column
+      else:
+        assert float(cell) == pytest.approx(value, abs=0.0051), column
+  assert metrics["infonce_bound"] > 0     # the self critic's run
 
 
 def test_bad_dataset_name_names_the_flag(run_runner):
