@@ -68,7 +68,10 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
           kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,
           critic_warmup_steps=f.critic_warmup_steps,
-          critic_weight=f.critic_weight, critic_target=f.critic_target),
+          critic_weight=f.critic_weight, critic_target=f.critic_target,
+          critic_constraint=f.critic_constraint,
+          critic_lambda_step=f.critic_lambda_step,
+          critic_bound_rate=f.critic_bound_rate),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed,

@@ -6,6 +6,7 @@ into configs with common.train_config_from_flags.
 
 from absl import flags
 
+from tf_cvae import constraint
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
@@ -90,10 +91,25 @@ def define_train_flags() -> None:
                        "Queue of earlier batches' "
                        "negatives: K = batch + this.", lower_bound=0)
   flags.DEFINE_float("critic_target", _OBJECTIVE.critic_target,
-                     "Nats: no critic loss once the "
-                     "InfoNCE bound c + log K reaches this (a hinge; default: "
-                     "the critic's own, tf_cvae/critics.py DEFAULTS; inf: no "
-                     "hinge).")
+                     "Nats of the InfoNCE bound c + log K to hold (see "
+                     "--critic_constraint; default: the critic's own, "
+                     "tf_cvae/critics.py DEFAULTS; inf: no target, a fixed "
+                     "lambda).")
+  flags.DEFINE_enum("critic_constraint", _OBJECTIVE.critic_constraint,
+                    list(constraint.CONSTRAINTS), "How --critic_target "
+                    "holds: lagrangian = lambda follows dual ascent from "
+                    "--critic_weight, rising while the bound's moving "
+                    "average is below the target and falling (never below "
+                    "0) above it; hinge = a fixed lambda, no critic loss "
+                    "once the batch's bound reaches the target.")
+  flags.DEFINE_float("critic_lambda_step", _OBJECTIVE.critic_lambda_step,
+                     "--critic_constraint=lagrangian: lambda's step per nat "
+                     "the bound's average is short of the target, per "
+                     "training step.", lower_bound=0.0)
+  flags.DEFINE_float("critic_bound_rate", _OBJECTIVE.critic_bound_rate,
+                     "--critic_constraint=lagrangian: decay per step of the "
+                     "bound's moving average (0: this batch's bound alone).",
+                     lower_bound=0.0, upper_bound=0.999999)
   flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
                      "beta: weight of the KL term.",
                      lower_bound=0.0)

@@ -14,6 +14,7 @@ import math
 
 import tensorflow as tf
 
+from tf_cvae import constraint
 from tf_cvae import critics
 from tf_cvae import replicas
 from tf_cvae.models import latent
@@ -29,10 +30,17 @@ class ObjectiveConfig:
   critic_weight: float | None = None     # lambda of the paper; None: unset
                                          # (TrainConfig: the critic's default)
   critic_warmup_steps: int = 0           # linear warm-up of lambda from 0
-  critic_target: float | None = None     # nats: no critic loss once bound >=
-                                         # it; None or inf: no target
-                                         # (TrainConfig: None takes the
-                                         # critic's default, inf none)
+  critic_target: float | None = None     # nats the bound is held at; None
+                                         # or inf: no target (TrainConfig:
+                                         # None takes the critic's default)
+  critic_constraint: str = "hinge"       # how a target holds: lagrangian
+                                         # (lambda by dual ascent, from
+                                         # critic_weight) | hinge (no loss
+                                         # once the bound reaches it)
+  critic_lambda_step: float = 0.01       # lagrangian: lambda per nat short
+                                         # of the target, per step
+  critic_bound_rate: float = 0.99        # lagrangian: decay of the bound's
+                                         # moving average, per step
 
 
 def linear_warmup(step, start: float, end: float, steps: int) -> tf.Tensor:
@@ -191,12 +199,33 @@ def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
   return bool(_critic_weight(config))
 
 
-def loss_parts(terms: dict, config: ObjectiveConfig, step=0):
+def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
+  """The multiplier's settings when lambda follows a target by dual ascent
+  (a finite target, critic_constraint "lagrangian", a critic weight), else
+  None: lambda is the fixed (warmed-up) critic_weight."""
+  target = config.critic_target
+  if (target is None or math.isinf(target) or not config.critic_weight
+      or config.critic_constraint != "lagrangian"):
+    return None
+  return constraint.DualConfig(target, config.critic_weight,
+                               config.critic_lambda_step,
+                               config.critic_bound_rate)
+
+
+def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
+               critic_weight=None):
   """(elbo_part, critic_part) at `step`, scalar nats each: the mean negative
   ELBO (beta-weighted, free bits applied) and lambda times the critics'
   losses (inference and model critic; 0 without them). Their sum is
-  `total_loss`."""
+  `total_loss`. `critic_weight` (a float32 scalar, the multiplier's lambda)
+  replaces the configured lambda and its hinge."""
   weights = loss_weights(config, step)
+  hinge = config.critic_target
+  if critic_weight is not None:
+    weights["critic_weight"], hinge = tf.stop_gradient(critic_weight), None
+  elif dual_config(config):
+    raise ValueError("a lagrangian target needs the multiplier's lambda: "
+                     "pass critic_weight (TrainStep does)")
   if config.free_bits > 0:
     elbo_part = (-tf.reduce_mean(terms["log_likelihood"]) + weights[
         "kl_weight"] * free_bits_kl(terms["kl_per_dim"], config.free_bits))
@@ -209,7 +238,7 @@ def loss_parts(terms: dict, config: ObjectiveConfig, step=0):
       if prefix + "log_softmax_positive" in terms:
         critic_part += weights["critic_weight"] * critic_loss(
             terms[prefix + "log_softmax_positive"],
-            terms[prefix + "infonce_bound"], config.critic_target)
+            terms[prefix + "infonce_bound"], hinge)
   return elbo_part, critic_part
 
 

@@ -18,8 +18,9 @@ METHODS = {
     "free_bits_0.25": {"objective": {"free_bits": 0.25}},
     "aggressive": {"aggressive": True},
     "self": {"critic": "self", "objective": {"critic_weight": 3.0}},
-    "self_target_2": {"critic": "self", "objective": {"critic_weight": 3.0,
-                                                      "critic_target": 2.0}},
+    "self_target_2": {"critic": "self", "objective": {
+        "critic_weight": 3.0, "critic_target": 2.0,
+        "critic_constraint": "hinge"}},
     "self_queue_224": {"critic": "self", "num_negatives": 224,
                        "objective": {"critic_weight": 3.0}},
     "self_joint_clip": {"critic": "self", "clip_mode": "joint",

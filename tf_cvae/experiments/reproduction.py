@@ -85,7 +85,7 @@ class Scale:
 def sweep_families(scale: Scale) -> list[Family]:
   """The sweep's series: critics by lambda, baselines by their own knob."""
   w, subset, long = "critic_weight", "lambda_subset", scale.long_factor
-  target = lambda t: (("critic_target", t),)
+  target = lambda t: (("critic_target", t), ("critic_constraint", "hinge"))
   return [
       Family("vae", "vae", "", ""),
       Family("self", "self", w, "lambdas", defaults=True),
@@ -159,8 +159,9 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     side = {"inference": "", "model": "model", "both": "+model"}
     critic = "" if config.critic == "none" else config.critic
     parts += [critic + side[config.critic_side], f"w{o.critic_weight:g}"]
-    if o.critic_target != critics.NO_TARGET:
-      parts.append(f"t{o.critic_target:g}")
+    if o.critic_target != critics.NO_TARGET:   # t2: a hinge; t2dual0.01: dual
+      parts.append(f"t{o.critic_target:g}" + ("" if o.critic_constraint ==
+                   "hinge" else f"dual{o.critic_lambda_step:g}"))
     if o.critic_warmup_steps:
       parts.append(f"warm{o.critic_warmup_steps}")
     if config.num_negatives:
@@ -257,8 +258,7 @@ def read_finished(config: train.TrainConfig) -> dict | None:
         "or pass another out_dir")
   with open(path, encoding="utf-8") as f:
     metrics = json.load(f)
-  history_path = os.path.join(config.out_dir, "history.jsonl")
-  history = []
+  history, history_path = [], os.path.join(config.out_dir, "history.jsonl")
   if os.path.exists(history_path):
     with open(history_path, encoding="utf-8") as f:
       history = [json.loads(line) for line in f if line.strip()]

@@ -116,11 +116,17 @@ def _old_runs_keras_init(saved) -> None:
 
 
 def _old_runs_no_target(saved) -> None:
-  """A saved objective's critic_target null (or none: older still) meant "no
-  target" before the critics had defaults; today None is "the default"."""
+  """Reads a saved objective as it was meant when it was saved: a
+  critic_target null (or missing) meant "no target" before the critics had
+  defaults (today None is "the default"), and a target was a hinge before
+  critic_constraint existed (today the default is lagrangian)."""
   objective = saved.get("objective") if isinstance(saved, dict) else None
-  if isinstance(objective, dict) and objective.get("critic_target") is None:
+  if not isinstance(objective, dict):
+    return
+  if objective.get("critic_target") is None:
     objective["critic_target"] = critics.NO_TARGET
+  elif objective["critic_target"] != critics.NO_TARGET:
+    objective.setdefault("critic_constraint", "hinge")
 
 
 def load_config(run_dir: str) -> TrainConfig:
