@@ -63,7 +63,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           resnet_channels=f.resnet_channels,
           pixelcnn_layers=f.pixelcnn_layers,
           pixelcnn_channels=f.pixelcnn_channels, lstm_impl=f.lstm_impl,
-          init=f.init),
+          init=f.init, hybrid_features=f.hybrid_features),
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
           kl_anneal_start=f.kl_anneal_start, free_bits=f.free_bits,

@@ -186,6 +186,12 @@ def define_train_flags() -> None:
                     "U(-0.01, 0.01) with zero biases and forget-gate bias 1, "
                     "Glorot linear maps with biases (runs before this flag). "
                     "Embeddings U(-0.1, 0.1) under both.")
+  flags.DEFINE_enum("hybrid_features", _MODEL.hybrid_features,
+                    list(encoders.HYBRID_FEATURES), "What the hybrid critic "
+                    "shares of the LSTM encoder: hidden = its embedding and "
+                    "LSTM (the sentence's last state), embedding = the word "
+                    "embedding alone, averaged over the sentence (runs "
+                    "before this flag).")
   flags.DEFINE_enum("strategy", _TRAIN.strategy, list(replicas.STRATEGIES),
                     "default: one device; mirrored: every local GPU (or the "
                     "CPU split into --num_cpu_devices); multi_worker; tpu. "

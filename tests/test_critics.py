@@ -77,8 +77,10 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
   assert terms["critic_logits"].shape == (8, 8)
   shared = {id(v) for v in vae.trainable_variables} & {
       id(v) for v in critic.trainable_variables}
-  # Exactly the encoder's word embedding is shared, nothing else.
-  assert shared == {id(vae.encoder.embedding.embeddings)}
+  # Exactly the encoder's embedding and LSTM are shared, nothing else.
+  assert shared == {id(v) for layer in (vae.encoder.embedding, vae.encoder.lstm)
+                    for v in layer.trainable_variables}
+  assert len(shared) == 4        # embedding, LSTM kernel, recurrent, bias
   grads = tape.gradient(loss, vae.encoder.trainable_variables)
   by_name = {v.path: g for v, g in zip(vae.encoder.trainable_variables, grads)}
   # The critic's gradient reaches the encoder's output layer through z.
@@ -88,6 +90,21 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
   own = [v for v in critic.trainable_variables if id(v) not in shared]
   print("hybrid critic parameters:",
         sum(int(np.prod(v.shape)) for v in own))
+
+
+def test_hybrid_critic_on_embeddings_shares_only_the_embedding():
+  dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
+  vae = registry.build_vae(registry.ModelConfig(
+      embed_dim=16, hidden_dim=16, latent_dim=4,
+      hybrid_features="embedding"), dataset)
+  batch = next(iter(dataset.batches("train", 8)))
+  critic = critics.build_critic("hybrid", vae, dataset)
+  terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
+                            training=False)
+  assert terms["critic_logits"].shape == (8, 8)
+  shared = {id(v) for v in vae.trainable_variables} & {
+      id(v) for v in critic.trainable_variables}
+  assert shared == {id(vae.encoder.embedding.embeddings)}
 
 
 def test_self_critic_gradient_reaches_encoder():

@@ -61,7 +61,8 @@ def plain_and_critic(tmp_path_factory):
   plain = train.run(_config(tmp_path, "plain", max_steps=600))
   critic = train.run(_config(
       tmp_path, "self", max_steps=600, critic="self",
-      objective=objective.ObjectiveConfig(critic_weight=3.0)))
+      objective=objective.ObjectiveConfig(critic_weight=3.0,
+                                          critic_target=critics.NO_TARGET)))
   print("\nplain VAE:", _rounded(plain))
   print("self critic:", _rounded(critic))
   return tmp_path, plain, critic
@@ -152,7 +153,8 @@ def test_hybrid_and_nn_critics_raise_mi(plain_and_critic, critic, weight,
   tmp_path, plain, _ = plain_and_critic
   results = train.run(_config(
       tmp_path, critic, max_steps=600, critic=critic,
-      objective=objective.ObjectiveConfig(critic_weight=weight)))
+      objective=objective.ObjectiveConfig(critic_weight=weight,
+                                          critic_target=critics.NO_TARGET)))
   print(f"\n{critic} critic:", _rounded(results))
   assert results["mi"] >= plain["mi"] + margin
   assert results["au"] >= 1

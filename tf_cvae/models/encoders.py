@@ -76,6 +76,26 @@ class MaskedMeanEmbedding(layers.Composite):
     return total / tf.reduce_sum(mask, axis=1, keepdims=True)
 
 
+class LastHidden(layers.Composite):
+  """The encoder's embedding and LSTM, shared: the last state [batch, hidden]
+  (at each sentence's </s>), the hybrid critic's features of a sentence."""
+
+  def __init__(self, embedding: keras.layers.Embedding, lstm, **kwargs):
+    super().__init__(**kwargs)
+    self.embedding, self.lstm = embedding, lstm
+
+  def call(self, batch: dict, training: bool = False) -> tf.Tensor:
+    tokens = batch["tokens"]
+    return self.lstm(self.embedding(tokens), training=training,
+                     mask=tf.not_equal(tokens, vocab_lib.PAD_ID))
+
+
+# What the hybrid critic shares of an LSTM encoder (LSTMEncoder.early):
+# "hidden" its embedding and LSTM (the last state), "embedding" the word
+# embedding alone (mean over the sentence; runs before the option).
+HYBRID_FEATURES = ("hidden", "embedding")
+
+
 class FirstDense(layers.Composite):
   """The first hidden layer of an image MLP: pixels in {-1, 1} -> ReLU."""
 
@@ -93,14 +113,14 @@ class LSTMEncoder(layers.Composite):
 
   The last state is taken at each sentence's </s> (padding is masked).
   `lstm_impl`: "fused", "keras" or "auto" (fused_lstm.resolve_impl); `init`:
-  one of INITS.
+  one of INITS; `hybrid_features`: one of HYBRID_FEATURES.
   """
 
   input_format = formats.Sentences
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
                latent_dim: int, lstm_impl: str = "auto", init: str = "he",
-               **kwargs):
+               hybrid_features: str = "hidden", **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=embedding_init(),
@@ -108,7 +128,13 @@ class LSTMEncoder(layers.Composite):
     self.lstm = fused_lstm.lstm(hidden_dim, lstm_impl, name="lstm",
                                 **lstm_initializers(init))
     self.to_params = linear_map(2 * latent_dim, init, "to_params")
-    self.early = MaskedMeanEmbedding(self.embedding, name="early")
+    if hybrid_features not in HYBRID_FEATURES:
+      raise errors.InputError(f"hybrid_features must be one of "
+                              f"{', '.join(HYBRID_FEATURES)}, got "
+                              f"{hybrid_features!r}")
+    self.early = (LastHidden(self.embedding, self.lstm, name="early")
+                  if hybrid_features == "hidden" else
+                  MaskedMeanEmbedding(self.embedding, name="early"))
 
   def call(self, batch: dict, training: bool = False):
     """{"tokens": int32 [batch, time]} -> (mu, logvar), each [batch, latent]."""

@@ -37,13 +37,17 @@ class ModelConfig:
   lstm_impl: str = "auto"               # lstm: fused | keras | auto (fused
                                         # on CPU, keras/cuDNN with a GPU)
   init: str = "he"                      # lstm: he | keras (encoders.INITS)
+  hybrid_features: str = "hidden"       # lstm: what the hybrid critic shares
+                                        # (encoders.HYBRID_FEATURES)
 
 
 def _lstm(config: ModelConfig, dataset: data_base.Dataset):
   vocab_size = len(dataset.vocab)
   return (encoders.LSTMEncoder(vocab_size, config.embed_dim, config.hidden_dim,
                                config.latent_dim, lstm_impl=config.lstm_impl,
-                               init=config.init, name="encoder"),
+                               init=config.init,
+                               hybrid_features=config.hybrid_features,
+                               name="encoder"),
           decoders.LSTMDecoder(vocab_size, config.embed_dim, config.hidden_dim,
                                dropout=config.decoder_dropout,
                                lstm_impl=config.lstm_impl, init=config.init,

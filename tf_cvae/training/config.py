@@ -94,12 +94,13 @@ def _dataclass_from_dict(cls, values):
 
 
 def _old_runs_keras_init(saved) -> None:
-  """Sets model.init to "keras" in a saved text run's config that lacks it.
+  """Sets model.init to "keras" and model.hybrid_features to "embedding" in
+  a saved text run's config that lacks them.
 
   Such a run predates the option: its LSTM model was built with the "keras"
   initialisation (linear maps with biases), not today's "he" default, and
-  its checkpoints hold those biases. Image runs keep the default (their
-  models do not read init).
+  its checkpoints hold those biases; its hybrid critic shared the word
+  embedding alone. Image runs keep the defaults (their models read neither).
   """
   if not isinstance(saved, dict) or not isinstance(saved.get("model", {}),
                                                    dict):
@@ -112,7 +113,9 @@ def _old_runs_keras_init(saved) -> None:
   except (errors.InputError, TypeError):
     is_image = False
   if not is_image:
-    saved.setdefault("model", {}).setdefault("init", "keras")
+    model = saved.setdefault("model", {})
+    model.setdefault("init", "keras")
+    model.setdefault("hybrid_features", "embedding")
 
 
 def _old_runs_no_target(saved) -> None:
