@@ -2,9 +2,11 @@
 
   python runners/benchmark.py --size=small      # B32 T40 V5k E256 H512
   python runners/benchmark.py --size=paper --critics=none,self
+  python runners/benchmark.py --size=small --bookkeeping
 
 Prints and rewrites this size's section of --markdown_out (BENCHMARKS.md),
 writes --json_out (critic -> numbers). Flags given override the preset.
+--bookkeeping times the training loop's work around the plain step instead.
 """
 
 import dataclasses
@@ -20,19 +22,33 @@ import tensorflow as tf
 
 from tf_cvae.experiments import benchmarking
 from tf_cvae.models import fused_lstm
+from tf_cvae.models import registry
+from tf_cvae.training import checkpointing
+from tf_cvae.training import timing
+from tf_cvae.training import validation
 
-_IMAGES = dict(model="pixelcnn", batch_size=50, steps=3)
+# Presets: BenchConfig fields, "model" holding ModelConfig fields that
+# replace benchmarking.MODEL's.
+_IMAGES = dict(batch_size=50, steps=3)
 SIZES = {   # the paper's text size is He et al.'s (Yahoo)
     "small": dict(steps=10),
-    "paper": dict(seq_len=80, vocab_size=20000, embed_dim=512, hidden_dim=1024,
-                  steps=2, eval_examples=2, memory_iw_samples=(50, 500)),
-    "images": dict(_IMAGES, eval_examples=4, memory_iw_samples=(50, 500)),
-    "images_small": dict(_IMAGES, pixelcnn_layers=4, pixelcnn_channels=16,
-                         resnet_channels=16),
+    "paper": dict(seq_len=80, vocab_size=20000, steps=2, eval_examples=2,
+                  memory_iw_samples=(50, 500),
+                  model=dict(embed_dim=512, hidden_dim=1024)),
+    "images": dict(_IMAGES, eval_examples=4, memory_iw_samples=(50, 500),
+                   model=dict(name="pixelcnn")),
+    "images_small": dict(_IMAGES, model=dict(
+        name="pixelcnn", pixelcnn_layers=4, pixelcnn_channels=16,
+        resnet_channels=16)),
 }
+# Flags that set ModelConfig fields: flag name -> field name.
+_MODEL_FLAGS = {"model": "name", "embed_dim": "embed_dim",
+                "hidden_dim": "hidden_dim", "latent_dim": "latent_dim",
+                "lstm_impl": "lstm_impl"}
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("size", "small", list(SIZES), "Preset sizes.")
-flags.DEFINE_enum("model", "lstm", ["lstm", "mlp", "pixelcnn"], "Model.")
+flags.DEFINE_enum("model", benchmarking.MODEL.name, list(registry.MODELS),
+                  "Model.")
 for _name in ("batch_size", "seq_len", "vocab_size", "embed_dim",
               "hidden_dim", "latent_dim", "steps", "repeats"):
   flags.DEFINE_integer(_name, None, f"Overrides the preset's {_name}.",
@@ -47,6 +63,11 @@ flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
                   "LSTM layers: fused (CPU), keras (cuDNN) or auto.")
 flags.DEFINE_integer("iw_samples", 500, "Importance samples of the timed "
                      "IW-NLL.", lower_bound=1)
+flags.DEFINE_bool("bookkeeping", False, "Time the plain step alone, with "
+                  "the non-finite mask read on the host every step, and "
+                  "with it counted on the device (read every --log_every).")
+flags.DEFINE_integer("log_every", 100, "--bookkeeping: steps between reads.",
+                     lower_bound=1)
 flags.DEFINE_string("json_out", None, "Write the results here as JSON.")
 flags.DEFINE_string("markdown_out", os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -54,43 +75,59 @@ flags.DEFINE_string("markdown_out", os.path.join(
 
 HEADER = """# Benchmarks
 
-Written by `runners/benchmark.py --size=SIZE` (a section per size), never by
-hand. FLOPs: forward matmuls and convolutions from the shapes, 3 x what is
-trained. Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step:
-median (best) of repeats after warm-up and compilation, rows round-robin in
-one process; other processes slow it down (then fewer than 2 cores busy).
+Written by `runners/benchmark.py --size=SIZE` (a section per size; with
+`--bookkeeping`, a section per size and model), never by hand. FLOPs:
+forward matmuls and convolutions from the shapes, 3 x what is trained.
+Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step: median
+(best) of repeats after warm-up and compilation, rows round-robin in one
+process; other processes slow it down (then fewer than 2 cores busy).
 Aggressive: one encoder plus one decoder update.
 """
+
+
+def _override(fields: dict, field: str, flag_name: str) -> None:
+  """fields[field] = the flag's value if given, or if the preset lacks it."""
+  flag = FLAGS[flag_name]
+  if flag.value is not None and (flag.present or field not in fields):
+    fields[field] = (tuple(flag.value) if isinstance(flag.value, list)
+                     else flag.value)
 
 
 def bench_config() -> benchmarking.BenchConfig:
   """The preset of --size, with the flags given on the command line."""
   fields = dict(SIZES[FLAGS.size])
+  model = dict(fields.pop("model", {}))
+  for flag_name, field in _MODEL_FLAGS.items():
+    _override(model, field, flag_name)
   for field in dataclasses.fields(benchmarking.BenchConfig):
-    flag = FLAGS[field.name] if field.name in FLAGS else None
-    if flag is not None and flag.value is not None and (
-        flag.present or field.name not in fields):
-      fields[field.name] = (tuple(flag.value) if isinstance(flag.value, list)
-                            else flag.value)
-  return benchmarking.BenchConfig(**fields)
+    if field.name in FLAGS and field.name not in _MODEL_FLAGS:
+      _override(fields, field.name, field.name)
+  return benchmarking.BenchConfig(
+      model=dataclasses.replace(benchmarking.MODEL, **model), **fields)
+
+
+def describe(config) -> str:
+  """The machine, the versions and the model's shapes, as a sentence."""
+  model = config.model
+  shape = (f"length {config.seq_len}, vocabulary {config.vocab_size}, "
+           f"embedding {model.embed_dim}, hidden {model.hidden_dim}, LSTM "
+           f"{fused_lstm.resolve_impl(model.lstm_impl)}"
+           if config.data_kind == "text" else
+           f"ResNet {model.resnet_channels} channels, PixelCNN "
+           f"{model.pixelcnn_layers} + 1 layers of {model.pixelcnn_channels}"
+           if model.name == "pixelcnn" else f"hidden {model.hidden_dim}")
+  gpus = len(tf.config.list_physical_devices("GPU"))
+  return (f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} "
+          f"CPU cores, {gpus} GPUs; Python {platform.python_version()}, "
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}. "
+          f"{model.name}: batch {config.batch_size}, {shape}, latent "
+          f"{model.latent_dim}.")
 
 
 def markdown_section(size: str, config, results: dict) -> str:
   """This size's BENCHMARKS.md section."""
-  shape = {"lstm": f"length {config.seq_len}, vocabulary {config.vocab_size}"
-           f", embedding {config.embed_dim}, hidden {config.hidden_dim}, LSTM "
-           f"{fused_lstm.resolve_impl(config.lstm_impl)}",
-           "mlp": f"hidden {config.hidden_dim}", "pixelcnn":
-           f"ResNet {config.resnet_channels} channels, PixelCNN "
-           f"{config.pixelcnn_layers} + 1 layers of {config.pixelcnn_channels}"
-           }[config.model]
   first = next(iter(results.values()))
-  gpus = len(tf.config.list_physical_devices("GPU"))
-  lines = [f"## {size}", "", f"{datetime.date.today()}, {platform.machine()} "
-           f"{os.cpu_count()} CPU cores, {gpus} GPUs; Python "
-           f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras "
-           f"{keras.__version__}. {config.model}: batch {config.batch_size}, "
-           f"{shape}, latent {config.latent_dim}. Peak "
+  lines = [f"## {size}", "", f"{describe(config)} Peak "
            f"{first['peak_gflops']:.0f} GFLOP/s; the process kept "
            f"{first['cores_busy_while_timing']:.2f} cores busy while timing.",
            "", "| step | XLA | s/step | vs plain | GFLOP/step | GFLOP/s | "
@@ -116,6 +153,68 @@ def markdown_section(size: str, config, results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def bookkeeping_fns(config) -> dict:
+  """name -> zero-argument function: the plain train step alone; with the
+  loop's work around it as it was, reading the non-finite mask (and the
+  update count) on the host every step; and as it is, booked inside the
+  step (a second TrainStep, same weights) and read every --log_every."""
+  config = dataclasses.replace(config, critics=("none",), compare=False)
+  dataset = benchmarking.synthetic_dataset(config, 4 * config.batch_size)
+  batch = benchmarking.bench_batch(config, dataset)
+  step, booking_step = (benchmarking.timed_fns(config, dataset, batch)[
+      "none"][2] for _ in range(2))
+  state = checkpointing.LoopState(booking_step, aggressive=False,
+                                  max_bad_steps=20)
+  booking_step.book_with(state.book)
+  step_in_epoch, consecutive = (tf.Variable(0, dtype=tf.int64)
+                                for _ in range(2))
+  sums = tf.Variable(tf.zeros([len(validation.EPOCH_MEANS)], tf.float64))
+
+  def host_read():
+    out = step(batch)
+    step_in_epoch.assign_add(1)
+    nonfinite, _ = int(out.pop("nonfinite")), step.iterations
+    if not nonfinite:
+      if int(consecutive):
+        consecutive.assign(0)
+      sums.assign_add(tf.stack([tf.cast(out.get(k, 0.0), tf.float64)
+                                for k in validation.EPOCH_MEANS]))
+    _ = step.iterations % FLAGS.log_every     # the schedules' step number
+    return out
+
+  calls = [0]
+  def device_count():
+    out = booking_step(batch)
+    calls[0] += 1
+    if calls[0] % FLAGS.log_every == 0:
+      state.bad_steps.check(best_dir="")
+      _ = booking_step.iterations
+    return out
+
+  return {"plain step": lambda: step(batch),
+          "host read every step": host_read, "device count": device_count}
+
+
+def bookkeeping_section(size: str, config, seconds: dict, cores: float):
+  """The BENCHMARKS.md section of --bookkeeping's timings."""
+  plain = seconds["plain step"][0]
+  lines = [f"## {size}, {config.model.name}: non-finite steps counted on the "
+           "device", "", f"{describe(config)} The loop's work around the "
+           "plain step: before, the step's non-finite mask and the update "
+           "count were read on the host every step; now they are booked on "
+           f"the device and read every {FLAGS.log_every} steps. The process "
+           f"kept {cores:.2f} cores busy while timing.", "",
+           "| loop | s/step | vs plain step | best s/step |",
+           "|---|---|---|---|"]
+  for name, (median, best) in seconds.items():
+    lines.append(f"| {name} | {median:.5f} | {median / plain:.3f} | "
+                 f"{best:.5f} |")
+  ratio = seconds["device count"][0] / seconds["host read every step"][0]
+  lines += ["", f"Device count against host read: {ratio:.3f} of the step "
+            "time (medians, rounds in turn in one process)."]
+  return "\n".join(lines) + "\n"
+
+
 def update_markdown(path: str, size: str, section: str) -> None:
   """Replaces (or appends) the `## size` section of path, keeping others."""
   sections = {}
@@ -133,14 +232,21 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   tf.get_logger().setLevel("ERROR")     # retracing notes: a variant per model
   config = bench_config()
-  results = benchmarking.run(config)
-  section = markdown_section(FLAGS.size, config, results)
+  if FLAGS.bookkeeping:
+    results, cores = timing.round_robin(bookkeeping_fns(config),
+                                        config.steps, config.repeats)
+    section = bookkeeping_section(FLAGS.size, config, results, cores)
+    title = section.split("\n", 1)[0][3:]
+  else:
+    results = benchmarking.run(config)
+    section = markdown_section(FLAGS.size, config, results)
+    title = FLAGS.size
   print(section)
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2, sort_keys=True)
   if FLAGS.markdown_out:
-    update_markdown(FLAGS.markdown_out, FLAGS.size, section)
+    update_markdown(FLAGS.markdown_out, title, section)
 
 
 if __name__ == "__main__":

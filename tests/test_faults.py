@@ -83,11 +83,14 @@ def _config(files, out_dir, **overrides):
 
 
 def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
-                                                tmp_path):
+                                                tmp_path, caplog):
   _poison(monkeypatch, "kl", 12, 12)
   config = _config(text_files, tmp_path / "run", epochs=2)
   results = train.run(config)
   assert results["skipped_steps"] == 1
+  # Counted on the device, named at the next read (here the epoch's end).
+  assert re.search(r"step \d+ skipped: non-finite kl \(1 in a row, 1 "
+                   r"skipped in all\)", caplog.text)
   dataset = data_lib.load(config.data)
   batches = sum(len(list(build.epoch_batches(dataset, config, epoch)))
                 for epoch in (0, 1))
@@ -96,18 +99,31 @@ def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
 
 def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
     monkeypatch, text_files, tmp_path, caplog):
-  # Every step from the 25th call on is NaN: epochs 1 and 2 finish (the best
-  # checkpoint is saved), then 5 bad steps in a row stop the run.
+  # Every forward pass from the 25th call on (validation's count too) is NaN:
+  # an earlier epoch's end saved the best checkpoint, then 5 bad steps in a
+  # row stop the run. The steps are counted on the device and read at the
+  # epoch's end (log_every is 1000): the run stops there, before validating
+  # or saving anything.
   _poison(monkeypatch, "log_likelihood", 25, 10**9)
   config = _config(text_files, tmp_path / "run", max_bad_steps=5)
   with pytest.raises(errors.TrainingError) as error:
     train.run(config)
   message = str(error.value)
-  assert "5 steps in a row" in message and "reconstruction" in message
+  skipped = re.search(r"(\d+) steps skipped up to step (\d+): non-finite "
+                      r"reconstruction \((\d+) in a row, (\d+) skipped in "
+                      r"all\)", caplog.text)
+  assert skipped, caplog.text
+  count, stopped_at = int(skipped[1]), int(skipped[2])
+  assert count >= 5 and skipped[3] == skipped[4] == skipped[1]
+  # The limit's step: where the 5th bad step in a row was, as read per step.
+  assert (f"training diverged: 5 steps in a row up to step {stopped_at} had "
+          f"a non-finite reconstruction") in message
   assert os.path.join(config.out_dir, "best") in message
-  assert re.search(r"step \d+ skipped: non-finite reconstruction \(1 in a "
-                   r"row, 1 skipped in all\)", caplog.text)
   assert not os.path.exists(os.path.join(config.out_dir, "metrics.json"))
+  assert all(r["step"] < stopped_at for r in _history(config.out_dir))
+  last = tf.train.latest_checkpoint(os.path.join(config.out_dir,
+                                                 "checkpoints"))
+  assert int(last.rsplit("-", 1)[1]) < stopped_at
   step_fn = restore.restore_run(config.out_dir, "best").step_fn
   assert all(np.all(np.isfinite(v.numpy())) for v in step_fn.variables)
 

@@ -19,10 +19,7 @@ import tensorflow as tf
 
 def _unique(variables) -> list:
   """Variables in order, each once (the hybrid critic shares the encoder's)."""
-  seen = {}
-  for variable in variables:
-    seen.setdefault(id(variable), variable)
-  return list(seen.values())
+  return list({id(variable): variable for variable in variables}.values())
 
 
 class TrainStep:
@@ -77,22 +74,26 @@ class TrainStep:
     self.strategy = strategy or tf.distribute.get_strategy()
     self.num_replicas = self.strategy.num_replicas_in_sync
     jit_compile = jit_compile and self.num_replicas == 1
-    self.optimizer = optimizer
-    self.encoder_optimizer = encoder_optimizer
-    self.critic_optimizer = critic_optimizer
-    self._critic_own = set()
-    self.objective_config = objective_config
-    self.seed = seed
-    self.num_negatives = num_negatives
-    self.jit_compile = jit_compile
-    self.negatives = None
-    self._groups = None
-    # Text batched by exact length varies in batch size (a length's last
-    # batch is smaller): shapes relax to None instead of a trace per size.
-    self._steps = {update: tf.function(
+    self.optimizer, self.encoder_optimizer = optimizer, encoder_optimizer
+    self.critic_optimizer, self._critic_own = critic_optimizer, set()
+    self.objective_config, self.seed = objective_config, seed
+    self.num_negatives, self.jit_compile = num_negatives, jit_compile
+    self.negatives, self._groups, self._book = None, None, None
+    self._steps = self._trace()
+
+  def _trace(self) -> dict:
+    # Exact-length text batches vary in size: shapes relax, not one trace each.
+    return {update: tf.function(
         lambda batch, update=update: self._step(batch, update),
-        jit_compile=jit_compile, reduce_retracing=True)
-                   for update in ("all", "encoder", "decoder")}
+        jit_compile=self.jit_compile, reduce_retracing=True)
+            for update in ("all", "encoder", "decoder")}
+
+  def book_with(self, book) -> None:
+    """Calls book(outputs) inside every later "all" and "decoder" step's
+    tf.function, after its update: device-side bookkeeping (the training
+    loop's counters) with no extra call. None: no more."""
+    self._book = book
+    self._steps = self._trace()     # steps traced before did not call it
 
   def build(self, batch: dict) -> None:
     """Creates every variable (networks, queue, optimizer slots) from a batch."""
@@ -159,17 +160,22 @@ class TrainStep:
     return self._groups["all"]
 
   def _step(self, batch, update):
-    """One update on the global batch: directly, or split over replicas."""
+    """One update on the global batch (directly, or split over replicas),
+    then the book_with function's bookkeeping."""
     if self.num_replicas == 1:
-      return self._train_step(batch, update)
-    def replica_step(batch):
-      # A tensor: exact-length text batches vary in size (shape None).
-      size = tf.shape(next(iter(batch.values())))[0] // self.num_replicas
-      local = {k: replicas.local_rows(v, size) for k, v in batch.items()}
-      return self._train_step(local, update)
-    outputs = self.strategy.run(replica_step, args=(batch,))
-    return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-            for k, v in outputs.items()}
+      outputs = self._train_step(batch, update)
+    else:
+      def replica_step(batch):
+        # A tensor: exact-length text batches vary in size (shape None).
+        size = tf.shape(next(iter(batch.values())))[0] // self.num_replicas
+        local = {k: replicas.local_rows(v, size) for k, v in batch.items()}
+        return self._train_step(local, update)
+      outputs = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v,
+                                         axis=None) for k, v in
+                 self.strategy.run(replica_step, args=(batch,)).items()}
+    if self._book is not None and update != "encoder":
+      self._book(outputs)
+    return outputs
 
   def _train_step(self, batch, update):
     step = self.optimizer.iterations
@@ -217,12 +223,11 @@ class TrainStep:
     out = {"loss": loss, "rec": -tf.reduce_mean(terms["log_likelihood"]),
            "kl": tf.reduce_mean(terms["kl"]),
            "mi": metrics.mutual_information(*mi_inputs)}
-    for key in ("infonce_bound", "model_infonce_bound"):
-      if key in terms:
-        out[key] = terms[key]
-    out["elbo_grad_norm"] = norms[0]
-    out["critic_grad_norm"] = norms[1] if separate else tf.zeros([])
-    out["nonfinite"] = nonfinite
+    out.update({k: terms[k] for k in ("infonce_bound", "model_infonce_bound")
+                if k in terms})
+    out.update(elbo_grad_norm=norms[0],
+               critic_grad_norm=norms[1] if separate else tf.zeros([]),
+               nonfinite=nonfinite)
     return out
 
   def __call__(self, batch: dict, update: str = "all") -> dict:
@@ -284,14 +289,9 @@ def stays_aggressive(mi_history: list[float]) -> bool:
 def aggressive_step(train_step: TrainStep, batch: dict, inner_batches,
                     max_inner_steps: int = 100) -> tuple[dict, int]:
   """One aggressive step (He et al. 2019): encoder-only updates on fresh
-  batches until `inner_loop_converged`, then a decoder-only update on `batch`.
-
-  Args:
-    inner_batches: an iterator of training batches for the inner loop.
-
-  Returns:
-    (the decoder step's outputs, the number of inner encoder updates).
-  """
+  batches (the iterator `inner_batches`) until `inner_loop_converged`, then
+  a decoder-only update on `batch`. Returns (the decoder step's outputs,
+  the number of inner encoder updates)."""
   losses = []
   for _ in range(max_inner_steps):
     losses.append(float(train_step(next(inner_batches), "encoder")["loss"]))

@@ -9,7 +9,6 @@ same process; also the IW-NLL's speed and memory, and the input pipeline's.
 import dataclasses
 import os
 import threading
-import time
 
 import keras
 import numpy as np
@@ -24,26 +23,26 @@ from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
+from tf_cvae.training import timing
 
 CRITICS = ("none", "self", "hybrid", "nn", "model", "aggressive")
 
 
+# The benchmark's model unless told otherwise: He et al.'s text LSTM at half
+# the paper's size (embedding 256, hidden 512); the rest as ModelConfig's.
+MODEL = registry.ModelConfig(name="lstm", embed_dim=256, hidden_dim=512)
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-  """Sizes and what to measure; `steps` timed steps per repeat."""
-  model: str = "lstm"
+  """The model, the synthetic text's sizes (see synthetic_dataset) and what
+  to measure; `steps` timed steps per repeat."""
+  model: registry.ModelConfig = MODEL
   batch_size: int = 32
   seq_len: int = 40
   vocab_size: int = 5000
-  embed_dim: int = 256
-  hidden_dim: int = 512
-  latent_dim: int = 32
-  resnet_channels: int = 64
-  pixelcnn_layers: int = 12
-  pixelcnn_channels: int = 32
   critics: tuple = CRITICS
   jit_compile: str = "auto"             # on | off | auto (build.py's rule)
-  lstm_impl: str = "auto"
   steps: int = 5
   repeats: int = 5
   compare: bool = True        # the plain step also XLA flipped, Keras LSTMs
@@ -54,26 +53,26 @@ class BenchConfig:
   pipeline_batches: int = 100
   seed: int = 0
 
+  @property
+  def data_kind(self) -> str:
+    """"text" or "image": what the model's registry entry models."""
+    return registry.MODELS[self.model.name][0]
+
 
 def measure_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
   """Best fp32 GFLOP/s of a [size, size] x [size, size] tf.matmul."""
   a = tf.random.normal([size, size])
   matmul = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)[0]))
-  best = min(_seconds(lambda: float(matmul(a))) for _ in range(repeats + 1))
+  best = min(timing.seconds(lambda: float(matmul(a)))
+             for _ in range(repeats + 1))
   return 2 * size**3 / best / 1e9
-
-
-def _seconds(fn) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def synthetic_dataset(config: BenchConfig, num_examples: int):
   """Random sentences (lengths seq_len / 2 .. seq_len, <s> and </s> in)
   over vocab_size ids, or random pixel probabilities (dynamic binarization)."""
   rng = np.random.default_rng(config.seed)
-  if config.model != "lstm":
+  if config.data_kind == "image":
     images = rng.random((num_examples, 28, 28, 1), dtype=np.float32)
     return data_base.ImageDataset("bench", {s: images for s in data_base.SPLITS},
                                   {s: "dynamic" for s in data_base.SPLITS})
@@ -88,13 +87,18 @@ def synthetic_dataset(config: BenchConfig, num_examples: int):
                                {s: sentences for s in data_base.SPLITS})
 
 
+def bench_batch(config: BenchConfig, dataset) -> dict:
+  """The timed batch: text padded to seq_len (its longest shape)."""
+  batch = next(iter(dataset.batches("train", config.batch_size)))
+  if config.data_kind == "text":
+    width = config.seq_len - batch["tokens"].shape[1]
+    batch = {"tokens": tf.pad(batch["tokens"], [[0, 0], [0, width]])}
+  return batch
+
+
 def _train_config(config: BenchConfig, critic: str, **overrides):
-  sizes = {f.name: getattr(config, f.name)
-           for f in dataclasses.fields(registry.ModelConfig)
-           if f.name not in ("name", "decoder_dropout", "init")}
   fields = dict(
-      model=registry.ModelConfig(name=config.model, **sizes),
-      objective=objective.ObjectiveConfig(
+      model=config.model, objective=objective.ObjectiveConfig(
           critic_weight=0.0 if critic in ("none", "aggressive") else 3.0),
       critic=critic if critic in critics.CRITICS else "none",
       critic_side="model" if critic == "model" else "inference",
@@ -104,17 +108,18 @@ def _train_config(config: BenchConfig, critic: str, **overrides):
   return config_lib.TrainConfig(**fields)
 
 
-def _timed_fns(config: BenchConfig, dataset, batch) -> dict:
-  """name -> (zero-argument step function, critic, built TrainStep)."""
-  flip = ("off" if build.resolve_jit_compile(config.jit_compile, config.model)
-          else "on")
+def timed_fns(config: BenchConfig, dataset, batch) -> dict:
+  """name -> (zero-argument step function, critic, built TrainStep) of
+  config.critics (and, with config.compare, the plain step's variants)."""
+  flip = ("off" if build.resolve_jit_compile(config.jit_compile,
+                                             config.model.name) else "on")
   variants = {c: (c, {}) for c in config.critics}
   if config.compare:
     variants[f"none, XLA {flip}"] = ("none", {"jit_compile": flip})
-    if config.model == "lstm" and fused_lstm.resolve_impl(
-        config.lstm_impl) == "fused":
+    if config.data_kind == "text" and fused_lstm.resolve_impl(
+        config.model.lstm_impl) == "fused":
       variants["none, keras LSTM"] = ("none", {"model": dataclasses.replace(
-          _train_config(config, "none").model, lstm_impl="keras")})
+          config.model, lstm_impl="keras")})
   fns = {}
   for name, (critic, overrides) in variants.items():
     keras.utils.set_random_seed(config.seed)
@@ -125,23 +130,6 @@ def _timed_fns(config: BenchConfig, dataset, batch) -> dict:
         batch, "decoder"))) if critic == "aggressive" else (
             lambda step=step: step(batch)), critic, step)
   return fns
-
-
-def time_steps(fns: dict, steps: int, repeats: int):
-  """{name: (median, best) seconds per call over repeats of `steps` calls,
-  round-robin after 2 warm-up calls}, and the cores busy meanwhile."""
-  def timed(fn, calls):
-    return _seconds(lambda: tf.nest.map_structure(
-        lambda t: t.numpy(), [fn() for _ in range(calls)])) / calls
-  for fn in fns.values():
-    timed(fn, 2)
-  times = {name: [] for name in fns}
-  cpu, wall = time.process_time(), time.perf_counter()
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      times[name].append(timed(fn, steps))
-  cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
-  return {n: (float(np.median(t)), min(t)) for n, t in times.items()}, cores
 
 
 def _lstm_flops(batch, time_steps, inputs, units):
@@ -243,14 +231,14 @@ def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
   before = memory_in_use()               # before the first chunk (and trace)
   memory = {str(n): round(peak_memory_mb(lambda n=n: nll(n), before), 1)
             for n in sorted(config.memory_iw_samples)}
-  seconds = _seconds(lambda: nll(config.iw_samples))
+  seconds = timing.seconds(lambda: nll(config.iw_samples))
   gpu = tf.config.list_physical_devices("GPU")
   return {"iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
           "examples_per_second": config.eval_examples / seconds,
           "peak_memory_mb_by_iw_samples": memory, "memory_measured_as": (
-              "GPU allocator" if gpu else "process RSS") + " peak above "
-          "the memory in use before the first call"}
+              "GPU allocator" if gpu else "process RSS") + " peak above the "
+          "memory in use before the first call"}
 
 
 def measure_pipeline(dataset, config: BenchConfig) -> float:
@@ -258,7 +246,7 @@ def measure_pipeline(dataset, config: BenchConfig) -> float:
   batches = lambda: dataset.batches("train", config.batch_size, shuffle=True,
                                     seed=config.seed, drop_remainder=True)
   count = sum(int(next(iter(b.values())).shape[0]) for b in batches())
-  return count / _seconds(lambda: [b for b in batches()])
+  return count / timing.seconds(lambda: [b for b in batches()])
 
 
 def run(config: BenchConfig) -> dict:
@@ -270,14 +258,11 @@ def run(config: BenchConfig) -> dict:
   """
   dataset = synthetic_dataset(config, config.pipeline_batches
                               * config.batch_size + config.eval_examples)
-  batch = next(iter(dataset.batches("train", config.batch_size)))
-  if config.model == "lstm":     # padded to the longest shape, seq_len
-    width = config.seq_len - batch["tokens"].shape[1]
-    batch = {"tokens": tf.pad(batch["tokens"], [[0, 0], [0, width]])}
+  batch = bench_batch(config, dataset)
   peak = measure_peak_gflops()
-  fns = _timed_fns(config, dataset, batch)
-  seconds, cores = time_steps({n: f[0] for n, f in fns.items()},
-                              config.steps, config.repeats)
+  fns = timed_fns(config, dataset, batch)
+  seconds, cores = timing.round_robin({n: f[0] for n, f in fns.items()},
+                                      config.steps, config.repeats)
   peak = max(peak, measure_peak_gflops())
   plain, results = seconds.get("none", (None,))[0], {}
   for name, (_, critic, step) in fns.items():

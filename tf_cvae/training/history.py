@@ -1,10 +1,12 @@
-"""history.jsonl, one record per validation, and the epoch's log line."""
+"""history.jsonl, one record per validation; the epoch-end record and its
+log line."""
 
 import json
 import os
 
 from absl import logging
 
+from tf_cvae import train_step as train_step_lib
 from tf_cvae.training import schedule
 
 
@@ -42,6 +44,36 @@ class History:
     self.records.append(record)
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def epoch_end(record: dict, before: schedule.PlateauState, *, epoch: int,
+              patience: int, warmup_epochs: int, aggressive: bool,
+              earlier_mis: list[float]) -> tuple[dict, schedule.PlateauState]:
+  """The epoch-end history record and schedule, from the epoch's validation.
+
+  Args:
+    record: validation.record of the epoch-end validation (valid_loss, the
+      negative ELBO in nats, drives the schedule; valid_mi the switch).
+    before: the schedule's state before this epoch's end.
+    epoch: the epoch just finished, counted from 1.
+    patience, warmup_epochs: schedule.plateau_update's.
+    aggressive: whether this epoch trained aggressively.
+    earlier_mis: valid_mi at the earlier epochs' ends, oldest first.
+
+  Returns:
+    (record plus lr_halved, lr_decays, bad_epochs, best_epoch,
+    best_valid_loss and, when aggressive, aggressive_ends; the new state).
+  """
+  state = schedule.plateau_update(before, epoch, record["valid_loss"],
+                                  patience=patience,
+                                  warmup_epochs=warmup_epochs)
+  record = dict(record, lr_halved=state.decays > before.decays,
+                lr_decays=state.decays, bad_epochs=state.bad_epochs,
+                best_epoch=state.best_epoch, best_valid_loss=state.best_loss)
+  if aggressive:
+    record["aggressive_ends"] = not train_step_lib.stays_aggressive(
+        list(earlier_mis) + [record["valid_mi"]])
+  return record, state
 
 
 def log_epoch(record: dict, state: schedule.PlateauState, new_rate: float,

@@ -18,23 +18,24 @@ import tensorflow as tf
 from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.training import build
+from tf_cvae.training import checkpointing
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import determinism
 from tf_cvae.training import evaluation
 from tf_cvae.training import faults
 from tf_cvae.training import history as history_lib
 from tf_cvae.training import schedule
+from tf_cvae.training import timing
 from tf_cvae.training import validation
 
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 
 
 class _Training:
-  """One call of `run`: the counters, checkpoints and logs around a TrainStep.
+  """One call of `run`: the loop and the epoch protocol around a TrainStep.
 
-  The checkpoint (build.training_checkpoint) also holds the position in the
-  data (epoch, step_in_epoch), this epoch's summed step outputs, the best
-  validation, the aggressive switch and the learning-rate schedule.
+  The loop state (checkpointing.LoopState) is booked on the device; the host
+  reads it only at a step where it logs, saves, validates or stops.
   """
 
   def __init__(self, config: TrainConfig, dataset,
@@ -42,22 +43,12 @@ class _Training:
     """`step_fn` must be built: building creates the queue and drops an
     unused critic optimizer, and the checkpoint tracks what exists now."""
     self.config, self.dataset, self.step_fn = config, dataset, step_fn
-    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    # This epoch's sums of the step outputs validation.EPOCH_MEANS names.
-    self.epoch_sums = tf.Variable(tf.zeros([len(validation.EPOCH_MEANS)],
-                                           tf.float64), trainable=False)
-    self.best_validation = validation.BestVariables()
-    self.aggressive = tf.Variable(config.aggressive, trainable=False)
-    self.schedule = schedule.PlateauVariables()
-    self.bad_steps = faults.BadSteps(config.max_bad_steps)
+    self.state = checkpointing.LoopState(step_fn, config.aggressive,
+                                         config.max_bad_steps)
+    step_fn.book_with(self.state.book)    # inside every step, on the device
+    self.checkpoints = checkpointing.Checkpoints(step_fn, config.out_dir,
+                                                 self.state)
     self.signals = faults.StopSignals()
-    self.checkpoint, self.last, self.best = build.training_checkpoint(
-        step_fn, config.out_dir, epoch=self.epoch,
-        step_in_epoch=self.step_in_epoch,
-        epoch_sums=self.epoch_sums, best_validation=self.best_validation,
-        aggressive=self.aggressive, lr_schedule=self.schedule,
-        bad_steps=self.bad_steps)
     join = lambda name: os.path.join(config.out_dir, name)
     self.writer = tf.summary.create_file_writer(join("tensorboard"))
     self.history = history_lib.History(join("history.jsonl"))
@@ -67,108 +58,116 @@ class _Training:
 
   def resume(self) -> None:
     """Loads the last checkpoint, if any, and the history of its epochs."""
-    if build.restore_training(self.checkpoint, self.last):
-      state = self.schedule.read()
+    if self.checkpoints.restore_last():
+      state = self.state.schedule.read()
       logging.info("resumed from %s at step %d, epoch %d (learning rate %g, "
-                   "%d halvings, best epoch %d)", self.last.latest_checkpoint,
-                   self.step_fn.iterations, int(self.epoch),
+                   "%d halvings, best epoch %d)",
+                   self.checkpoints.last.latest_checkpoint,
+                   self.step_fn.iterations, int(self.state.epoch),
                    self.step_fn.learning_rate, state.decays,
                    state.best_epoch)
     self.history.load(last_step=self.step_fn.iterations,
-                      epochs_done=int(self.epoch))
+                      epochs_done=int(self.state.epoch))
 
-  def steps_done(self) -> bool:
+  def steps_done(self, step: int) -> bool:
     max_steps = self.config.max_steps
-    return max_steps is not None and self.step_fn.iterations >= max_steps
+    return max_steps is not None and step >= max_steps
 
   def finished(self) -> bool:
-    if self.steps_done():
+    if self.steps_done(self.step_fn.iterations):
       return True
-    if schedule.schedule_stops(self.schedule.read(), self.config.max_lr_decays):
+    if schedule.schedule_stops(self.state.schedule.read(),
+                               self.config.max_lr_decays):
       return True
     return (self.config.max_steps is None
-            and int(self.epoch) >= self.config.epochs)
+            and int(self.state.epoch) >= self.config.epochs)
+
+  def due(self, step: int) -> bool:
+    """Whether the loop has something to do after update `step`."""
+    config = self.config
+    return (step % config.log_every == 0 or step % config.checkpoint_every == 0
+            or bool(config.validate_every and step % config.validate_every == 0)
+            or self.steps_done(step) or self.signals.requested is not None)
+
+  def check(self) -> tuple[int, bool]:
+    """Reads the device's counts: (updates made, whether the last step was
+    skipped); raises errors.TrainingError after max_bad_steps in a row."""
+    last_skipped = self.state.bad_steps.check(self.checkpoints.best_directory)
+    return self.step_fn.iterations, last_skipped
+
+  def one_step(self, batch, aggressive: bool, inner_batches) -> dict:
+    """A train step (aggressive: with its inner loop); the step itself books
+    it in the loop state, on the device."""
+    if aggressive:
+      out, inner = train_step_lib.aggressive_step(
+          self.step_fn, batch, inner_batches, self.config.aggressive_max_inner)
+      return dict(out, inner_steps=inner)
+    return self.step_fn(batch)
+
+  def train(self) -> float | None:
+    """Trains until finished(); returns the steady seconds per step (from
+    this process's 21st step on, validation left out)."""
+    config, step_fn, state = self.config, self.step_fn, self.state
+    inner_batches = build.inner_loop_batches(self.dataset, config,
+                                             step_fn.num_replicas)
+    timer = timing.StepTimer(warmup_steps=20)
+    while not self.finished():
+      step, aggressive = step_fn.iterations, bool(state.aggressive)
+      batches = build.epoch_batches(self.dataset, config, int(state.epoch),
+                                    step_fn.num_replicas)
+      for batch in batches.skip(int(state.step_in_epoch)):
+        out = self.one_step(batch, aggressive, inner_batches)
+        timer.tick()
+        # Counted as if no step was skipped (never below the true count),
+        # so the device is read only where the loop may have work to do.
+        step += 1
+        if not self.due(step):
+          continue
+        step, skipped = self.check()
+        if step % config.log_every == 0:
+          self.log_progress(out, step, timer.lap())
+        if step % config.checkpoint_every == 0 and not skipped:
+          self.checkpoints.save_last(step)
+        if self.signals.requested:
+          self.interrupt()
+        if self.steps_done(step):
+          break
+        if (config.validate_every and step % config.validate_every == 0
+            and int(state.step_in_epoch) < self.steps_per_epoch):
+          with timer.pause():
+            self.validate_partial()
+      else:
+        with timer.pause():
+          self.end_epoch()
+    if not self.validated_now():      # the final step, inside an epoch
+      with timer.pause():
+        self.validate_partial()
+    self.writer.flush()
+    return timer.seconds_per_step()
+
+  def log_progress(self, out: dict, step: int, steps_per_second: float):
+    """The progress line and TensorBoard's train scalars of a step."""
+    out = {k: v for k, v in out.items() if k != "nonfinite"}
+    # Epochs count from 1 in the logs, as in history.jsonl.
+    logging.info("epoch %d step %d  %s  (%.1f steps/s)",
+                 int(self.state.epoch) + 1, step, "  ".join(
+                     f"{k} {float(v):.3f}" for k, v in out.items()),
+                 steps_per_second)
+    self.summaries("train", dict(
+        out, learning_rate=self.step_fn.learning_rate), step)
 
   def summaries(self, prefix: str, values: dict, step: int) -> None:
     """TensorBoard scalars `prefix/name` at `step` (see write_scalars)."""
     evaluation.write_scalars(self.writer, prefix, values, step)
 
-  def train(self) -> float | None:
-    """Trains until finished(); returns the steady seconds per step."""
-    config, step_fn = self.config, self.step_fn
-    inner_batches = build.inner_loop_batches(self.dataset, config,
-                                           step_fn.num_replicas)
-    window_start, window_steps = time.time(), 0
-    # Steady-state step time: from the 21st step of this process on (tracing
-    # and compilation happen in the first steps), validation time left out.
-    first_step, timed_from, paused = step_fn.iterations, None, 0.0
-    while not self.finished():
-      batches = build.epoch_batches(self.dataset, config, int(self.epoch),
-                                    step_fn.num_replicas)
-      for batch in batches.skip(int(self.step_in_epoch)):
-        if bool(self.aggressive):
-          out, inner = train_step_lib.aggressive_step(
-              step_fn, batch, inner_batches, config.aggressive_max_inner)
-          out = dict(out, inner_steps=inner)
-        else:
-          out = step_fn(batch)
-        self.step_in_epoch.assign_add(1)
-        nonfinite = int(out.pop("nonfinite"))
-        step = step_fn.iterations
-        self.bad_steps.record(nonfinite, step + 1, self.best.directory)
-        if not nonfinite:
-          self.epoch_sums.assign_add(tf.stack([
-              tf.cast(out.get(k, 0.0), tf.float64)
-              for k in validation.EPOCH_MEANS]))
-        window_steps += 1
-        if step == first_step + 20:
-          timed_from = (time.time(), step)
-        if step % config.log_every == 0:
-          rate = window_steps / max(time.time() - window_start, 1e-9)
-          # Epochs count from 1 in the logs, as in history.jsonl.
-          logging.info("epoch %d step %d  %s  (%.1f steps/s)",
-                       int(self.epoch) + 1, step, "  ".join(
-                           f"{k} {float(v):.3f}" for k, v in out.items()), rate)
-          self.summaries("train", dict(
-              out, learning_rate=step_fn.learning_rate), step)
-          window_start, window_steps = time.time(), 0
-        if step % config.checkpoint_every == 0 and not nonfinite:
-          self.last.save(checkpoint_number=step)
-        if self.signals.requested:
-          self.interrupt()
-        if self.steps_done():
-          break
-        if (config.validate_every and step % config.validate_every == 0
-            and int(self.step_in_epoch) < self.steps_per_epoch):
-          pause = self.timed(self.validate_partial)
-          window_start += pause
-          paused += pause if timed_from else 0.0
-      else:
-        pause = self.timed(self.end_epoch)
-        window_start += pause
-        paused += pause if timed_from else 0.0
-    if not self.validated_now():      # the final step, inside an epoch
-      self.validate_partial()
-    self.writer.flush()
-    steps = step_fn.iterations - timed_from[1] if timed_from else 0
-    if steps <= 0:
-      return None
-    return (time.time() - timed_from[0] - paused) / steps
-
   def interrupt(self) -> None:
     """Saves the last checkpoint and raises errors.Interrupted."""
-    path = self.last.save(checkpoint_number=self.step_fn.iterations)
+    step, _ = self.check()
+    path = self.checkpoints.save_last(step)
     self.writer.flush()
     raise errors.Interrupted(self.signals.requested, (
-        f"stopped by signal {self.signals.requested} at step "
-        f"{self.step_fn.iterations}; saved {path}: the same command resumes"))
-
-  @staticmethod
-  def timed(fn) -> float:
-    """Calls fn(); returns the seconds it took."""
-    started = time.time()
-    fn()
-    return time.time() - started
+        f"stopped by signal {self.signals.requested} at step {step}; saved "
+        f"{path}: the same command resumes"))
 
   def validated_now(self) -> bool:
     """Whether the current step's weights have a history record."""
@@ -177,20 +176,20 @@ class _Training:
 
   def validate(self, partial: bool) -> tuple[dict, dict]:
     """A validation pass: (its results, its history record fields)."""
-    config, step_fn = self.config, self.step_fn
-    step = step_fn.iterations
+    config, state = self.config, self.state
+    step, _ = self.check()
     valid = self.validator(self.dataset, validation.valid_config(config))
-    improved = self.best_validation.update(
+    improved = state.best_validation.update(
         validation.selection_value(valid, config.select_by), step)
     if improved:
-      self.best.save(checkpoint_number=step)
+      self.checkpoints.save_best(step)
     entry = validation.record(
-        valid, epochs_done=int(self.epoch), partial=partial,
-        step_in_epoch=int(self.step_in_epoch),
+        valid, epochs_done=int(state.epoch), partial=partial,
+        step_in_epoch=int(state.step_in_epoch),
         steps_per_epoch=self.steps_per_epoch,
-        epoch_sums=self.epoch_sums.numpy(), step=step,
-        learning_rate=step_fn.learning_rate,
-        best_step=int(self.best_validation.step), improved=improved)
+        epoch_sums=state.epoch_sums.numpy(), step=step,
+        learning_rate=self.step_fn.learning_rate,
+        best_step=int(state.best_validation.step), improved=improved)
     self.summaries("valid", {k[len("valid_"):]: v for k, v in entry.items()
                              if k.startswith("valid_")}, step)
     return valid, entry
@@ -201,40 +200,35 @@ class _Training:
     _, entry = self.validate(partial=True)
     self.history.append(entry)
     validation.log_partial(entry)
-    self.last.save(checkpoint_number=entry["step"])
+    self.checkpoints.save_last(entry["step"])
 
   def end_epoch(self) -> None:
     """Validation, the schedule, the best checkpoint, history and summaries."""
-    config, step_fn = self.config, self.step_fn
-    self.epoch.assign_add(1)
-    epoch, step = int(self.epoch), step_fn.iterations
-    valid, record = self.validate(partial=False)
-    self.step_in_epoch.assign(0)
-    self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
+    config, step_fn, state = self.config, self.step_fn, self.state
+    self.check()                        # before the epoch counts as done
+    state.epoch.assign_add(1)
+    epoch, step = int(state.epoch), step_fn.iterations
+    _, record = self.validate(partial=False)
+    state.restart_epoch()
     learning_rate = step_fn.learning_rate
-    before = self.schedule.read()
-    state = schedule.plateau_update(before, epoch, record["valid_loss"],
-                                    patience=config.lr_patience,
-                                    warmup_epochs=config.lr_warmup_epochs)
-    self.schedule.write(state)
-    halved = state.decays > before.decays
-    new_rate = (schedule.halve_learning_rates(step_fn) if halved
-                else learning_rate)
-    record.update(lr_halved=halved, lr_decays=state.decays,
-                  bad_epochs=state.bad_epochs, best_epoch=state.best_epoch,
-                  best_valid_loss=state.best_loss)
-    if bool(self.aggressive):
-      self.aggressive.assign(train_step_lib.stays_aggressive(
-          [r["valid_mi"] for r in self.history.records if not r["partial"]]
-          + [valid["mi"]]))
-      record["aggressive_ends"] = not bool(self.aggressive)
+    record, schedule_state = history_lib.epoch_end(
+        record, state.schedule.read(), epoch=epoch,
+        patience=config.lr_patience, warmup_epochs=config.lr_warmup_epochs,
+        aggressive=bool(state.aggressive), earlier_mis=[
+            r["valid_mi"] for r in self.history.records if not r["partial"]])
+    state.schedule.write(schedule_state)
+    new_rate = (schedule.halve_learning_rates(step_fn)
+                if record["lr_halved"] else learning_rate)
+    if "aggressive_ends" in record:
+      state.aggressive.assign(not record["aggressive_ends"])
     self.history.append(record)
     self.summaries("train", dict(epoch_loss=record["train_loss"],
-                                 lr_decays=state.decays), step)
+                                 lr_decays=schedule_state.decays), step)
     self.writer.flush()
-    history_lib.log_epoch(dict(record, improved=state.best_epoch == epoch),
-                          state, new_rate, config.max_lr_decays)
-    self.last.save(checkpoint_number=step)
+    history_lib.log_epoch(
+        dict(record, improved=schedule_state.best_epoch == epoch),
+        schedule_state, new_rate, config.max_lr_decays)
+    self.checkpoints.save_last(step)
 
 
 def run(config: TrainConfig) -> dict:
@@ -270,27 +264,28 @@ def run(config: TrainConfig) -> dict:
   started = time.time()
   with training.signals:
     seconds_per_step = training.train()
+    steps, _ = training.check()
   train_seconds = time.time() - started
-  steps = step_fn.iterations
-  training.last.save(checkpoint_number=steps)
+  training.checkpoints.save_last(steps)
   training.writer.close()
 
-  state, best_step = training.schedule.read(), int(
-      training.best_validation.step)
+  loop = training.state
+  schedule_state, best_step = loop.schedule.read(), int(
+      loop.best_validation.step)
   results = validation.test_both(
       lambda: training.validator(dataset, validation.final_eval_config(config)),
-      lambda: build.restore_model(step_fn, os.path.join(
-          training.best.directory, f"ckpt-{best_step}")),
+      lambda: build.restore_model(step_fn,
+                                  training.checkpoints.best_path(best_step)),
       best_step, steps, config.select)
-  results.update(epochs=int(training.epoch), lr_decays=state.decays,
+  results.update(epochs=int(loop.epoch), lr_decays=schedule_state.decays,
                  learning_rate=step_fn.learning_rate, select=config.select,
                  select_by=config.select_by,
-                 best_valid_value=float(training.best_validation.value),
-                 **({} if not state.best_epoch else dict(
-                     best_epoch=state.best_epoch,
-                     best_valid_loss=state.best_loss)),
+                 best_valid_value=float(loop.best_validation.value),
+                 **({} if not schedule_state.best_epoch else dict(
+                     best_epoch=schedule_state.best_epoch,
+                     best_valid_loss=schedule_state.best_loss)),
                  train_seconds=train_seconds, steps=steps,
-                 skipped_steps=int(training.bad_steps.total))
+                 skipped_steps=int(loop.bad_steps.total))
   if seconds_per_step is not None:
     results["seconds_per_step"] = seconds_per_step
   config_lib.write_json(os.path.join(config.out_dir, "metrics.json"), results)

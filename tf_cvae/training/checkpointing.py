@@ -1,0 +1,94 @@
+"""What a training run's checkpoint holds, and its two folders.
+
+`LoopState` is the training loop's own state (position in the data, this
+epoch's sums, best validation, aggressive switch, learning-rate schedule,
+skipped steps), booked on the device step by step. `Checkpoints` puts it
+with the networks and optimizers (build.training_checkpoint) and saves and
+restores it: out_dir/checkpoints keeps the last two, out_dir/best the best.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tf_cvae import train_step as train_step_lib
+from tf_cvae.training import build
+from tf_cvae.training import faults
+from tf_cvae.training import schedule
+from tf_cvae.training import validation
+
+
+class LoopState(tf.Module):
+  """The loop's counters and schedules, all tf.Variables (checkpointed)."""
+
+  def __init__(self, step_fn: train_step_lib.TrainStep, aggressive: bool,
+               max_bad_steps: int):
+    super().__init__(name="loop_state")
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # This epoch's sums of the step outputs validation.EPOCH_MEANS names.
+    self.epoch_sums = tf.Variable(tf.zeros([len(validation.EPOCH_MEANS)],
+                                           tf.float64), trainable=False)
+    self.best_validation = validation.BestVariables()
+    self.aggressive = tf.Variable(aggressive, trainable=False)
+    self.schedule = schedule.PlateauVariables()
+    self.bad_steps = faults.BadSteps(max_bad_steps)
+    self._iterations = step_fn.optimizer.iterations
+
+  def checkpointed(self) -> dict:
+    """The variables by their names in the checkpoint."""
+    return dict(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+                epoch_sums=self.epoch_sums,
+                best_validation=self.best_validation,
+                aggressive=self.aggressive, lr_schedule=self.schedule,
+                bad_steps=self.bad_steps)
+
+  def book(self, outputs: dict) -> None:
+    """Counts a train step's outputs (scalar tensors) on the device, inside
+    the step's tf.function after its update (TrainStep.book_with): its place
+    in the epoch, the epoch's sums (a finite step's only), the skipped
+    steps. Nothing is read back to the host."""
+    nonfinite = outputs["nonfinite"]
+    iterations = tf.cast(tf.convert_to_tensor(self._iterations), tf.int64)
+    self.step_in_epoch.assign_add(1)
+    sums = tf.stack([tf.cast(outputs.get(k, 0.0), tf.float64)
+                     for k in validation.EPOCH_MEANS])
+    self.epoch_sums.assign_add(tf.where(tf.equal(nonfinite, 0), sums,
+                                        tf.zeros_like(sums)))
+    # A skipped step left iterations as they were: it would have made the next.
+    self.bad_steps.book(nonfinite, iterations + 1)
+
+  def restart_epoch(self) -> None:
+    """Empties the position in the epoch and its sums (at an epoch's end)."""
+    self.step_in_epoch.assign(0)
+    self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
+
+
+class Checkpoints:
+  """The run's checkpoint: `last` (out_dir/checkpoints, 2 kept) and `best`
+  (out_dir/best, 1 kept) managers of the same tf.train.Checkpoint."""
+
+  def __init__(self, step_fn: train_step_lib.TrainStep, out_dir: str,
+               state: LoopState):
+    self.checkpoint, self.last, self.best = build.training_checkpoint(
+        step_fn, out_dir, **state.checkpointed())
+
+  @property
+  def best_directory(self) -> str:
+    return self.best.directory
+
+  def best_path(self, step: int) -> str:
+    """The best checkpoint saved at update `step`."""
+    return os.path.join(self.best.directory, f"ckpt-{step}")
+
+  def save_last(self, step: int) -> str:
+    """Saves into checkpoints/ as ckpt-<step>; returns its path."""
+    return self.last.save(checkpoint_number=step)
+
+  def save_best(self, step: int) -> str:
+    """Saves into best/ as ckpt-<step> (the previous best goes)."""
+    return self.best.save(checkpoint_number=step)
+
+  def restore_last(self) -> bool:
+    """Restores the last checkpoint whole; False if there is none."""
+    return build.restore_training(self.checkpoint, self.last)
