@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cvae import aggressive
 from tf_cvae import data as data_lib
 from tf_cvae import objective
-from tf_cvae import train_step
 from tf_cvae.models import registry
 from tf_cvae.training import build
 from tf_cvae.training import train
@@ -53,19 +53,19 @@ def test_free_bits_changes_the_total_loss():
 
 def test_inner_loop_stop_rule():
   improving = list(np.linspace(10, 5, 30))
-  assert not train_step.inner_loop_converged(improving[:20])
-  assert not train_step.inner_loop_converged(improving[:25])   # mid-window
+  assert not aggressive.inner_loop_converged(improving[:20])
+  assert not aggressive.inner_loop_converged(improving[:25])   # mid-window
   # The third window sums higher than the second: the encoder has converged.
   worse = improving[:20] + [improving[10]] * 10
-  assert train_step.inner_loop_converged(worse)
-  assert not train_step.inner_loop_converged(improving[:30])
-  assert not train_step.inner_loop_converged(improving[:10])
+  assert aggressive.inner_loop_converged(worse)
+  assert not aggressive.inner_loop_converged(improving[:30])
+  assert not aggressive.inner_loop_converged(improving[:10])
 
 
 def test_aggressive_switch_follows_validation_mi():
-  assert train_step.stays_aggressive([0.1])
-  assert train_step.stays_aggressive([0.1, 0.3])
-  assert not train_step.stays_aggressive([0.1, 0.3, 0.3])
+  assert aggressive.stays_aggressive([0.1])
+  assert aggressive.stays_aggressive([0.1, 0.3])
+  assert not aggressive.stays_aggressive([0.1, 0.3, 0.3])
 
 
 def test_aggressive_step_updates_encoder_then_decoder_only():
@@ -80,7 +80,7 @@ def test_aggressive_step_updates_encoder_then_decoder_only():
   step.build(batch)
   decoder_before = [v.numpy().copy() for v in step.vae.decoder.trainable_variables]
   encoder_before = [v.numpy().copy() for v in step.vae.encoder.trainable_variables]
-  out, inner = train_step.aggressive_step(step, batch, batches,
+  out, inner = aggressive.aggressive_step(step, batch, batches,
                                           max_inner_steps=30)
   assert inner in (20, 30)       # the rule is checked every 10 updates
   assert int(step.encoder_optimizer.iterations) == inner

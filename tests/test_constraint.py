@@ -1,10 +1,17 @@
 """lambda as a Lagrange multiplier (tf_cvae.constraint): closed forms."""
 
+import json
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_cvae import constraint
+from tf_cvae import objective
+from tf_cvae.models import registry
+from tf_cvae.training import evaluation
+from tf_cvae.training import train
 
 
 def _run(multiplier, bounds):
@@ -59,3 +66,28 @@ def test_a_restored_multiplier_continues_exactly(tmp_path):
   tf.train.Checkpoint(multiplier=second).restore(path).assert_consumed()
   for resumed, uninterrupted in zip(_run(second, bounds[5:]), whole[5:]):
     assert resumed == pytest.approx(uninterrupted, rel=1e-6)
+
+
+def test_training_moves_lambda_toward_the_target_and_records_it(tmp_path):
+  """A self critic held at an unreachable target (above log K): lambda rises
+  every step by at least step_size * (target - log K), and history.jsonl
+  records it; a target always met lets it fall to 0 and stay there."""
+  model = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
+                               decoder_dropout=0.0)
+  lambdas = {}
+  for name, target in (("unreachable", 5.0), ("met", -1.0)):
+    config = train.TrainConfig(
+        critic="self", model=model, max_steps=40, batch_size=16, log_every=20,
+        out_dir=str(tmp_path / name),
+        eval=evaluation.EvalConfig(iw_samples=0, max_examples=64,
+                                   probe=False),
+        objective=objective.ObjectiveConfig(
+            critic_weight=1.0, critic_target=target, critic_lambda_step=0.05))
+    train.run(config)
+    with open(tmp_path / name / "history.jsonl") as f:
+      last = [json.loads(line) for line in f][-1]
+    lambdas[name] = last["critic_lambda"]
+    assert last["critic_constraint_active"] == (1.0 if target > 0 else 0.0)
+  # log 16 = 2.77 < 5: each of 40 steps adds at least 0.05 * (5 - 2.77).
+  assert lambdas["unreachable"] >= 1.0 + 40 * 0.05 * (5.0 - math.log(16))
+  assert lambdas["met"] == 0.0     # bound >= -1 always: lambda falls to 0

@@ -225,12 +225,16 @@ def test_a_critic_named_in_python_trains_with_its_default_term():
   batch = next(iter(dataset.batches("train", 16)))
   terms = objective.forward(step.vae, step.critic, batch, tf.constant([1, 2]),
                             training=False)
-  _, critic_part = objective.loss_parts(terms, step.objective_config)
+  # The target is held by a Lagrange multiplier starting at the weight.
+  assert float(step.multiplier.weight) == weight
+  _, critic_part = objective.loss_parts(terms, step.objective_config,
+                                        critic_weight=step.multiplier.weight)
   cross_entropy = -float(tf.reduce_mean(terms["log_softmax_positive"]))
-  bound = float(terms["infonce_bound"])
-  assert bound < target      # an untrained critic: the hinge is active
+  assert float(terms["infonce_bound"]) < target   # lambda will rise
   np.testing.assert_allclose(float(critic_part), weight * cross_entropy,
                              rtol=1e-5)
+  with np.testing.assert_raises(ValueError):   # lambda must come with it
+    objective.loss_parts(terms, step.objective_config)
   with np.testing.assert_raises(ValueError):   # a bare config has no default
     objective.has_critic_term(objective.ObjectiveConfig(), step.critic, None)
 
@@ -252,13 +256,15 @@ def _mean_model_bound(step, batches) -> float:
 
 # 30 steps at batch 32 (log K = 3.47 nats), seed 0: images rose from -0.05
 # to 1.10 nats (the default target, 1 nat, eases the pressure there), text
-# from 0.00 to 0.28 (seeds 1-3: images by 1.2 at least, text by 0.39).
+# from 0.00 to 0.28 (seeds 1-3: images by 1.2 at least, text by 0.39). Text
+# varies from run to run (threads): under the Lagrange multiplier seeds 0
+# and 1 rose by 0.09 to 0.34, against an untrained critic's 0 +- 0.03.
 @pytest.mark.parametrize("dataset_name,model_config,margin", [
     ("synthetic_images", registry.ModelConfig(hidden_dim=16, latent_dim=4),
      0.8),
     ("synthetic_text", registry.ModelConfig(embed_dim=16, hidden_dim=16,
                                             latent_dim=4, decoder_dropout=0.0),
-     0.2)])
+     0.06)])
 def test_model_critic_training_raises_its_bound(dataset_name, model_config,
                                                  margin):
   config = config_lib.TrainConfig(

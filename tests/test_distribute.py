@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tf_cvae import data as data_lib, objective
 from tf_cvae.models import registry
-from tf_cvae.training import build, replicas, train
+from tf_cvae import replicas
+from tf_cvae.training import build, train
 
 replicas.split_host_cpu(2)
 case = json.loads(sys.argv[1])

@@ -33,7 +33,7 @@ class ObjectiveConfig:
   critic_target: float | None = None     # nats the bound is held at; None
                                          # or inf: no target (TrainConfig:
                                          # None takes the critic's default)
-  critic_constraint: str = "hinge"       # how a target holds: lagrangian
+  critic_constraint: str = "lagrangian"  # how a target holds: lagrangian
                                          # (lambda by dual ascent, from
                                          # critic_weight) | hinge (no loss
                                          # once the bound reaches it)

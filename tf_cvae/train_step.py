@@ -1,11 +1,12 @@
 """The train step: one `tf.function` that computes the ELBO and the critic loss
-together, clips their gradients and applies the update; plus the
-aggressive-training rules.
+together, clips their gradients and applies the update (aggressive.py drives
+it for He et al.'s aggressive training).
 
 A TrainStep is a library object: build it from a VAE, critics and optimizers,
 call it with batches. Tests call it directly.
 """
 
+from tf_cvae import constraint
 from tf_cvae import critics as critics_lib
 from tf_cvae import errors
 from tf_cvae import gradients as gradients_lib
@@ -33,7 +34,11 @@ class TrainStep:
   encoder and inference critic, with `encoder_optimizer`, for He et al.'s
   aggressive inner loop); "decoder" (decoder and model critic). With a
   `critic_optimizer`, the critics' own parameters (not those shared with the
-  encoder) are updated by it, in the same step, unclipped.
+  encoder) are updated by it, in the same step, unclipped. With a lagrangian
+  target (objective.dual_config), `multiplier` holds lambda, updated after
+  each finite "all"/"decoder" step from the replicas' mean bound; the step
+  then also returns critic_lambda, critic_bound_average and
+  critic_constraint_active.
 
   `clip_mode` "separate": the gradients of the ELBO part and of the critic
   part (objective.loss_parts) are clipped apart, each by its global norm
@@ -79,6 +84,11 @@ class TrainStep:
     self.objective_config, self.seed = objective_config, seed
     self.num_negatives, self.jit_compile = num_negatives, jit_compile
     self.negatives, self._groups, self._book = None, None, None
+    dual = objective_lib.dual_config(objective_config)
+    # lambda by dual ascent on a target (None: a fixed lambda); in the
+    # strategy's scope when built by build.build_train_step.
+    self.multiplier = (constraint.CriticMultiplier(dual) if dual and (
+        critic is not None or model_critic is not None) else None)
     self._steps = self._trace()
 
   def _trace(self) -> dict:
@@ -194,7 +204,8 @@ class TrainStep:
           model_critic=self.model_critic, negatives=self.negatives,
           model_samples=model_samples)
       elbo_part, critic_part = objective_lib.loss_parts(
-          terms, self.objective_config, step)
+          terms, self.objective_config, step, critic_weight=(
+              self.multiplier and self.multiplier.weight))
       loss = elbo_part + critic_part
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
       shares = [p / replicas.num_replicas()
@@ -214,6 +225,9 @@ class TrainStep:
         self.critic_optimizer.apply_gradients(zip(gradients[len(main):], own))
       if self.negatives is not None:
         self.negatives.push(x_side)
+      if self.multiplier is not None and update != "encoder":
+        self.multiplier.update(replicas.mean(terms.get(
+            "infonce_bound", terms.get("model_infonce_bound"))))
     # A step with a non-finite term or gradient changes nothing.
     replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
                       terms.get("x_side", tf.zeros([0])))
@@ -225,6 +239,7 @@ class TrainStep:
            "mi": metrics.mutual_information(*mi_inputs)}
     out.update({k: terms[k] for k in ("infonce_bound", "model_infonce_bound")
                 if k in terms})
+    out.update(self.multiplier.state() if self.multiplier else {})
     out.update(elbo_grad_norm=norms[0],
                critic_grad_norm=norms[1] if separate else tf.zeros([]),
                nonfinite=nonfinite)
@@ -267,34 +282,3 @@ def _nonfinite_mask(terms: dict, gradients: list) -> tf.Tensor:
 def nonfinite_names(mask: int) -> list[str]:
   """The NONFINITE_TERMS a step's "nonfinite" bitmask names."""
   return [name for i, name in enumerate(NONFINITE_TERMS) if mask & (1 << i)]
-
-
-def inner_loop_converged(losses: list[float], window: int = 10) -> bool:
-  """He et al.'s stop rule for the aggressive inner loop.
-
-  After every `window` encoder updates, the summed loss of the last window
-  is compared with the window before it: stop once it no longer decreases.
-  """
-  if len(losses) < 2 * window or len(losses) % window:
-    return False
-  return sum(losses[-window:]) >= sum(losses[-2 * window:-window])
-
-
-def stays_aggressive(mi_history: list[float]) -> bool:
-  """He et al.'s switch: aggressive training ends once the validation MI
-  measured at an epoch's end is no higher than at the previous epoch's end."""
-  return len(mi_history) < 2 or mi_history[-1] > mi_history[-2]
-
-
-def aggressive_step(train_step: TrainStep, batch: dict, inner_batches,
-                    max_inner_steps: int = 100) -> tuple[dict, int]:
-  """One aggressive step (He et al. 2019): encoder-only updates on fresh
-  batches (the iterator `inner_batches`) until `inner_loop_converged`, then
-  a decoder-only update on `batch`. Returns (the decoder step's outputs,
-  the number of inner encoder updates)."""
-  losses = []
-  for _ in range(max_inner_steps):
-    losses.append(float(train_step(next(inner_batches), "encoder")["loss"]))
-    if inner_loop_converged(losses):
-      break
-  return train_step(batch, "decoder"), len(losses)

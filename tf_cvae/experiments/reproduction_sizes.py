@@ -20,7 +20,7 @@ import time
 
 import keras
 
-from tf_cvae import train_step as train_step_lib
+from tf_cvae import aggressive as aggressive_lib
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.training import build
@@ -164,7 +164,7 @@ def measure(config, steps: int = 10, warmup: int = 6,
     inner_batches = build.inner_loop_batches(dataset, config)
     for i, batch in enumerate(itertools.islice(batches,
                                                aggressive_steps + 1)):
-      _, inner = train_step_lib.aggressive_step(
+      _, inner = aggressive_lib.aggressive_step(
           step_fn, batch, inner_batches, config.aggressive_max_inner)
       timer.tick()
       out["inner_steps"] += inner / aggressive_steps if i else 0

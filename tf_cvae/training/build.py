@@ -208,12 +208,14 @@ def training_checkpoint(step_fn: train_step_lib.TrainStep, out_dir: str,
   """(checkpoint, last manager, best manager) of a training run.
 
   The checkpoint holds the networks, the optimizers, the negative queue, the
-  dropout random state and the `state` variables (the loop's counters and
+  critic's Lagrange multiplier, the dropout random state and the `state`
+  variables (the loop's counters and
   schedules), so a resumed run goes on exactly where it stopped.
   """
   tracked = dict(model_parts(step_fn), negatives=step_fn.negatives,
                  encoder_optimizer=step_fn.encoder_optimizer,
-                 critic_optimizer=step_fn.critic_optimizer)
+                 critic_optimizer=step_fn.critic_optimizer,
+                 critic_multiplier=step_fn.multiplier)
   # Keras keeps dropout's random state in seed-generator variables that
   # tf.train.Checkpoint does not reach through the layers: a resumed run
   # would replay the first steps' dropout masks without them.

@@ -6,7 +6,7 @@ import os
 
 from absl import logging
 
-from tf_cvae import train_step as train_step_lib
+from tf_cvae import aggressive as aggressive_lib
 from tf_cvae.training import schedule
 
 
@@ -71,7 +71,7 @@ def epoch_end(record: dict, before: schedule.PlateauState, *, epoch: int,
                 lr_decays=state.decays, bad_epochs=state.bad_epochs,
                 best_epoch=state.best_epoch, best_valid_loss=state.best_loss)
   if aggressive:
-    record["aggressive_ends"] = not train_step_lib.stays_aggressive(
+    record["aggressive_ends"] = not aggressive_lib.stays_aggressive(
         list(earlier_mis) + [record["valid_mi"]])
   return record, state
 

@@ -15,6 +15,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from tf_cvae import aggressive as aggressive_lib
 from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.training import build
@@ -99,7 +100,7 @@ class _Training:
     """A train step (aggressive: with its inner loop); the step itself books
     it in the loop state, on the device."""
     if aggressive:
-      out, inner = train_step_lib.aggressive_step(
+      out, inner = aggressive_lib.aggressive_step(
           self.step_fn, batch, inner_batches, self.config.aggressive_max_inner)
       return dict(out, inner_steps=inner)
     return self.step_fn(batch)
@@ -190,6 +191,9 @@ class _Training:
         epoch_sums=state.epoch_sums.numpy(), step=step,
         learning_rate=self.step_fn.learning_rate,
         best_step=int(state.best_validation.step), improved=improved)
+    if self.step_fn.multiplier is not None:   # lambda, the bound's average
+      entry.update({k: float(v) for k, v in
+                    self.step_fn.multiplier.state().items()})
     self.summaries("valid", {k[len("valid_"):]: v for k, v in entry.items()
                              if k.startswith("valid_")}, step)
     return valid, entry
