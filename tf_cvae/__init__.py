@@ -4,14 +4,17 @@ contrastive critic whose InfoNCE cross-entropy joins the ELBO.
 Reading order. The method, at the top of the package:
   critics      infonce(), the critics, their registry and default weights
   objective    the loss: negative ELBO + lambda * critic cross-entropy
+  constraint   lambda as a Lagrange multiplier holding the bound at a target
   train_step   TrainStep, the one tf.function that trains both (gradients:
                their clipping)
   metrics      KL, MI and its noise floor, active units, IW-NLL
   replicas     the contrast across tf.distribute replicas
   models/      latent, encoders, decoders, the model registry
   data/        data sets and their tf.data pipelines
-Then the training protocol, training/ (config, train, build, schedule,
-validation, evaluation, history, faults, determinism); the uses of a trained
+  aggressive   He et al.'s aggressive training, a baseline
+Then the training protocol, training/ (config, train, build, checkpointing,
+timing, schedule, validation, evaluation, history, faults, determinism); the
+uses of a trained
 run, trained/ (restore, inputs, export, sampling); and the experiments built
 on all of it, experiments/ (methods, reproduction, results, benchmarking),
 which nothing above imports.
