@@ -14,8 +14,7 @@ Reading order. The method, at the top of the package:
   aggressive   He et al.'s aggressive training, a baseline
 Then the training protocol, training/ (config, train, build, checkpointing,
 timing, schedule, validation, evaluation, history, faults, determinism); the
-uses of a trained
-run, trained/ (restore, inputs, export, sampling); and the experiments built
-on all of it, experiments/ (methods, reproduction, results, benchmarking),
-which nothing above imports.
+uses of a trained run, trained/ (restore, inputs, export, sampling); and the
+experiments built on all of it, experiments/ (methods, reproduction,
+results, benchmarking), which nothing above imports.
 """
