@@ -7,6 +7,7 @@ Each writes its own run directory under --quickstart_dir (default
 ./runs/quickstart): none/ and <critic>/.
 """
 
+import math
 import os
 import time
 
@@ -35,10 +36,14 @@ def main(argv):
         critic=critic_name, out_dir=os.path.join(parent, critic_name))
     print(f"== training {name} -> {config.out_dir}", flush=True)
     rows[name] = common.run_or_explain(train.run, config)
+  o = config.objective
+  held = (f"target {o.critic_target:g} nats by a {o.critic_constraint}, "
+          f"lambda from {o.critic_weight:g}" if math.isfinite(
+              o.critic_target) else f"lambda {o.critic_weight:g}, no target")
+  if "critic_lambda" in rows[name]:
+    held += f" to {rows[name]['critic_lambda']:.2f}"
   print(f"\n{flags.FLAGS.dataset}: test metrics (nats; mi capped at "
-        f"log K = {rows[name]['log_k']:.2f}; lambda "
-        f"{config.objective.critic_weight}, target "
-        f"{config.objective.critic_target})")
+        f"log K = {rows[name]['log_k']:.2f}; {held})")
   print(common.format_table(rows))
   print(f"total {time.time() - started:.0f} s; run directories under {parent}")
 

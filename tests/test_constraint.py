@@ -87,7 +87,24 @@ def test_training_moves_lambda_toward_the_target_and_records_it(tmp_path):
     with open(tmp_path / name / "history.jsonl") as f:
       last = [json.loads(line) for line in f][-1]
     lambdas[name] = last["critic_lambda"]
+    with open(tmp_path / name / "metrics.json") as f:   # the last step's
+      assert json.load(f)["critic_lambda"] == pytest.approx(
+          last["critic_lambda"])
     assert last["critic_constraint_active"] == (1.0 if target > 0 else 0.0)
   # log 16 = 2.77 < 5: each of 40 steps adds at least 0.05 * (5 - 2.77).
   assert lambdas["unreachable"] >= 1.0 + 40 * 0.05 * (5.0 - math.log(16))
   assert lambdas["met"] == 0.0     # bound >= -1 always: lambda falls to 0
+
+
+def test_a_plain_vae_with_a_target_in_its_config_trains(tmp_path):
+  """The quickstart's plain half: critic none, the critic's weight and
+  target still in the config; no multiplier, no critic term."""
+  config = train.TrainConfig(
+      critic="none", max_steps=3, batch_size=16, out_dir=str(tmp_path),
+      model=registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4),
+      eval=evaluation.EvalConfig(iw_samples=0, max_examples=32, probe=False),
+      objective=objective.ObjectiveConfig(critic_weight=3.0,
+                                          critic_target=2.0))
+  metrics = train.run(config)
+  assert metrics["steps"] == 3 and math.isfinite(metrics["elbo"])
+  assert "critic_lambda" not in metrics

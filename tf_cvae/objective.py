@@ -221,9 +221,10 @@ def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
   replaces the configured lambda and its hinge."""
   weights = loss_weights(config, step)
   hinge = config.critic_target
+  has_critic = any(p + "log_softmax_positive" in terms for p in ("", "model_"))
   if critic_weight is not None:
     weights["critic_weight"], hinge = tf.stop_gradient(critic_weight), None
-  elif dual_config(config):
+  elif has_critic and dual_config(config):
     raise ValueError("a lagrangian target needs the multiplier's lambda: "
                      "pass critic_weight (TrainStep does)")
   if config.free_bits > 0:

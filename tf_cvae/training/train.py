@@ -251,8 +251,9 @@ def run(config: TrainConfig) -> dict:
   test_best, plus evaluated_checkpoint, best_step and best_valid_value (of
   every validation), best_epoch and best_valid_loss (the schedule's: epoch
   ends only), select, select_by, epochs, lr_decays, learning_rate,
-  train_seconds, steps, skipped_steps and seconds_per_step; the same dict is
-  written to out_dir/metrics.json.
+  train_seconds, steps, skipped_steps, seconds_per_step and, with a Lagrange
+  multiplier, critic_lambda and critic_bound_average at the end; the same
+  dict is written to out_dir/metrics.json.
   """
   config_dict = dataclasses.asdict(config)
   os.makedirs(config.out_dir, exist_ok=True)
@@ -273,6 +274,8 @@ def run(config: TrainConfig) -> dict:
   training.checkpoints.save_last(steps)
   training.writer.close()
 
+  multiplier = {k: float(v) for k, v in (  # lambda as training left it
+      step_fn.multiplier.state().items() if step_fn.multiplier else ())}
   loop = training.state
   schedule_state, best_step = loop.schedule.read(), int(
       loop.best_validation.step)
@@ -289,7 +292,7 @@ def run(config: TrainConfig) -> dict:
                      best_epoch=schedule_state.best_epoch,
                      best_valid_loss=schedule_state.best_loss)),
                  train_seconds=train_seconds, steps=steps,
-                 skipped_steps=int(loop.bad_steps.total))
+                 skipped_steps=int(loop.bad_steps.total), **multiplier)
   if seconds_per_step is not None:
     results["seconds_per_step"] = seconds_per_step
   config_lib.write_json(os.path.join(config.out_dir, "metrics.json"), results)
