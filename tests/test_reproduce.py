@@ -17,6 +17,7 @@ from tf_cvae.experiments import results
 from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
 from tf_cvae.experiments import results_tradeoff as tradeoff
+from tf_cvae.training import config as config_lib
 
 TINY = repro.Setup(
     "omniglot", dict(name="mlp", hidden_dim=16, latent_dim=4),
@@ -104,8 +105,11 @@ def test_equal_configs_share_a_directory():
           "fb0.25", "anneal150", "anneal1000", "self_w3_b64", "self_w3_q224",
           "vae_steps600"} <= names
   table = [(r.setup, r.family, r.seed) for r in runs if r.part == "table"]
-  # The measurement's table: 5 methods on 3 setups, 3 seeds each.
-  assert len(table) == 3 * 5 * 3
+  # The measurement's table: 5 methods on 3 setups, 3 seeds each, and the
+  # self critic with one clip for both gradients on synthetic text.
+  assert len(table) == 3 * 5 * 3 + 3
+  assert ("synthetic_text", "self_joint_clip", 2) in table
+  assert ("ptb", "self_joint_clip", 0) not in table
   assert ("synthetic_text", "hybrid", 2) in table
   assert ("omniglot", "free_bits_0.25", 0) in table
   assert all(r.old_eval for r in runs if r.part == "table")
@@ -207,3 +211,15 @@ def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
   assert "clipped apart (the default), 2.50 ± 2.50%" in text
   assert "seed by seed: 8.00 ± 3.00 nats" in text
   assert measure.clipping(rows[:4], "s") == []     # no joint-clip runs
+
+
+def test_how_a_target_is_held_matters_only_with_a_target():
+  base = repro.base_config(sizes.SCALES["cpu"].setups["ptb"], 0, "/data")
+  plain = dataclasses.replace(base, objective=dataclasses.replace(
+      base.objective, critic_target=critics.NO_TARGET))
+  hinged = dataclasses.replace(plain, objective=dataclasses.replace(
+      plain.objective, critic_constraint="hinge", critic_lambda_step=0.5))
+  assert config_lib.same_run(plain, hinged) and plain != hinged
+  with_target = [dataclasses.replace(c, objective=dataclasses.replace(
+      c.objective, critic_target=2.0)) for c in (plain, hinged)]
+  assert not config_lib.same_run(*with_target)

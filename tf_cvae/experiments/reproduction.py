@@ -22,6 +22,7 @@ import keras
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
+from tf_cvae import objective as objective_lib
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.experiments import rereadings
 from tf_cvae.models import registry
@@ -150,8 +151,8 @@ def base_config(setup: Setup, seed: int, data_dir: str) -> train.TrainConfig:
 
 
 def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
-  """A directory name that spells how `config` differs from the plain VAE
-  `base`: equal configs get equal names, e.g. self_w3_t1, beta0.5."""
+  """A directory name spelling how `config` differs from the plain VAE `base`
+  (equal configs, equal names): e.g. self_w3_t1, beta0.5."""
   o, parts = config.objective, []
   if config.aggressive:
     parts.append("aggressive")
@@ -183,8 +184,7 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
   return "_".join(parts) or "vae"
 
 
-_OBJECTIVE_FIELDS = {f.name for f in dataclasses.fields(
-    config_lib.TrainConfig().objective)}
+_OBJECTIVE_FIELDS = set(objective_lib.ObjectiveConfig.__dataclass_fields__)
 
 
 def _run(part: str, setup_name: str, scale: Scale, method: str, seed: int,
@@ -251,8 +251,9 @@ def read_finished(config: train.TrainConfig) -> dict | None:
   path = os.path.join(config.out_dir, "metrics.json")
   if not os.path.exists(path):
     return None
-  saved = config_lib.load_config(config.out_dir)
-  if dataclasses.replace(saved, out_dir=config.out_dir) != config:
+  saved = dataclasses.replace(config_lib.load_config(config.out_dir),
+                              out_dir=config.out_dir)
+  if not config_lib.same_run(saved, config):
     raise errors.InputError(
         f"{config.out_dir} holds a finished run of another config; delete it "
         "or pass another out_dir")
@@ -268,9 +269,8 @@ def read_finished(config: train.TrainConfig) -> dict | None:
 def execute(runs: list[Run], dry_run: bool = False) -> dict:
   """Trains every run not yet finished; returns out_dir -> record: {"metrics",
   "history", "status": done | skipped | failed | planned (dry_run), "error"}.
-  A diverged run (errors.TrainingError) is recorded as failed and the rest
-  go on; other errors propagate, and the next call goes on from the
-  finished runs."""
+  A diverged run (errors.TrainingError) is recorded as failed, the rest go
+  on; other errors propagate (the next call goes on from finished runs)."""
   records, total = {}, len({r.config.out_dir for r in runs})
   for run in runs:
     out = run.config.out_dir

@@ -107,7 +107,9 @@ def defaults_in_force() -> list[str]:
            "library's defaults (tf_cvae/critics.py, DEFAULTS) came from an earlier "
            "sweep of one seed, 300-step runs, read on the test split under "
            "the earlier protocol: treat them as provisional until a sweep "
-           "chooses them on validation data.", ""]
+           "chooses them on validation data. A target is now held by the "
+           "Lagrange multiplier, lambda starting at the value below (the "
+           "sweep held it by a hinge at a fixed lambda).", ""]
   for critic, (weight, target) in critics.DEFAULTS.items():
     if critic == "none":
       continue

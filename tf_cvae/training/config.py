@@ -170,6 +170,20 @@ def write_json(path: str, payload: dict) -> None:
   os.replace(tmp, path)
 
 
+def same_run(a: TrainConfig, b: TrainConfig) -> bool:
+  """Whether two configs train the same run: equal, except in the ways a
+  target is held when neither has a target (fields that then do nothing)."""
+  def plain(config):
+    o = config.objective
+    if o.critic_target != critics.NO_TARGET:
+      return config
+    unused = {f: getattr(objective_lib.ObjectiveConfig, f) for f in (
+        "critic_constraint", "critic_lambda_step", "critic_bound_rate")}
+    return dataclasses.replace(config,
+                               objective=dataclasses.replace(o, **unused))
+  return plain(a) == plain(b)
+
+
 # Config sections that must match to resume from an existing run directory.
 RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
                "batch_size", "optimizer", "critic_optimizer", "aggressive")
