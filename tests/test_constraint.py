@@ -108,3 +108,18 @@ def test_a_plain_vae_with_a_target_in_its_config_trains(tmp_path):
   metrics = train.run(config)
   assert metrics["steps"] == 3 and math.isfinite(metrics["elbo"])
   assert "critic_lambda" not in metrics
+
+
+def test_a_multiplier_may_start_at_zero():
+  """lambda 0 with a target: the critic term is on (it rises from 0);
+  lambda 0 without one: no critic term."""
+  start_at_zero = objective.ObjectiveConfig(critic_weight=0.0,
+                                            critic_target=2.0)
+  assert objective.dual_config(start_at_zero).initial_weight == 0.0
+  assert objective.has_critic_term(start_at_zero, object(), None)
+  off = objective.ObjectiveConfig(critic_weight=0.0, critic_target=math.inf)
+  assert objective.dual_config(off) is None
+  assert not objective.has_critic_term(off, object(), None)
+  hinge = objective.ObjectiveConfig(critic_weight=0.0, critic_target=2.0,
+                                    critic_constraint="hinge")
+  assert not objective.has_critic_term(hinge, object(), None)

@@ -196,15 +196,16 @@ def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
   Raises ValueError for a critic with an unset weight."""
   if critic is None and model_critic is None:
     return False
-  return bool(_critic_weight(config))
+  return bool(_critic_weight(config)) or dual_config(config) is not None
 
 
 def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
   """The multiplier's settings when lambda follows a target by dual ascent
-  (a finite target, critic_constraint "lagrangian", a critic weight), else
-  None: lambda is the fixed (warmed-up) critic_weight."""
+  (a finite target, critic_constraint "lagrangian", a critic weight to start
+  from, 0 included), else None: lambda is the fixed (warmed-up)
+  critic_weight."""
   target = config.critic_target
-  if (target is None or math.isinf(target) or not config.critic_weight
+  if (target is None or math.isinf(target) or config.critic_weight is None
       or config.critic_constraint != "lagrangian"):
     return None
   return constraint.DualConfig(target, config.critic_weight,
@@ -234,7 +235,7 @@ def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
     elbo_part = tf.reduce_mean(negative_elbo(
         terms["log_likelihood"], terms["kl"], weights["kl_weight"]))
   critic_part = tf.zeros([], elbo_part.dtype)
-  if config.critic_weight:
+  if config.critic_weight or critic_weight is not None:
     for prefix in ("", "model_"):
       if prefix + "log_softmax_positive" in terms:
         critic_part += weights["critic_weight"] * critic_loss(
