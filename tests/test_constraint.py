@@ -123,3 +123,21 @@ def test_a_multiplier_may_start_at_zero():
   hinge = objective.ObjectiveConfig(critic_weight=0.0, critic_target=2.0,
                                     critic_constraint="hinge")
   assert not objective.has_critic_term(hinge, object(), None)
+
+
+def test_the_warm_up_scales_the_multipliers_lambda_too():
+  """critic_warmup_steps raises lambda from 0 also when a multiplier gives
+  it: lambda(t) = multiplier * min(t / steps, 1)."""
+  terms = {"log_likelihood": tf.constant([-10.0, -12.0]),
+           "kl": tf.constant([1.0, 1.0]),
+           "log_softmax_positive": tf.constant([-1.0, -2.0]),
+           "infonce_bound": tf.constant(0.5)}
+  config = objective.ObjectiveConfig(critic_weight=4.0, critic_target=1.0,
+                                     critic_warmup_steps=10)
+  parts = [float(objective.loss_parts(terms, config, step,
+                                      critic_weight=tf.constant(4.0))[1])
+           for step in (0, 5, 10, 20)]
+  np.testing.assert_allclose(parts, [0.0, 2.0 * 1.5, 4.0 * 1.5, 4.0 * 1.5],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="critic_constraint"):
+    objective.ObjectiveConfig(critic_constraint="lagrange")

@@ -42,6 +42,12 @@ class ObjectiveConfig:
   critic_bound_rate: float = 0.99        # lagrangian: decay of the bound's
                                          # moving average, per step
 
+  def __post_init__(self):
+    if self.critic_constraint not in constraint.CONSTRAINTS:
+      raise ValueError(f"critic_constraint must be one of "
+                       f"{', '.join(constraint.CONSTRAINTS)}, got "
+                       f"{self.critic_constraint!r}")
+
 
 def linear_warmup(step, start: float, end: float, steps: int) -> tf.Tensor:
   """start -> end linearly over `steps` steps, then end (a float32 scalar)."""
@@ -219,12 +225,15 @@ def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
   ELBO (beta-weighted, free bits applied) and lambda times the critics'
   losses (inference and model critic; 0 without them). Their sum is
   `total_loss`. `critic_weight` (a float32 scalar, the multiplier's lambda)
-  replaces the configured lambda and its hinge."""
+  replaces the configured lambda and its hinge; critic_warmup_steps scales
+  it up from 0 as it does a fixed lambda."""
   weights = loss_weights(config, step)
   hinge = config.critic_target
   has_critic = any(p + "log_softmax_positive" in terms for p in ("", "model_"))
-  if critic_weight is not None:
-    weights["critic_weight"], hinge = tf.stop_gradient(critic_weight), None
+  if critic_weight is not None:      # the multiplier's, warmed up as well
+    weights["critic_weight"] = tf.stop_gradient(critic_weight) * linear_warmup(
+        step, 0.0, 1.0, config.critic_warmup_steps)
+    hinge = None
   elif has_critic and dual_config(config):
     raise ValueError("a lagrangian target needs the multiplier's lambda: "
                      "pass critic_weight (TrainStep does)")

@@ -36,7 +36,9 @@ class TrainStep:
   `critic_optimizer`, the critics' own parameters (not those shared with the
   encoder) are updated by it, in the same step, unclipped. With a lagrangian
   target (objective.dual_config), `multiplier` holds lambda, updated after
-  each finite "all"/"decoder" step from the replicas' mean bound; the step
+  each finite "all"/"decoder" step from the replicas' mean bound (the
+  inference critic's when there is one, else the model critic's; one lambda
+  weighs both critics' losses); the step
   then also returns critic_lambda, critic_bound_average and
   critic_constraint_active.
 
@@ -85,10 +87,9 @@ class TrainStep:
     self.num_negatives, self.jit_compile = num_negatives, jit_compile
     self.negatives, self._groups, self._book = None, None, None
     dual = objective_lib.dual_config(objective_config)
-    # lambda by dual ascent on a target (None: a fixed lambda); in the
-    # strategy's scope when built by build.build_train_step.
-    self.multiplier = (constraint.CriticMultiplier(dual) if dual and (
-        critic is not None or model_critic is not None) else None)
+    with self.strategy.scope():   # lambda by dual ascent (None: fixed)
+      self.multiplier = (constraint.CriticMultiplier(dual) if dual and (
+          critic is not None or model_critic is not None) else None)
     self._steps = self._trace()
 
   def _trace(self) -> dict:

@@ -98,8 +98,9 @@ def bench_batch(config: BenchConfig, dataset) -> dict:
 
 def _train_config(config: BenchConfig, critic: str, **overrides):
   fields = dict(
-      model=config.model, objective=objective.ObjectiveConfig(
-          critic_weight=0.0 if critic in ("none", "aggressive") else 3.0),
+      model=config.model, objective=objective.ObjectiveConfig(   # fixed
+          critic_weight=0.0 if critic in ("none", "aggressive") else 3.0,
+          critic_target=critics.NO_TARGET),
       critic=critic if critic in critics.CRITICS else "none",
       critic_side="model" if critic == "model" else "inference",
       aggressive=critic == "aggressive", batch_size=config.batch_size,
