@@ -24,10 +24,8 @@ CPU = {"flags/ptb_cpu.cfg": "text", "flags/mnist_cpu.cfg": "binarized_mnist",
 
 @pytest.fixture(scope="module")
 def common():
-  """runners/common.py with the train flags defined in absl's FLAGS."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.syspath_prepend(os.path.join(REPO_ROOT, "runners"))
-    import common as common_module
+  """tf_cvae/cli/common.py with the train flags defined in absl's FLAGS."""
+  from tf_cvae.cli import common as common_module
   if "lr_patience" not in flags.FLAGS:
     common_module.define_train_flags()
   return common_module

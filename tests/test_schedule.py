@@ -1,7 +1,6 @@
 """The learning-rate schedule as a pure function, and its flags."""
 
 import math
-import os
 
 from tf_cvae.training import schedule
 
@@ -44,10 +43,8 @@ def test_training_stops_at_the_last_halving():
 
 
 
-def test_schedule_flags_reach_the_train_config(monkeypatch):
-  monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..",
-                                           "runners"))
-  import common
+def test_schedule_flags_reach_the_train_config():
+  from tf_cvae.cli import common
   from absl import flags
   if "lr_patience" not in flags.FLAGS:
     common.define_train_flags()

@@ -10,7 +10,7 @@ import sys
 from absl import flags
 from absl import logging
 
-import train_flags
+from tf_cvae.cli import train_flags
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective

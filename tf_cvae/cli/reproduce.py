@@ -1,0 +1,94 @@
+"""The reproduction in one command: trains what is not yet trained, then
+writes RESULTS.md and its figures.
+
+  python runners/reproduce.py --scale=cpu --dry_run  # the plan and its time
+  python runners/reproduce.py --scale=cpu            # table, sweep and K
+  python runners/reproduce.py --only=table --seeds=1
+  python runners/reproduce.py --scale=cpu --report_only  # what has finished
+
+Runs live under --out_dir (default runs/reproduce/<scale>), one directory a
+run; a finished one is read, an interrupted one resumes. RESULTS.md and the
+PNGs are rewritten after each part from whatever has finished.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from tf_cvae.cli import common
+from tf_cvae import data as data_lib
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import reproduction_sizes as sizes
+from tf_cvae.experiments import results
+
+flags.DEFINE_enum("scale", "cpu", list(sizes.SCALES), "cpu: sized for 2 CPU "
+                  "cores; paper: the paper's networks and protocol (a GPU).")
+flags.DEFINE_list("only", list(repro.PARTS), "Parts to run: table (the "
+                  "paper's methods), sweep (lambda and the baselines' knobs), "
+                  "k (MI against K).")
+flags.DEFINE_integer("seeds", None, "Seeds of the table part (default: the "
+                     "scale's, 3 on cpu); sweep and k use seed 0.",
+                     lower_bound=1)
+flags.DEFINE_string("out_dir", None, "Parent of the run directories "
+                    "(default runs/reproduce/<scale>).")
+flags.DEFINE_string("data_dir", None, "Real data (default $TF_CVAE_DATA, "
+                    "else ../shared/data).")
+flags.DEFINE_string("results_md", "RESULTS.md", "The report to write.")
+flags.DEFINE_string("plots_dir", "results", "Folder of the PNG figures.")
+flags.DEFINE_boolean("dry_run", False, "Print the plan and its estimated "
+                     "time (step times measured here, cached in "
+                     "out_dir/calibration.json); train nothing.")
+flags.DEFINE_boolean("recalibrate", False, "--dry_run: measure again.")
+flags.DEFINE_boolean("report_only", False, "Write RESULTS.md and the plots "
+                     "from the runs already finished; train nothing (the "
+                     "report marks the parts left incomplete).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  unknown = sorted(set(FLAGS.only) - set(repro.PARTS))
+  if unknown or not FLAGS.only:
+    raise app.UsageError(f"--only: unknown {unknown}; known {repro.PARTS}")
+  common.setup_logging()
+  scale = sizes.SCALES[FLAGS.scale]
+  parts = [p for p in repro.PARTS if p in FLAGS.only]
+  out_dir = FLAGS.out_dir or os.path.join("runs", "reproduce", FLAGS.scale)
+  data_dir = FLAGS.data_dir or data_lib.default_data_dir()
+  runs = repro.plan(scale, parts, FLAGS.seeds, data_dir, out_dir)
+  records = common.run_or_explain(repro.execute, runs, True,
+                                  context="--out_dir")
+  if FLAGS.dry_run:
+    path = os.path.join(out_dir, "calibration.json")
+    if FLAGS.recalibrate and os.path.exists(path):
+      os.remove(path)
+    calibration = common.run_or_explain(sizes.calibrate, scale, runs,
+                                        data_dir, path, context="--data_dir")
+    finished = {d for d, r in records.items() if r.get("metrics")}
+    print("\n".join(sizes.describe(scale, runs, calibration, finished)))
+    print(f"load average now {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores (times grow with it)")
+    return
+  for part in [] if FLAGS.report_only else parts:
+    records.update(common.run_or_explain(
+        repro.execute, [r for r in runs if r.part == part],
+        context="reproduce"))
+    if part != parts[-1]:     # the report so far; the last is written below
+      results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
+                    FLAGS.plots_dir, parts)
+  choice = results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
+                         FLAGS.plots_dir, parts)
+  for critic, picked in choice.items():
+    print(f"{critic} critic: (lambda, target) {picked['overall']}, MI "
+          f"{picked['gain']:+.2f} nats over the VAE (see {FLAGS.results_md})")
+  failed = [d for d, r in records.items() if r.get("status") == "failed"]
+  print(f"wrote {FLAGS.results_md} and {FLAGS.plots_dir}/; "
+        f"{len(failed)} failed runs")
+  sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+  app.run(main)
