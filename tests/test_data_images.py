@@ -1,9 +1,11 @@
-"""Image sets from files: real binarized MNIST and Omniglot, then bad inputs."""
+"""Image sets from files: real binarized MNIST and Omniglot, then bad inputs.
+
+Which folder is read, and the error when none holds the files:
+test_data_folders.py; the tfds route: test_tfds.py."""
 
 import gzip
 import io
 import os
-import re
 import zipfile
 
 import numpy as np
@@ -11,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 from tf_cvae import data
-from tf_cvae.data import images
 
 BMNIST = "binarized_mnist/binarized_mnist_{}.amat"
 OMNIGLOT = "omniglot/images_background_small1.zip"
@@ -33,16 +34,6 @@ def _omniglot(data_file):
 @pytest.fixture(scope="module")
 def omniglot(data_file):
   return _omniglot(data_file)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-  """The tfds route fails at once, as on a machine without internet."""
-
-  def fail(name, unused_splits):
-    raise RuntimeError(f"cannot download {name}")
-
-  monkeypatch.setattr(images, "_tfds_splits", fail)
 
 
 def test_binarized_mnist_sizes_and_values(bmnist):
@@ -147,16 +138,6 @@ def test_amat_missing_and_empty(tmp_path):
   _write(tmp_path / BMNIST.format("test"), "")
   with pytest.raises(ValueError, match=r"test\.amat: the file is empty"):
     _load("binarized_mnist", tmp_path)
-
-
-@pytest.mark.parametrize("name,folder", [("binarized_mnist", "binarized_mnist"),
-                                         ("mnist", "mnist"),
-                                         ("omniglot", "omniglot")])
-def test_no_local_files_and_no_tfds(tmp_path, offline, name, folder):
-  where = re.escape(os.path.join(str(tmp_path), folder))
-  with pytest.raises(ValueError, match=rf"{where}.*put .* there.*tfds builder "
-                     f"'{name}' failed"):
-    _load(name, tmp_path)
 
 
 def _idx(images_uint8):

@@ -13,6 +13,8 @@ omniglot: the original archives of 105x105 PNGs (omniglot/images_background.zip
   (seed 0) of the images in canonical order (archive, then path in it):
   the first 10% test, the next 10% valid, the rest train; train "dynamic",
   valid and test "fixed".
+Each set's files may be in <data_dir>/<name>/ or in data_dir itself
+(folders.py); with neither, the set comes from tfds (tfds_source.py).
 """
 
 import functools
@@ -29,6 +31,8 @@ import tensorflow as tf
 
 from tf_cvae import errors
 from tf_cvae.data import base
+from tf_cvae.data import folders
+from tf_cvae.data import tfds_source
 
 if TYPE_CHECKING:
   from tf_cvae.data import DataConfig
@@ -37,6 +41,10 @@ AMAT_WIDTH = 784
 BINARIZED_MNIST_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 MNIST_VALID = 10_000
 OMNIGLOT_SIZE = 105
+# The full pair first, then the small subsets of "background".
+OMNIGLOT_ARCHIVES = ["images_background.zip", "images_evaluation.zip",
+                     "images_background_small1.zip",
+                     "images_background_small2.zip"]
 OMNIGLOT_SPLIT_SEED = 0
 _SPLITS_GREY = {"train": "dynamic", "valid": "fixed", "test": "fixed"}
 
@@ -126,36 +134,14 @@ def parse_idx_images(path: str) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=16).reshape(count, 28, 28)
 
 
-def _tfds_splits(name: str, splits: dict[str, str]) -> dict[str, np.ndarray]:
-  """split -> uint8 images of the tfds builder `name` (downloads if needed)."""
-  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
-  out = {}
-  for split, tfds_split in splits.items():
-    # Omniglot's RGB channels are equal: keep one (a no-op for MNIST).
-    ds = tfds.load(name, split=tfds_split).map(lambda x: x["image"][..., :1])
-    out[split] = np.concatenate(list(tfds.as_numpy(ds.batch(4096))))
-  return out
-
-
-def _from_tfds(name: str, splits: dict[str, str], where: str
-               ) -> dict[str, np.ndarray]:
-  try:
-    out = _tfds_splits(name, splits)
-  except Exception as e:  # pylint: disable=broad-except
-    raise errors.InputError(f"{where}, and the tfds builder {name!r} failed "
-                     f"({type(e).__name__}: {e})") from e
-  logging.info("%s: loaded from tfds (%s)", name, ", ".join(
-      f"{k} {len(v)}" for k, v in out.items()))
-  return out
-
-
 def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
   """Statically binarized MNIST: local .amat files, else tfds."""
-  root = os.path.join(config.resolved_data_dir(), "binarized_mnist")
-  paths = {s: os.path.join(root, f"binarized_mnist_{s}.amat")
-           for s in base.SPLITS}
-  if any(os.path.exists(p) for p in paths.values()):
+  names = [f"binarized_mnist_{s}.amat" for s in base.SPLITS]
+  data_dir = config.resolved_data_dir()
+  root = folders.dataset_folder(data_dir, "binarized_mnist", names)
+  if root:
     logging.info("binarized_mnist: local files in %s", root)
+    paths = {s: os.path.join(root, n) for s, n in zip(base.SPLITS, names)}
     splits = {s: _cached_amat(p, _stamp(p) if os.path.exists(p) else ())
               for s, p in paths.items()}
     for split, images in splits.items():
@@ -163,11 +149,13 @@ def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
         logging.warning("%s: %d images, expected %d", paths[split],
                         len(images), BINARIZED_MNIST_SIZES[split])
   else:
-    splits = _from_tfds(
+    splits = tfds_source.load_images(
         "binarized_mnist",
         {"train": "train", "valid": "validation", "test": "test"},
-        f"no files binarized_mnist_{{train,valid,test}}.amat in {root} "
-        "(put the Larochelle & Murray files there)")
+        folders.not_found(data_dir, "binarized_mnist",
+                          "files binarized_mnist_{train,valid,test}.amat")
+        + " (put the Larochelle & Murray files there)")
+    tfds_source.check_binary("binarized_mnist", splits)
   splits = {s: np.asarray(v, np.float32) for s, v in splits.items()}
   return base.ImageDataset(
       name="binarized_mnist", splits=splits, fixed_seed=config.seed,
@@ -181,17 +169,21 @@ def _idx_path(root: str, stem: str) -> str | None:
 
 def load_mnist(config: "DataConfig") -> base.ImageDataset:
   """Grey MNIST as probabilities: local idx files, else tfds."""
-  root = os.path.join(config.resolved_data_dir(), "mnist")
   stems = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
-  paths = {s: _idx_path(root, stem) for s, stem in stems.items()}
-  if any(paths.values()):
+  data_dir = config.resolved_data_dir()
+  root = folders.dataset_folder(
+      data_dir, "mnist", [n + gz for n in stems.values() for gz in ("", ".gz")])
+  if root:
     logging.info("mnist: local idx files in %s", root)
-    grey = {s: parse_idx_images(p or os.path.join(root, stems[s]))
-            for s, p in paths.items()}
+    grey = {s: parse_idx_images(_idx_path(root, stem) or
+                                os.path.join(root, stem))
+            for s, stem in stems.items()}
   else:
-    grey = _from_tfds("mnist", {"train": "train", "test": "test"},
-                      f"no files {{train,t10k}}-images-idx3-ubyte[.gz] in {root} "
-                      "(put the MNIST idx files there)")
+    grey = tfds_source.load_images(
+        "mnist", {"train": "train", "test": "test"},
+        folders.not_found(data_dir, "mnist",
+                          "files {train,t10k}-images-idx3-ubyte[.gz]")
+        + " (put the MNIST idx files there)")
   train = grey["train"].reshape(-1, 28, 28, 1)
   if len(train) <= MNIST_VALID:
     raise errors.InputError(f"mnist: {len(train)} training images; the last "
@@ -256,9 +248,8 @@ def strokes_28(grey: np.ndarray) -> np.ndarray:
 
 def omniglot_archives(root: str) -> list[str]:
   """The local archives to read: the full pair if present, else the small ones."""
-  full = [os.path.join(root, f"images_{s}.zip")
-          for s in ("background", "evaluation")]
-  small = [os.path.join(root, f"images_background_small{i}.zip") for i in (1, 2)]
+  full = [os.path.join(root, n) for n in OMNIGLOT_ARCHIVES[:2]]
+  small = [os.path.join(root, n) for n in OMNIGLOT_ARCHIVES[2:]]
   found = [p for p in full if os.path.exists(p)]
   if os.path.exists(full[0]):    # the small sets are subsets of "background"
     return found
@@ -275,17 +266,21 @@ def _omniglot_probs(archives: tuple[str, ...], unused_stamps: tuple
 
 def load_omniglot(config: "DataConfig") -> base.ImageDataset:
   """Omniglot as 28x28 stroke probabilities: local zip archives, else tfds."""
-  root = os.path.join(config.resolved_data_dir(), "omniglot")
-  archives = tuple(omniglot_archives(root))
-  if archives:
+  data_dir = config.resolved_data_dir()
+  root = folders.dataset_folder(data_dir, "omniglot", OMNIGLOT_ARCHIVES)
+  if root:
+    archives = tuple(omniglot_archives(root))
     logging.info("omniglot: local archives %s", ", ".join(archives))
     images = _omniglot_probs(archives, tuple(_stamp(p) for p in archives))
   else:
-    grey = _from_tfds("omniglot", {"all": "train+test"},
-                     f"no Omniglot archive images_background.zip, "
-                     f"images_evaluation.zip or images_background_small1.zip "
-                     f"in {root} (put the zip files of "
-                     "github.com/brendenlake/omniglot there)")["all"]
+    grey = tfds_source.load_images(
+        "omniglot", {"all": "train+test"},
+        folders.not_found(data_dir, "omniglot",
+                          "Omniglot archive images_background.zip, "
+                          "images_evaluation.zip or "
+                          "images_background_small1.zip")
+        + " (put the zip files of github.com/brendenlake/omniglot there)"
+    )["all"]
     images = strokes_28(grey)
   if len(images) < 10:
     raise errors.InputError(f"omniglot: {len(images)} images, need at least 10 to split")

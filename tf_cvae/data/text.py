@@ -19,6 +19,7 @@ from absl import logging
 
 from tf_cvae import errors
 from tf_cvae.data import base
+from tf_cvae.data import folders
 from tf_cvae.data import vocabulary as vocab_lib
 
 if TYPE_CHECKING:
@@ -221,11 +222,17 @@ def load_text(config: "DataConfig") -> base.TextDataset:
 
 
 def load_corpus(corpus: str, config: "DataConfig") -> base.TextDataset:
-  """A named corpus (ptb, yahoo, yelp): <data_dir>/<name>/<name>.<split>.txt."""
+  """A named corpus (ptb, yahoo, yelp): <name>.<split>.txt files in
+  <data_dir>/<name>/ or in data_dir itself (see folders.py)."""
   folder, prefix, source = CORPORA[corpus]
-  root = os.path.join(config.resolved_data_dir(), folder)
-  paths = {split: os.path.join(root, f"{prefix}.{split}.txt")
-           for split in base.SPLITS}
+  names = [f"{prefix}.{split}.txt" for split in base.SPLITS]
+  every_split = "{" + ",".join(base.SPLITS) + "}"
+  root = folders.require_folder(
+      config.resolved_data_dir(), folder, names,
+      f"files {prefix}.{every_split}.txt",
+      f"put {source.format(split=every_split)} there")
+  paths = {split: os.path.join(root, name)
+           for split, name in zip(base.SPLITS, names)}
   hints = {split: f"the {split} split of {source.format(split=split)}"
            for split in base.SPLITS}
   return text_dataset(corpus, paths, hints=hints, **_options(config))
