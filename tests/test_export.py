@@ -32,13 +32,14 @@ def _train(run_dir, **fields):
   return config, train.run(config)
 
 
-def _text_means(vae, vocab, sentences):
-  """The live model's posterior means of whitespace-tokenized sentences."""
+def _text_posterior(vae, vocab, sentences):
+  """The live model's q(z|x) of whitespace-tokenized sentences: (means,
+  log-variances), each numpy [N, latent]."""
   ids = [vocab.encode(s.split()) for s in sentences]
   tokens = np.zeros((len(ids), max(len(i) for i in ids)), np.int32)
   for row, sentence in enumerate(ids):
     tokens[row, :len(sentence)] = sentence
-  return vae.encode({"tokens": tf.constant(tokens)})[0].numpy()
+  return tuple(t.numpy() for t in vae.encode({"tokens": tf.constant(tokens)}))
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +55,11 @@ def text_run(tmp_path_factory):
   sentences = [" ".join(vocab.decode(s)) for s in dataset.splits["test"][:5]]
   sentences += ["  w1   unseenword <unk> _UNK w2 ", vocab.tokens[-1]]
   export_dir = export.export_encoder(vae, str(run_dir / "lib_export"), vocab)
+  means, log_variances = _text_posterior(vae, vocab, sentences)
   return dict(run_dir=run_dir, config=config, results=results, vae=vae,
               vocab=vocab, config_dict=config_dict, dataset=dataset,
-              sentences=sentences, export_dir=export_dir,
-              means=_text_means(vae, vocab, sentences))
+              sentences=sentences, export_dir=export_dir, means=means,
+              log_variances=log_variances)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,10 @@ def image_run(tmp_path_factory):
   images = (np.random.default_rng(0).random((6, 28, 28, 1)) < 0.3).astype(
       np.float32)
   export_dir = export.export_encoder(vae, str(run_dir / "lib_export"))
+  means, log_variances = (
+      t.numpy() for t in vae.encode({"image": tf.constant(images)}))
   return dict(run_dir=run_dir, vae=vae, images=images, export_dir=export_dir,
-              means=vae.encode({"image": tf.constant(images)})[0].numpy())
+              means=means, log_variances=log_variances)
 
 
 def test_restored_vae_reproduces_the_runs_test_metrics(text_run):
@@ -111,6 +115,7 @@ _FRESH_PROCESS = textwrap.dedent("""
     served = text.signatures["serving_default"](
         sentences=tf.constant(list(given["sentences"])))
     i = images.encode(tf.constant(given["images"]))
+    by_name = images.signatures["encode"](images=tf.constant(given["images"]))
     errors = {}
     for name, call in [
         ("empty", lambda: text.encode(tf.constant(["w1", "   "]))),
@@ -123,7 +128,8 @@ _FRESH_PROCESS = textwrap.dedent("""
         errors[name] = str(e)
     np.savez(out, text_mean=t["mean"], text_logvar=t["log_variance"],
              text_sample=t["sample"], served_mean=served["mean"],
-             image_mean=i["mean"], image_sample=i["sample"])
+             image_mean=i["mean"], image_sample=i["sample"],
+             encode_signature_mean=by_name["mean"])
     print(json.dumps(errors))
     """)
 
@@ -142,9 +148,10 @@ def test_export_in_a_fresh_process_matches_the_live_model(
   np.testing.assert_allclose(got["text_mean"], text_run["means"], atol=1e-5)
   np.testing.assert_allclose(got["served_mean"], text_run["means"], atol=1e-5)
   np.testing.assert_allclose(got["image_mean"], image_run["means"], atol=1e-5)
-  live_logvar = text_run["vae"].encode({"tokens": tf.constant(
-      [text_run["vocab"].encode(text_run["sentences"][0].split())])})[1]
-  np.testing.assert_allclose(got["text_logvar"][0], live_logvar[0], atol=1e-5)
+  np.testing.assert_allclose(got["encode_signature_mean"], image_run["means"],
+                             atol=1e-5)
+  np.testing.assert_allclose(got["text_logvar"], text_run["log_variances"],
+                             atol=1e-5)
   for kind in ("text", "image"):
     assert got[f"{kind}_sample"].shape == got[f"{kind}_mean"].shape
     assert not np.allclose(got[f"{kind}_sample"], got[f"{kind}_mean"])
@@ -154,23 +161,35 @@ def test_export_in_a_fresh_process_matches_the_live_model(
   assert errors["shape"] is not None
 
 
-def test_saved_model_cli_serves_the_export(tmp_path, text_run, image_run):
-  """The TF1 loader behind saved_model_cli and TF Serving finds every
-  variable the serving signature reads."""
+def test_saved_model_cli_serves_both_signatures(tmp_path, text_run,
+                                                image_run):
+  """The TF1 loader behind saved_model_cli and TF Serving runs each of the
+  export's signatures, finding every variable it reads; both give the live
+  model's q(z|x)."""
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   images = tmp_path / "images.npy"
   np.save(images, image_run["images"])
   sentences = json.dumps(text_run["sentences"])
-  for run, feed in [(text_run, ["--input_exprs", f"sentences={sentences}"]),
-                    (image_run, ["--inputs", f"images={images}"])]:
-    out_dir = tmp_path / ("text" if run is text_run else "image")
-    result = subprocess.run(
-        [cli, "run", "--dir", run["export_dir"], "--tag_set", "serve",
-         "--signature_def", "serving_default", *feed, "--outdir",
-         str(out_dir)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    np.testing.assert_allclose(np.load(out_dir / "mean.npy"), run["means"],
-                               atol=1e-5)
+  for kind, run, feed in [
+      ("text", text_run, ["--input_exprs", f"sentences={sentences}"]),
+      ("image", image_run, ["--inputs", f"images={images}"])]:
+    assert sorted(tf.saved_model.load(run["export_dir"]).signatures) == sorted(
+        export.SIGNATURES)
+    for signature in export.SIGNATURES:
+      out_dir = tmp_path / kind / signature
+      result = subprocess.run(
+          [cli, "run", "--dir", run["export_dir"], "--tag_set", "serve",
+           "--signature_def", signature, *feed, "--outdir", str(out_dir)],
+          capture_output=True, text=True, timeout=300)
+      assert result.returncode == 0, result.stderr[-3000:]
+      where = f"{kind} {signature}"
+      mean = np.load(out_dir / "mean.npy")
+      np.testing.assert_allclose(mean, run["means"], atol=1e-5, err_msg=where)
+      np.testing.assert_allclose(np.load(out_dir / "log_variance.npy"),
+                                 run["log_variances"], atol=1e-5,
+                                 err_msg=where)
+      sample = np.load(out_dir / "sample.npy")
+      assert sample.shape == mean.shape and not np.allclose(sample, mean)
 
 
 def test_unknown_words_and_markers_share_the_unknown_id(text_run):

@@ -70,8 +70,8 @@ def test_text_greedy_is_deterministic_and_sampling_follows_the_seed(text_run):
   sampled = sampling.decode(vae, z, "sample", seed=3, vocab=vocab)
   assert sampled == sampling.decode(vae, z, "sample", seed=3, vocab=vocab)
   assert sampled != sampling.decode(vae, z, "sample", seed=4, vocab=vocab)
-  with pytest.raises(errors.InputError, match="greedy or sample"):
-    sampling.decode(vae, z, "beam", vocab=vocab)
+  with pytest.raises(errors.InputError, match="greedy, sample, beam"):
+    sampling.decode(vae, z, "top_k", vocab=vocab)
   with pytest.raises(errors.InputError, match="vocabulary"):
     sampling.decode(vae, z)
 
@@ -230,6 +230,15 @@ def test_sample_runner_text_end_to_end(tmp_path, text_run, run_runner):
   lines = result.stdout.strip("\n").split("\n")
   assert [l.split()[0] for l in lines] == ["0.00", "0.33", "0.67", "1.00"]
   assert (tmp_path / "out" / "interpolate.txt").exists()
+  result = run_runner("sample.py", f"--run_dir={run_dir}", "--mode=reconstruct",
+                      f"--input={inputs}", "--decoding=beam", "--beam_size=3",
+                      f"--output_dir={tmp_path / 'out'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  vae, vocab = text_run["vae"], text_run["vocab"]
+  _, beams = sampling.reconstruct(vae, sampling.to_batch(
+      vae, text_run["sentences"][:2], vocab), "beam", vocab=vocab, beam_size=3)
+  assert result.stdout.strip("\n").split("\n")[1::2] == [
+      f"> {sentence}" for sentence in beams]
 
 
 def test_sample_runner_writes_image_grids(tmp_path, image_run, run_runner):
@@ -248,7 +257,8 @@ def test_sample_runner_writes_image_grids(tmp_path, image_run, run_runner):
 
 
 @pytest.mark.parametrize("case", ["missing_run_dir", "image_shape",
-                                  "empty_input"])
+                                  "empty_input", "beam_size_alone",
+                                  "beam_on_images"])
 def test_sample_runner_errors_are_one_line(case, tmp_path, text_run,
                                            image_run, run_runner):
   run_dir, args = image_run["run_dir"], ["--mode=reconstruct"]
@@ -259,11 +269,18 @@ def test_sample_runner_errors_are_one_line(case, tmp_path, text_run,
     np.save(tmp_path / "in.npy", np.zeros((2, 14, 14), np.float32))
     args.append(f"--input={tmp_path / 'in.npy'}")
     needles = ["[N, 28, 28]", "[2, 14, 14]"]
-  else:
+  elif case == "empty_input":
     run_dir = text_run["run_dir"]
     (tmp_path / "in.txt").write_text("w1\n\n")
     args.append(f"--input={tmp_path / 'in.txt'}")
     needles = ["in.txt, line 2: empty"]
+  elif case == "beam_size_alone":
+    args.append("--beam_size=3")
+    needles = ["--decoding=greedy: --beam_size is for --decoding=beam only"]
+  else:
+    args.append("--decoding=beam")
+    needles = [f"--run_dir={run_dir}: --decoding=beam decodes text",
+               "decodes images"]
   result = run_runner("sample.py", f"--run_dir={run_dir}", *args)
   assert result.returncode == 2, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -4,11 +4,13 @@
   python runners/encode.py --export_dir=runs/quickstart/self/export \
       --input=sentences.txt --output=means.npy
 
-The SavedModel's `encode` function (also `serving_default`) takes raw input:
-`sentences`, string [batch] of whitespace-tokenized sentences (text runs), or
-`images`, float32 [batch, 28, 28, 1] in [0, 1] (image runs), and returns
-`mean`, `log_variance` and `sample`, each [batch, latent]. Loading it needs
-only TensorFlow: tf.saved_model.load(export_dir).encode(...).
+The SavedModel's signatures `serving_default` and `encode` (one function,
+also the loaded object's `encode`) take raw input: `sentences`, string
+[batch] of whitespace-tokenized sentences (text runs), or `images`, float32
+[batch, 28, 28, 1] in [0, 1] (image runs), and return `mean`,
+`log_variance` and `sample`, each [batch, latent]. Loading it needs only
+TensorFlow: tf.saved_model.load(export_dir).encode(...); `saved_model_cli
+run --signature_def=encode` (or serving_default) serves it too.
 """
 
 import os

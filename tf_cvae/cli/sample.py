@@ -16,6 +16,8 @@ reconstruction: "< input" over "> decoded"; an interpolation: the second
 input's weight, then the sentence); images to OUTPUT_DIR/<mode>.png, a grid
 (1 is drawn white): reconstructions as rows of inputs over rows of their
 decodings, interpolations one pair a row, framed by the two inputs.
+--decoding=beam (text only) decodes the most probable sentence a beam of
+--beam_size hypotheses finds.
 """
 
 import os
@@ -25,6 +27,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from tf_cvae import errors
 from tf_cvae.cli import common
 from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
@@ -35,7 +38,14 @@ flags.DEFINE_enum("mode", "prior", ["prior", "reconstruct", "interpolate"],
                   "What to decode.")
 flags.DEFINE_enum("decoding", "greedy", list(sampling.DECODINGS),
                   "greedy: the most probable word or pixel at each step; "
-                  "sample: ancestral sampling.")
+                  "sample: ancestral sampling; beam (text only): the most "
+                  "probable sentence a beam of --beam_size finds.")
+flags.DEFINE_integer("beam_size", sampling.DEFAULT_BEAM_SIZE,
+                     "--decoding=beam: hypotheses kept at each step (1 is "
+                     "greedy decoding).", lower_bound=1)
+flags.DEFINE_bool("beam_normalize_length", False, "--decoding=beam: rank "
+                  "sentences by log-probability per word (</s> counted), "
+                  "not in total, which favours short sentences less.")
 flags.DEFINE_integer("num_samples", 10, "--mode=prior: how many samples; "
                      "reconstruct: how many test examples by default.",
                      lower_bound=1)
@@ -61,13 +71,24 @@ def _inputs(vae, vocab, default_count: int):
   return sampling.read_inputs(vae, source, FLAGS.run_dir, vocab)
 
 
+def check_beam_flags():
+  """Raises errors.InputError for a beam flag without --decoding=beam."""
+  for name in ("beam_size", "beam_normalize_length"):
+    if FLAGS[name].present and FLAGS.decoding != "beam":
+      raise errors.InputError(f"--{name} is for --decoding=beam only")
+
+
 def decode_run():
   """Decodes as the flags say: (text lines, or None; images [N, 28, 28, 1]
   for the grid, or None; the grid's columns)."""
   run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint, with_data=False)
   vae, vocab = run.vae, run.vocab
+  if FLAGS.decoding == "beam" and vocab is None:
+    raise errors.InputError("--decoding=beam decodes text; this run's model "
+                            "decodes images (use greedy or sample)")
   options = dict(decoding=FLAGS.decoding, seed=FLAGS.seed, vocab=vocab,
-                 max_words=FLAGS.max_words)
+                 max_words=FLAGS.max_words, beam_size=FLAGS.beam_size,
+                 normalize_length=FLAGS.beam_normalize_length)
   if FLAGS.mode == "prior":
     z = sampling.prior_latents(vae.latent_dim, FLAGS.num_samples, FLAGS.seed)
     decoded = sampling.decode(vae, z, **options)
@@ -95,6 +116,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
+  common.run_or_explain(check_beam_flags,
+                        context=f"--decoding={FLAGS.decoding}")
   lines, images, columns = common.run_or_explain(
       decode_run, context=f"--run_dir={FLAGS.run_dir}")
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.run_dir, "samples")

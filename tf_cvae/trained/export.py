@@ -1,12 +1,16 @@
 """Exporting a trained VAE's encoder q(z|x) as a SavedModel.
 
-`export_encoder(vae, export_dir, vocab)` writes a SavedModel whose one
-function, `encode` (also the `serving_default` signature), maps raw inputs
-(the encoder's `input_format`) to q(z|x). Loading it needs only TensorFlow:
+`export_encoder(vae, export_dir, vocab)` writes a SavedModel with one
+function, q(z|x) of raw inputs (the encoder's `input_format`), reachable
+three ways: the signatures `serving_default` and `encode` (SIGNATURES: what
+TensorFlow Serving and `saved_model_cli run --signature_def` call, by input
+name) and the loaded object's `encode` attribute. Loading it needs only
+TensorFlow:
 
   encoder = tf.saved_model.load(export_dir)
   out = encoder.encode(tf.constant(["the cat sat", "a dog"]))   # text
   out = encoder.encode(images)          # float32 [batch, 28, 28, 1] in [0, 1]
+  out = encoder.signatures["encode"](sentences=tf.constant(["a dog"]))
   out["mean"], out["log_variance"], out["sample"]     # each [batch, latent]
 
 A run's VAE and vocabulary come from restore.restore_run(run_dir).
@@ -19,6 +23,9 @@ import tensorflow as tf
 
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import vae as vae_lib
+
+# The export's signature names; each serves EncoderModule.encode.
+SIGNATURES = ("serving_default", "encode")
 
 
 class EncoderModule(tf.Module):
@@ -69,7 +76,8 @@ def _recover(export_dir: str) -> None:
 
 def export_encoder(vae: vae_lib.VAE, export_dir: str,
                    vocab: vocab_lib.Vocabulary | None = None) -> str:
-  """Writes the SavedModel of EncoderModule(vae, vocab) to export_dir.
+  """Writes the SavedModel of EncoderModule(vae, vocab) to export_dir, its
+  `encode` also under each of SIGNATURES.
 
   Text models need `vocab` (input: `sentences`, string [batch]); image models
   take none (input: `images`, float32 [batch, 28, 28, 1]); errors.InputError
@@ -88,8 +96,9 @@ def export_encoder(vae: vae_lib.VAE, export_dir: str,
   _recover(export_dir)
   module = EncoderModule(vae, vocab)
   try:
-    tf.saved_model.save(module, tmp, signatures={
-        "serving_default": module.encode.get_concrete_function()})
+    encode = module.encode.get_concrete_function()
+    tf.saved_model.save(module, tmp,
+                        signatures={name: encode for name in SIGNATURES})
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

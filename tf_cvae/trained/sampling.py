@@ -6,9 +6,11 @@ comes from its classes: the encoder's `input_format` turns raw inputs into a
 batch and decoded batches into raw outputs, the decoder's `generate` decodes.
 Decoded text is a list of sentences (words joined by spaces, cut at </s>);
 decoded images are float32 [N, 28, 28, 1] arrays of 0s and 1s. `decoding`
-is "greedy" (the most probable word or pixel at each step: deterministic) or
+is "greedy" (the most probable word or pixel at each step: deterministic),
 "sample" (ancestral sampling, stateless: the same seed gives the same
-output).
+output) or, for text, "beam" (beam.beam_search: the most probable sentence
+a beam of `beam_size` finds, ranked by log p or, with `normalize_length`,
+log p per word).
 """
 
 import os
@@ -21,10 +23,12 @@ from tf_cvae import errors
 from tf_cvae.data import base as data_base
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import vae as vae_lib
+from tf_cvae.trained import beam
 from tf_cvae.trained import inputs as inputs_lib
 from tf_cvae.trained import restore
 
-DECODINGS = ("greedy", "sample")
+DECODINGS = ("greedy", "sample", "beam")
+DEFAULT_BEAM_SIZE = 5
 
 
 def _seed(seed: int, stream: int) -> tf.Tensor:
@@ -42,19 +46,27 @@ def prior_latents(latent_dim: int, num_samples: int, seed: int) -> tf.Tensor:
 
 def decode(vae: vae_lib.VAE, z: tf.Tensor, decoding: str = "greedy",
            seed: int = 0, vocab: vocab_lib.Vocabulary | None = None,
-           max_words: int = 40):
+           max_words: int = 40, beam_size: int = DEFAULT_BEAM_SIZE,
+           normalize_length: bool = False):
   """x from p(x|z) for each row of z, float32 [N, latent].
 
-  Returns a list of N sentences (text: at most `max_words` words each) or
-  float32 [N, 28, 28, 1] binary images.
+  `beam_size` and `normalize_length` are for decoding="beam" (text only;
+  errors.InputError for an image model). Returns a list of N sentences
+  (text: at most `max_words` words each) or float32 [N, 28, 28, 1] binary
+  images.
   """
   if decoding not in DECODINGS:
-    raise errors.InputError(f"decoding must be greedy or sample, got "
-                            f"{decoding!r}")
-  output_format = vae.encoder.input_format(vocab)
-  batch = vae.decoder.generate(z, _seed(seed, 1), greedy=decoding == "greedy",
-                               max_length=max_words)
-  return output_format.to_raw(batch)
+    raise errors.InputError(f"decoding must be one of {', '.join(DECODINGS)}"
+                            f", got {decoding!r}")
+  if decoding == "beam":
+    tokens, _ = beam.beam_search(vae.decoder, z, beam_size, max_words,
+                                 normalize_length)
+    batch = {"tokens": tokens}
+  else:
+    batch = vae.decoder.generate(z, _seed(seed, 1),
+                                 greedy=decoding == "greedy",
+                                 max_length=max_words)
+  return vae.encoder.input_format(vocab).to_raw(batch)
 
 
 def to_batch(vae: vae_lib.VAE, raw, vocab: vocab_lib.Vocabulary | None = None
@@ -121,14 +133,16 @@ def posterior_means(vae: vae_lib.VAE, batch: dict) -> tf.Tensor:
 
 def reconstruct(vae: vae_lib.VAE, batch: dict, decoding: str = "greedy",
                 seed: int = 0, vocab: vocab_lib.Vocabulary | None = None,
-                max_words: int = 40):
-  """Encodes to the posterior means and decodes them.
+                max_words: int = 40, beam_size: int = DEFAULT_BEAM_SIZE,
+                normalize_length: bool = False):
+  """Encodes to the posterior means and decodes them (as `decode` does).
 
   Returns (means float32 [N, latent], decoded: N sentences or float32
   [N, 28, 28, 1] images).
   """
   means = posterior_means(vae, batch)
-  return means, decode(vae, means, decoding, seed, vocab, max_words)
+  return means, decode(vae, means, decoding, seed, vocab, max_words,
+                       beam_size, normalize_length)
 
 
 def interpolation_latents(start: tf.Tensor, end: tf.Tensor,
@@ -149,8 +163,10 @@ def interpolation_latents(start: tf.Tensor, end: tf.Tensor,
 def interpolate(vae: vae_lib.VAE, batch: dict, num_steps: int = 8,
                 decoding: str = "greedy", seed: int = 0,
                 vocab: vocab_lib.Vocabulary | None = None,
-                max_words: int = 40):
-  """Walks from each input's posterior mean to the next one's.
+                max_words: int = 40, beam_size: int = DEFAULT_BEAM_SIZE,
+                normalize_length: bool = False):
+  """Walks from each input's posterior mean to the next one's, decoding
+  each point as `decode` does.
 
   The batch holds 2P examples: pairs (0, 1), (2, 3), ... Returns (z float32
   [P, num_steps, latent], decoded: P lists of num_steps sentences, or float32
@@ -163,7 +179,8 @@ def interpolate(vae: vae_lib.VAE, batch: dict, num_steps: int = 8,
                             f"{count}")
   z = interpolation_latents(means[0::2], means[1::2], num_steps)
   flat = tf.reshape(z, [-1, z.shape[-1]])
-  decoded = decode(vae, flat, decoding, seed, vocab, max_words)
+  decoded = decode(vae, flat, decoding, seed, vocab, max_words, beam_size,
+                   normalize_length)
   if isinstance(decoded, list):
     return z, [decoded[i:i + num_steps]
                for i in range(0, len(decoded), num_steps)]
