@@ -1,7 +1,5 @@
-"""python runners/benchmark.py: the tf-cvae-benchmark command (tf_cvae/cli/benchmark.py)."""
-from absl import app
-
+"""The tf-cvae-benchmark command as a script (tf_cvae/cli/benchmark.py)."""
 from tf_cvae.cli import benchmark
 
 if __name__ == "__main__":
-  app.run(benchmark.main)
+  benchmark.main()

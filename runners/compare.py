@@ -1,7 +1,5 @@
-"""python runners/compare.py: the tf-cvae-compare command (tf_cvae/cli/compare.py)."""
-from absl import app
-
+"""The tf-cvae-compare command as a script (tf_cvae/cli/compare.py)."""
 from tf_cvae.cli import compare
 
 if __name__ == "__main__":
-  app.run(compare.main)
+  compare.main()

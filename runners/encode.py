@@ -1,7 +1,5 @@
-"""python runners/encode.py: the tf-cvae-encode command (tf_cvae/cli/encode.py)."""
-from absl import app
-
+"""The tf-cvae-encode command as a script (tf_cvae/cli/encode.py)."""
 from tf_cvae.cli import encode
 
 if __name__ == "__main__":
-  app.run(encode.main)
+  encode.main()

@@ -1,7 +1,5 @@
-"""python runners/evaluate.py: the tf-cvae-evaluate command (tf_cvae/cli/evaluate.py)."""
-from absl import app
-
+"""The tf-cvae-evaluate command as a script (tf_cvae/cli/evaluate.py)."""
 from tf_cvae.cli import evaluate
 
 if __name__ == "__main__":
-  app.run(evaluate.main)
+  evaluate.main()

@@ -1,7 +1,5 @@
-"""python runners/export.py: the tf-cvae-export command (tf_cvae/cli/export.py)."""
-from absl import app
-
+"""The tf-cvae-export command as a script (tf_cvae/cli/export.py)."""
 from tf_cvae.cli import export
 
 if __name__ == "__main__":
-  app.run(export.main)
+  export.main()

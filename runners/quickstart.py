@@ -1,7 +1,5 @@
-"""python runners/quickstart.py: the tf-cvae-quickstart command (tf_cvae/cli/quickstart.py)."""
-from absl import app
-
+"""The tf-cvae-quickstart command as a script (tf_cvae/cli/quickstart.py)."""
 from tf_cvae.cli import quickstart
 
 if __name__ == "__main__":
-  app.run(quickstart.main)
+  quickstart.main()

@@ -1,7 +1,5 @@
-"""python runners/reproduce.py: the tf-cvae-reproduce command (tf_cvae/cli/reproduce.py)."""
-from absl import app
-
+"""The tf-cvae-reproduce command as a script (tf_cvae/cli/reproduce.py)."""
 from tf_cvae.cli import reproduce
 
 if __name__ == "__main__":
-  app.run(reproduce.main)
+  reproduce.main()

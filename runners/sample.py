@@ -1,7 +1,5 @@
-"""python runners/sample.py: the tf-cvae-sample command (tf_cvae/cli/sample.py)."""
-from absl import app
-
+"""The tf-cvae-sample command as a script (tf_cvae/cli/sample.py)."""
 from tf_cvae.cli import sample
 
 if __name__ == "__main__":
-  app.run(sample.main)
+  sample.main()

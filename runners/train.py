@@ -1,7 +1,5 @@
-"""python runners/train.py: the tf-cvae-train command (tf_cvae/cli/train.py)."""
-from absl import app
-
+"""The tf-cvae-train command as a script (tf_cvae/cli/train.py)."""
 from tf_cvae.cli import train
 
 if __name__ == "__main__":
-  app.run(train.main)
+  train.main()

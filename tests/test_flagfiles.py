@@ -10,6 +10,7 @@ import pytest
 
 from tf_cvae import critics
 from tf_cvae import data as data_lib
+from tf_cvae.cli import presets
 from tf_cvae.models import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,12 +34,13 @@ def common():
 
 @pytest.fixture
 def parse(common, monkeypatch):
-  """parse(*argv) -> TrainConfig, as train.py would build it from argv."""
+  """parse(*argv) -> TrainConfig, as train.py would build it from argv
+  (flagfiles and presets read by tf_cvae.cli.presets, then absl)."""
   monkeypatch.chdir(REPO_ROOT)
 
   def parse_argv(*argv):
     try:
-      flags.FLAGS(["train.py", *argv])
+      flags.FLAGS(presets.expand_argv(["train.py", *argv]))
       return common.train_config_from_flags(out_dir="unused")
     finally:
       flags.FLAGS.unparse_flags()
@@ -150,12 +152,14 @@ def test_unknown_flag_in_a_flagfile_is_refused(tmp_path, parse):
     parse(f"--flagfile={outer}")
 
 
-def test_nested_flagfile_paths_are_relative_to_the_working_directory(
+def test_nested_flagfile_paths_are_relative_to_the_including_file(
     tmp_path, parse, monkeypatch):
-  parse("--flagfile=flags/ptb_cpu_self.cfg")         # from the repo root
+  from_root = parse("--flagfile=flags/ptb_cpu_self.cfg")
   monkeypatch.chdir(tmp_path)
-  with pytest.raises(flags.CantOpenFlagFileError, match="ptb_cpu.cfg"):
-    parse(f"--flagfile={os.path.join(REPO_ROOT, 'flags/ptb_cpu_self.cfg')}")
+  elsewhere = parse(
+      f"--flagfile={os.path.join(REPO_ROOT, 'flags/ptb_cpu_self.cfg')}")
+  assert elsewhere == from_root and from_root.data.name == "text"
+  assert parse("--preset=ptb_cpu_self") == from_root
 
 
 def test_train_runner_reports_an_unknown_flag_in_one_line(tmp_path,

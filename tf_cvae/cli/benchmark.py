@@ -1,8 +1,8 @@
 """Seconds per train step of every critic against the machine's matmul peak.
 
-  python runners/benchmark.py --size=small      # B32 T40 V5k E256 H512
-  python runners/benchmark.py --size=paper --critics=none,self
-  python runners/benchmark.py --size=small --bookkeeping
+  tf-cvae-benchmark --size=small      # B32 T40 V5k E256 H512
+  tf-cvae-benchmark --size=paper --critics=none,self
+  tf-cvae-benchmark --size=small --bookkeeping
 
 Prints and rewrites this size's section of --markdown_out (BENCHMARKS.md),
 writes --json_out (critic -> numbers). Flags given override the preset.
@@ -20,6 +20,7 @@ from absl import flags
 import keras
 import tensorflow as tf
 
+from tf_cvae.cli import launch
 from tf_cvae.experiments import benchmarking
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
@@ -74,7 +75,7 @@ flags.DEFINE_string("markdown_out", "BENCHMARKS.md", "Regenerate this size's "
 
 HEADER = """# Benchmarks
 
-Written by `runners/benchmark.py --size=SIZE` (a section per size; with
+Written by `tf-cvae-benchmark --size=SIZE` (a section per size; with
 `--bookkeeping`, a section per size and model), never by hand. FLOPs:
 forward matmuls and convolutions from the shapes, 3 x what is trained.
 Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step: median
@@ -226,7 +227,7 @@ def update_markdown(path: str, size: str, section: str) -> None:
     f.write(HEADER + "".join("\n" + s for s in sections.values()))
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   tf.get_logger().setLevel("ERROR")     # retracing notes: a variant per model
@@ -248,5 +249,12 @@ def main(argv):
     update_markdown(FLAGS.markdown_out, title, section)
 
 
+
+def main():
+  """The tf-cvae-benchmark command: reads the command line, then
+  times the train steps."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

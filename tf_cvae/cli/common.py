@@ -1,20 +1,22 @@
-"""Flags shared by the runners, and their translation into library configs.
+"""Flags shared by the commands, and their translation into library configs.
 
-Only runners import absl.flags; the library takes the dataclasses built here.
+Only tf_cvae.cli imports absl.flags; the library takes the dataclasses built
+here.
 """
 
-import datetime
+import dataclasses
 import os
 import sys
 
 from absl import flags
 from absl import logging
 
-from tf_cvae.cli import train_flags
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective
+from tf_cvae.cli import train_flags
 from tf_cvae.models import registry
+from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
 
@@ -32,9 +34,11 @@ class _QuietLibraries:
 
 
 def setup_logging() -> None:
-  """Our progress lines at INFO; other libraries' INFO chatter dropped."""
+  """Our progress lines at INFO; other libraries' INFO chatter dropped
+  unless --verbose."""
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if not FLAGS.get_flag_value("verbose", False):
+    logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
 define_train_flags = train_flags.define_train_flags
@@ -43,11 +47,10 @@ define_train_flags = train_flags.define_train_flags
 def train_config_from_flags(**overrides) -> train.TrainConfig:
   """The TrainConfig the flags describe; keyword overrides replace fields.
   The critic's weight and target, unless given, are the critic's defaults
-  (TrainConfig fills them in); --deterministic is applied by train.run."""
+  (TrainConfig fills them in); --deterministic is applied by train.run.
+  Without --out_dir (or an out_dir override) the run directory is
+  runs/<config.default_run_name>, the same for the same flags."""
   f = FLAGS
-  out_dir = f.out_dir or os.path.join("runs", "{}_{}_{}".format(
-      f.dataset, overrides.get("critic", f.critic),
-      datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   fields = dict(
       data=data_lib.DataConfig(
           name=f.dataset, data_dir=f.data_dir, train_file=f.train_file,
@@ -84,7 +87,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       clip_mode=f.clip_mode, critic_clip_norm=f.critic_clip_norm,
       critic_optimizer=f.critic_optimizer,
       critic_learning_rate=f.critic_learning_rate,
-      seed=f.seed, out_dir=out_dir, jit_compile=f.jit_compile,
+      seed=f.seed, out_dir=f.out_dir or "", jit_compile=f.jit_compile,
       strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
       max_bad_steps=f.max_bad_steps, deterministic=f.deterministic,
       log_every=f.log_every, checkpoint_every=f.checkpoint_every,
@@ -93,7 +96,11 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       validate_every=f.validate_every, select=f.select, select_by=f.select_by,
       valid_iw_samples=f.valid_iw_samples)
   fields.update(overrides)
-  return train.TrainConfig(**fields)
+  config = train.TrainConfig(**fields)
+  if not config.out_dir:
+    config = dataclasses.replace(config, out_dir=os.path.join(
+        "runs", config_lib.default_run_name(config)))
+  return config
 
 
 def _counts(flag: str, text: str) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """Every method on the same data at a short budget, in one table.
 
-  python runners/compare.py --datasets=synthetic_text,synthetic_images \
+  tf-cvae-compare --datasets=synthetic_text,synthetic_images \
       --max_steps=300 --out=runs/compare
 
 Each (data set, method) pair is one train.run in its own directory under --out
@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from tf_cvae.cli import common
+from tf_cvae.cli import launch
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.training import train
 
@@ -29,7 +30,7 @@ flags.DEFINE_list("methods", None,
 flags.DEFINE_string("out", "runs/compare", "Parent of the run directories.")
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
@@ -62,5 +63,12 @@ def main(argv):
     f.write(text + "\n")
 
 
+
+def main():
+  """The tf-cvae-compare command: reads the command line, then
+  trains and compares every method."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -1,6 +1,6 @@
 """Encodes sentences or images with an exported encoder; saves posterior means.
 
-  python runners/encode.py --export_dir=RUN_DIR/export --input=sentences.txt \
+  tf-cvae-encode --export_dir=RUN_DIR/export --input=sentences.txt \
       --output=means.npy
 
 --input is a text file, one whitespace-tokenized sentence a line (text
@@ -8,9 +8,9 @@ models), or a .npy file of images [N, 28, 28] or [N, 28, 28, 1] with values
 in [0, 1] (image models). --output receives float32 [N, latent]: the means of
 q(z|x), row i for input i.
 
-The export (runners/export.py) holds the vocabulary and the network; loading
+The export (tf-cvae-export) holds the vocabulary and the network; loading
 it needs only TensorFlow. The input file is read by tf_cvae.trained.inputs,
-the reader runners/sample.py uses too (a blank line is refused: row i of the
+the reader tf-cvae-sample uses too (a blank line is refused: row i of the
 output is line i).
 """
 
@@ -24,10 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cvae import errors
+from tf_cvae.cli import launch
 from tf_cvae.trained import inputs
 
-flags.DEFINE_string("export_dir", None, "SavedModel written by export.py.",
-                    required=True)
+flags.DEFINE_string("export_dir", None, "SavedModel written by "
+                    "tf-cvae-export.", required=True)
 flags.DEFINE_string("input", None, "Text file (one sentence a line, no "
                     "blank line) or .npy file of images.", required=True)
 flags.DEFINE_string("output", None, ".npy file for the posterior means "
@@ -49,7 +50,7 @@ def load_export(export_dir: str):
   if not os.path.isdir(export_dir):
     raise errors.InputError(f"--export_dir={export_dir}: no such directory")
   not_export = (f"--export_dir={export_dir}: not a SavedModel written by "
-                "export.py")
+                "tf-cvae-export")
   try:
     encoder = tf.saved_model.load(export_dir)
     _, specs = encoder.signatures["serving_default"].structured_input_signature
@@ -80,7 +81,7 @@ def encode(export_dir: str, path: str, batch_size: int) -> np.ndarray:
   return np.concatenate(means)
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
@@ -92,5 +93,12 @@ def main(argv):
   print(f"{FLAGS.output}: {means.shape[0]} x {means.shape[1]} posterior means")
 
 
+
+def main():
+  """The tf-cvae-encode command: reads the command line, then
+  encodes inputs with an export."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -1,7 +1,7 @@
 """Evaluates a finished (or interrupted) run directory on one split.
 
-  python runners/evaluate.py --run_dir=runs/quickstart/self
-  python runners/evaluate.py --run_dir=RUN --split=valid --checkpoint=last
+  tf-cvae-evaluate --run_dir=runs/quickstart/self
+  tf-cvae-evaluate --run_dir=RUN --split=valid --checkpoint=last
 
 Rebuilds data and model from RUN/config.json (a text run reuses RUN/vocab.txt),
 loads the last checkpoint (RUN/checkpoints), the best one (RUN/best) or, with
@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from tf_cvae.cli import common
+from tf_cvae.cli import launch
 from tf_cvae.trained import restore
 from tf_cvae.training import evaluation
 from tf_cvae.training import validation
@@ -57,7 +58,7 @@ def evaluate_run() -> dict:
   return results
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
@@ -67,5 +68,12 @@ def main(argv):
       {f"{FLAGS.run_dir} ({FLAGS.checkpoint}, {FLAGS.split})": results}))
 
 
+
+def main():
+  """The tf-cvae-evaluate command: reads the command line, then
+  evaluates a run directory."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

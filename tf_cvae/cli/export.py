@@ -1,7 +1,7 @@
 """Exports a trained run's encoder q(z|x) as a SavedModel.
 
-  python runners/export.py --run_dir=runs/quickstart/self
-  python runners/encode.py --export_dir=runs/quickstart/self/export \
+  tf-cvae-export --run_dir=runs/quickstart/self
+  tf-cvae-encode --export_dir=runs/quickstart/self/export \
       --input=sentences.txt --output=means.npy
 
 The SavedModel's signatures `serving_default` and `encode` (one function,
@@ -21,11 +21,12 @@ from absl import flags
 
 from tf_cvae.cli import common
 from tf_cvae import errors
+from tf_cvae.cli import launch
 from tf_cvae.trained import export
 from tf_cvae.trained import restore
 
-flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
-                    required=True)
+flags.DEFINE_string("run_dir", None, "Run directory written by "
+                    "tf-cvae-train.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel "
                     "(default: RUN_DIR/export); an existing one is replaced "
                     "once the new one is complete.")
@@ -36,7 +37,7 @@ flags.DEFINE_enum("checkpoint", "auto", list(restore.CHECKPOINTS),
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
@@ -50,5 +51,12 @@ def main(argv):
   print(export.export_encoder(run.vae, export_dir, run.vocab))
 
 
+
+def main():
+  """The tf-cvae-export command: reads the command line, then
+  exports a run's encoder."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -1,20 +1,24 @@
 """The main job: a plain VAE and a critic VAE on the same data, side by side.
 
-  python runners/quickstart.py --flagfile=flags/quickstart.cfg
+  tf-cvae-quickstart --preset=quickstart
 
 Both runs share every flag except the critic; the plain run uses --critic=none.
 Each writes its own run directory under --quickstart_dir (default
-./runs/quickstart): none/ and <critic>/.
+./runs/quickstart): none/ and <critic>/, each with its flags.cfg (the
+tf-cvae-train flags of that run) and provenance.json.
 """
 
 import math
 import os
+import sys
 import time
 
 from absl import app
 from absl import flags
 
 from tf_cvae.cli import common
+from tf_cvae.cli import launch
+from tf_cvae.cli import provenance
 from tf_cvae.training import train
 
 common.define_train_flags()
@@ -22,7 +26,7 @@ flags.DEFINE_string("quickstart_dir", "runs/quickstart",
                     "Parent of the two run directories (plain/ and critic/).")
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
@@ -34,6 +38,9 @@ def main(argv):
                             (f"{critic} critic", critic)):
     config = common.train_config_from_flags(
         critic=critic_name, out_dir=os.path.join(parent, critic_name))
+    common.run_or_explain(
+        provenance.write_run_files, config, sys.argv,
+        provenance.train_flagfile(critic=critic_name, out_dir=config.out_dir))
     print(f"== training {name} -> {config.out_dir}", flush=True)
     rows[name] = common.run_or_explain(train.run, config)
   o = config.objective
@@ -48,5 +55,12 @@ def main(argv):
   print(f"total {time.time() - started:.0f} s; run directories under {parent}")
 
 
+
+def main():
+  """The tf-cvae-quickstart command: reads the command line, then
+  trains the plain and the critic VAE."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

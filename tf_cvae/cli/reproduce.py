@@ -1,10 +1,10 @@
 """The reproduction in one command: trains what is not yet trained, then
 writes RESULTS.md and its figures.
 
-  python runners/reproduce.py --scale=cpu --dry_run  # the plan and its time
-  python runners/reproduce.py --scale=cpu            # table, sweep and K
-  python runners/reproduce.py --only=table --seeds=1
-  python runners/reproduce.py --scale=cpu --report_only  # what has finished
+  tf-cvae-reproduce --scale=cpu --dry_run  # the plan and its time
+  tf-cvae-reproduce --scale=cpu            # table, sweep and K
+  tf-cvae-reproduce --only=table --seeds=1
+  tf-cvae-reproduce --scale=cpu --report_only  # what has finished
 
 Runs live under --out_dir (default runs/reproduce/<scale>), one directory a
 run; a finished one is read, an interrupted one resumes. RESULTS.md and the
@@ -19,9 +19,15 @@ from absl import flags
 
 from tf_cvae.cli import common
 from tf_cvae import data as data_lib
+from tf_cvae.cli import launch
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
-from tf_cvae.experiments import results
+try:      # its figures need matplotlib, an extra: tf_cvae[plots]
+  from tf_cvae.experiments import results
+except ModuleNotFoundError as missing:
+  if missing.name != "matplotlib":
+    raise
+  results = None
 
 flags.DEFINE_enum("scale", "cpu", list(sizes.SCALES), "cpu: sized for 2 CPU "
                   "cores; paper: the paper's networks and protocol (a GPU).")
@@ -47,12 +53,16 @@ flags.DEFINE_boolean("report_only", False, "Write RESULTS.md and the plots "
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   unknown = sorted(set(FLAGS.only) - set(repro.PARTS))
   if unknown or not FLAGS.only:
     raise app.UsageError(f"--only: unknown {unknown}; known {repro.PARTS}")
+  if results is None and not FLAGS.dry_run:
+    print('error: tf-cvae-reproduce draws its figures with matplotlib: '
+          'pip install "tf_cvae[plots]"', file=sys.stderr)
+    sys.exit(2)
   common.setup_logging()
   scale = sizes.SCALES[FLAGS.scale]
   parts = [p for p in repro.PARTS if p in FLAGS.only]
@@ -90,5 +100,12 @@ def main(argv):
   sys.exit(1 if failed else 0)
 
 
+
+def main():
+  """The tf-cvae-reproduce command: reads the command line, then
+  runs the reproduction."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

@@ -1,8 +1,8 @@
 """Decodes from a trained run: prior samples, reconstructions, interpolations.
 
-  python runners/sample.py --run_dir=runs/quickstart/self --num_samples=5
-  python runners/sample.py --run_dir=RUN --mode=reconstruct --input=lines.txt
-  python runners/sample.py --run_dir=RUN --mode=interpolate --input=test:0,1
+  tf-cvae-sample --run_dir=runs/quickstart/self --num_samples=5
+  tf-cvae-sample --run_dir=RUN --mode=reconstruct --input=lines.txt
+  tf-cvae-sample --run_dir=RUN --mode=interpolate --input=test:0,1
 
 Restores the VAE of --run_dir (--checkpoint; by default the best, else the
 last; no data files needed unless --input names a split). --mode=prior
@@ -29,11 +29,12 @@ import numpy as np
 
 from tf_cvae import errors
 from tf_cvae.cli import common
+from tf_cvae.cli import launch
 from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
 
-flags.DEFINE_string("run_dir", None, "Run directory written by train.py.",
-                    required=True)
+flags.DEFINE_string("run_dir", None, "Run directory written by "
+                    "tf-cvae-train.", required=True)
 flags.DEFINE_enum("mode", "prior", ["prior", "reconstruct", "interpolate"],
                   "What to decode.")
 flags.DEFINE_enum("decoding", "greedy", list(sampling.DECODINGS),
@@ -112,7 +113,7 @@ def decode_run():
       given, decoded), FLAGS.num_steps + 2
 
 
-def main(argv):
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
@@ -132,5 +133,12 @@ def main(argv):
   logging.info("wrote %s.txt", path)
 
 
+
+def main():
+  """The tf-cvae-sample command: reads the command line, then
+  decodes from a run."""
+  launch.run(_main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

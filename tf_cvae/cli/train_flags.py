@@ -1,4 +1,4 @@
-"""The training flags every runner shares (common.define_train_flags).
+"""The training flags every training command shares (define_train_flags).
 
 Each flag fills the library config field of the same name; runners turn them
 into configs with common.train_config_from_flags.
@@ -11,6 +11,7 @@ from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae import replicas
+from tf_cvae.cli import presets
 from tf_cvae.models import encoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
@@ -27,7 +28,9 @@ _TRAIN = config.TrainConfig()
 
 
 def define_train_flags() -> None:
-  """Defines every flag of a training run (train.py, quickstart.py)."""
+  """Defines every flag of a training run (train.py, quickstart.py,
+  compare.py), and --preset."""
+  presets.define_preset_flag()
   flags.DEFINE_enum("dataset", _DATA.name, data_lib.names(),
                     "Data set to train on.")
   flags.DEFINE_string("data_dir", _DATA.data_dir,
@@ -170,8 +173,10 @@ def define_train_flags() -> None:
                        "Deterministic TF kernels "
                        "(enable_op_determinism; slower on GPU): the same "
                        "--seed gives the same metrics.json.")
-  flags.DEFINE_string("out_dir", None, "Run directory (default: a new one "
-                      "under ./runs/); an existing one resumes.")
+  flags.DEFINE_string("out_dir", None, "Run directory; an existing one "
+                      "resumes (default: runs/<dataset>_<model>_<critic>_seed"
+                      "<seed>_<hash of the other flags>, so the same command "
+                      "resumes the same run).")
   flags.DEFINE_enum("jit_compile", _TRAIN.jit_compile, ["auto", "on", "off"],
                     "XLA for the train step; auto: what measured faster.")
   flags.DEFINE_enum("lstm_impl", _MODEL.lstm_impl,

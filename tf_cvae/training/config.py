@@ -5,6 +5,7 @@ and `load_config` reads it back for evaluation, export and resumption.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -72,6 +73,22 @@ class TrainConfig:
     if objective.critic_target is None:
       objective = dataclasses.replace(objective, critic_target=target)
     object.__setattr__(self, "objective", objective)
+
+
+def default_run_name(config: TrainConfig) -> str:
+  """The run directory name of a config given no out_dir: "<dataset>_<model>
+  _<critic>_seed<seed>_<hash>", hash = 8 hex digits of the SHA-256 of the
+  config's JSON without out_dir. The same config gives the same name, so
+  rerunning a command resumes its run; any other change gives a new one."""
+  fields = dataclasses.asdict(config)
+  fields.pop("out_dir")
+  digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+  model = config.model.name
+  if model == "auto" and config.data.name in data_lib.names():
+    model = registry.resolve_model_name(config.model,
+                                        data_lib.kind(config.data.name))
+  return (f"{config.data.name}_{model}_{config.critic}_seed{config.seed}_"
+          f"{digest.hexdigest()[:8]}")
 
 
 def _dataclass_from_dict(cls, values):

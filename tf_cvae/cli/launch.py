@@ -1,0 +1,62 @@
+"""Runs a command's main(argv) as absl's app.run does, after reading the
+command line: --preset=list, presets and flagfiles expanded in place
+(presets.expand_argv), and the command's own flags made the key flags that
+--help lists."""
+
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+
+from tf_cvae import errors
+from tf_cvae.cli import presets
+
+flags.DEFINE_boolean("verbose", False, "Keep TensorFlow's start-up and INFO "
+                     "log lines (by default they are dropped).")
+FLAGS = flags.FLAGS
+_PACKAGE = __name__.rpartition(".")[0]     # tf_cvae.cli
+
+
+def own_flags() -> list[flags.Flag]:
+  """The flags the running command defines: those of tf_cvae.cli's modules
+  (and of a module run as the main program), sorted by name."""
+  found = {}
+  for module, module_flags in FLAGS.flags_by_module_dict().items():
+    if module.startswith(_PACKAGE) or module == sys.argv[0]:
+      found.update((f.name, f) for f in module_flags)
+  return [found[name] for name in sorted(found)]
+
+
+def command_line(argv: list[str]) -> str:
+  """argv as a shell command: a console script by its name, a runner script
+  as `python path`, a `python -m` module as such."""
+  program = argv[0]
+  main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if program.endswith(".py") and main_spec is not None:
+    head = ["python", "-m", main_spec.name]
+  elif program.endswith(".py"):
+    head = ["python", program]
+  else:
+    head = [program.rpartition("/")[2]]
+  return shlex.join(head + list(argv[1:]))
+
+
+def run(main) -> None:
+  """Parses sys.argv (presets and flagfiles read in place) and calls
+  main(argv) with the arguments left, as absl's app.run. A bad preset or
+  flagfile is one error line, exit status 2."""
+  with_presets = "preset" in FLAGS
+  if with_presets and presets.wants_listing(sys.argv):
+    print(presets.listing())
+    sys.exit(0)
+  try:
+    argv = presets.expand_argv(sys.argv, with_presets)
+  except errors.InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+  for flag in own_flags():
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  # --help prints the main program's docstring: the command's own.
+  sys.modules["__main__"].__doc__ = sys.modules[main.__module__].__doc__
+  app.run(main, argv=argv)
