@@ -11,9 +11,11 @@ import pytest
 
 from tf_cvae import critics
 from tf_cvae.experiments import methods
+from tf_cvae.experiments import families as families_lib
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
 from tf_cvae.experiments import results
+from tf_cvae.experiments import scales
 from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
 from tf_cvae.experiments import results_tradeoff as tradeoff
@@ -94,7 +96,8 @@ def test_changed_config_in_a_finished_directory_is_refused(grid):
 
 
 def test_equal_configs_share_a_directory():
-  runs = repro.plan(sizes.SCALES["cpu"], data_dir="/data", out_dir="r")
+  runs = repro.plan(scales.SCALES["cpu_short"], data_dir="/data",
+                    out_dir="r")
   by_dir = {}
   for run in runs:
     by_dir.setdefault(run.config.out_dir, run.config)
@@ -127,22 +130,34 @@ def test_method_config_step_fractions():
   assert annealed.objective.kl_anneal_steps == 200
 
 
-def _stats(nll, mi):
-  return {"nll": (nll, 0.0, 1), "mi": (mi, 0.0, 1), "mi_full": (mi, 0.0, 1)}
+def _stats(nll, mi, test_nll=None):
+  """Sweep stats read the same on validation and test (unless test_nll)."""
+  stat = lambda v: (v, 0.0, 1)
+  return {"nll": stat(nll if test_nll is None else test_nll), "mi": stat(mi),
+          "mi_full": stat(mi), "valid:nll": stat(nll), "valid:mi": stat(mi),
+          "valid:mi_full": stat(mi)}
 
 
 def test_defaults_pick_most_mi_within_one_percent():
-  families = repro.sweep_families(TINY_SCALE)
+  families = families_lib.sweep_families(TINY_SCALE)
   stats = {("omni", "vae", None): _stats(100.0, 0.1),
            ("omni", "self", 1.0): _stats(100.5, 1.5),
            ("omni", "self", 4.0): _stats(104.0, 3.4),     # over 1%
            ("omni", "self, target 1 nat", 4.0): _stats(100.9, 2.0),
            ("omni", "hybrid", 1.0): _stats(102.0, 0.2)}
   choice = tradeoff.choose_defaults(stats, families, ["omni"])
-  assert choice["self"]["overall"] == (4.0, 1.0)
+  assert choice["self"]["overall"] == (4.0, 1.0, "hinge")
   assert choice["hybrid"]["overall"] is None
   text = "\n".join(tradeoff.defaults_section(choice, stats))
-  assert "self: lambda 4, target 1 nats" in text
+  assert "self: lambda 4, hinge at 1 nats" in text
+  # The test split plays no part: a test NLL far over 1% changes nothing,
+  # a validation NLL over 1% rules the point out.
+  stats[("omni", "self, target 1 nat", 4.0)] = _stats(100.9, 2.0, 150.0)
+  assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
+      "overall"] == (4.0, 1.0, "hinge")
+  stats[("omni", "self, target 1 nat", 4.0)] = _stats(101.1, 2.0, 100.0)
+  assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
+      "overall"] == (1.0, None, "hinge")
   summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
   assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
   assert "MI never rises" in summary             # hybrid
@@ -170,16 +185,17 @@ def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
                                                        run_runner):
   md = tmp_path / "R.md"
   result = run_runner("reproduce.py", "--scale=smoke", "--report_only",
-                      "--only=table,k", f"--out_dir={tmp_path / 'runs'}",
+                      "--only=table", f"--out_dir={tmp_path / 'runs'}",
                       f"--data_dir={data_dir}", f"--results_md={md}",
                       f"--plots_dir={tmp_path / 'png'}")
   assert result.returncode == 0, result.stderr[-2000:]
   text = md.read_text()
   assert "re-measured (incomplete: 0 of" in text      # nothing trained
-  assert "| vae | 0 | not run yet |" in text and "## MI against K" in text
+  assert "| vae | 0 | not run yet |" in text
+  assert "| self_default | 0 | not run yet |" in text
   assert "## The critics' defaults" in text          # no sweep in it
   assert not (tmp_path / "runs").exists()
-  assert "ptb_mi_vs_k.png" in os.listdir(tmp_path / "png")
+  assert "ptb_mi_per_epoch.png" in os.listdir(tmp_path / "png")
 
 
 def test_the_library_defaults_are_the_ones_results_md_chose():
@@ -189,12 +205,14 @@ def test_the_library_defaults_are_the_ones_results_md_chose():
                       "RESULTS.md")
   with open(path, encoding="utf-8") as f:
     text = f.read()
-  chosen = re.findall(r"^- \*\*(\w+): lambda ([\d.]+), (no target|target "
-                      r"([\d.]+) nats)\*\*", text, re.MULTILINE)
+  chosen = re.findall(r"^- \*\*(\w+): (.*?)\*\*", text, re.MULTILINE)
+  chosen = [(c, words) for c, words in chosen if c in critics.DEFAULTS]
   assert chosen, "RESULTS.md states no default"
-  for critic, weight, _, target in chosen:
-    assert critics.DEFAULTS[critic] == (
-        float(weight), float(target) if target else critics.NO_TARGET), critic
+  for critic, words in chosen:
+    weight, target = critics.DEFAULTS[critic]
+    held = None if target == critics.NO_TARGET else target
+    assert words in (tradeoff.describe_setting(weight, held, constraint)
+                     for constraint in ("hinge", "lagrangian")), critic
 
 
 def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
@@ -214,7 +232,7 @@ def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
 
 
 def test_how_a_target_is_held_matters_only_with_a_target():
-  base = repro.base_config(sizes.SCALES["cpu"].setups["ptb"], 0, "/data")
+  base = repro.base_config(scales.SCALES["cpu"].setups["ptb"], 0, "/data")
   plain = dataclasses.replace(base, objective=dataclasses.replace(
       base.objective, critic_target=critics.NO_TARGET))
   hinged = dataclasses.replace(plain, objective=dataclasses.replace(

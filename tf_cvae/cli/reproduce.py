@@ -28,9 +28,13 @@ except ModuleNotFoundError as missing:
   if missing.name != "matplotlib":
     raise
   results = None
+from tf_cvae.experiments import results_tradeoff as tradeoff
+from tf_cvae.experiments import scales
 
-flags.DEFINE_enum("scale", "cpu", list(sizes.SCALES), "cpu: sized for 2 CPU "
-                  "cores; paper: the paper's networks and protocol (a GPU).")
+flags.DEFINE_enum("scale", "cpu", list(scales.SCALES), "cpu: runs that "
+                  "converge on 2 CPU cores; cpu_short: the measurement's "
+                  "short runs; paper: the paper's networks and protocol (a "
+                  "GPU); smoke: the cpu grid for a few steps.")
 flags.DEFINE_list("only", list(repro.PARTS), "Parts to run: table (the "
                   "paper's methods), sweep (lambda and the baselines' knobs), "
                   "k (MI against K).")
@@ -64,7 +68,7 @@ def _main(argv):
           'pip install "tf_cvae[plots]"', file=sys.stderr)
     sys.exit(2)
   common.setup_logging()
-  scale = sizes.SCALES[FLAGS.scale]
+  scale = scales.SCALES[FLAGS.scale]
   parts = [p for p in repro.PARTS if p in FLAGS.only]
   out_dir = FLAGS.out_dir or os.path.join("runs", "reproduce", FLAGS.scale)
   data_dir = FLAGS.data_dir or data_lib.default_data_dir()
@@ -92,13 +96,16 @@ def _main(argv):
   choice = results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
                          FLAGS.plots_dir, parts)
   for critic, picked in choice.items():
-    print(f"{critic} critic: (lambda, target) {picked['overall']}, MI "
-          f"{picked['gain']:+.2f} nats over the VAE (see {FLAGS.results_md})")
+    chosen = picked["overall"]
+    print(f"{critic} critic: " + (
+        "no default from this evidence" if chosen is None else
+        f"{tradeoff.describe_setting(*chosen)}, validation MI "
+        f"{picked['gain']:+.2f} nats over the VAE")
+        + f" (see {FLAGS.results_md})")
   failed = [d for d, r in records.items() if r.get("status") == "failed"]
   print(f"wrote {FLAGS.results_md} and {FLAGS.plots_dir}/; "
         f"{len(failed)} failed runs")
   sys.exit(1 if failed else 0)
-
 
 
 def main():

@@ -27,6 +27,12 @@ METHODS = {
                         "objective": {"critic_weight": 3.0}},
     "hybrid": {"critic": "hybrid", "objective": {"critic_weight": 10.0}},
     "nn": {"critic": "nn", "objective": {"critic_weight": 10.0}},
+    # The critics as a user gets them: lambda and target unset, so the
+    # library's defaults (critics.DEFAULTS) fill them in.
+    "self_default": {"critic": "self", "objective": {"critic_target": None}},
+    "hybrid_default": {"critic": "hybrid",
+                       "objective": {"critic_target": None}},
+    "nn_default": {"critic": "nn", "objective": {"critic_target": None}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 

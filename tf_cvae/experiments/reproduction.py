@@ -2,9 +2,9 @@
 
 Three parts, each a list of `Run`s (see `plan`):
   table: the paper's methods (experiments.methods) on each setup, seeds;
-  sweep: the critic weight lambda of the self and hybrid critics (with and
-         without a target on the bound, a warm-up, a larger K, longer
-         training) and the comparable knob of each baseline, one seed;
+  sweep: one knob of a method at a time (experiments.families: lambda and
+         the baselines' knobs, or the critics' targets in nats), seed 0 by
+         default;
   k:     the self critic with K = batch size, and K = batch + a queue.
 Every run is one train.run into <out_dir>/<setup>/<name>/seed<k>, where the
 name spells the run's config (`run_name`), so a run that two parts share is
@@ -23,6 +23,7 @@ from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective as objective_lib
+from tf_cvae.experiments import families as families_lib
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.experiments import rereadings
 from tf_cvae.models import registry
@@ -51,18 +52,6 @@ class Setup:
 
 
 @dataclasses.dataclass(frozen=True)
-class Family:
-  """A swept series: `method` with one knob taking the values of a list."""
-  label: str
-  method: str                   # a methods.METHODS key
-  knob: str                     # a TrainConfig or ObjectiveConfig field
-  values: str                   # the Scale attribute holding the values
-  changes: tuple = ()           # fixed changes (either), as (name, value)
-  steps_factor: int = 1         # longer training: max_steps times this
-  defaults: bool = False        # a candidate for the library's defaults
-
-
-@dataclasses.dataclass(frozen=True)
 class Scale:
   """Every size of the reproduction at one scale (cpu, paper, smoke)."""
   setups: dict                  # name -> Setup
@@ -81,42 +70,11 @@ class Scale:
   queue_sizes: tuple = (0, 32, 96, 224, 480)
   k_lambda: float = 3.0
   long_factor: int = 3
-
-
-def sweep_families(scale: Scale) -> list[Family]:
-  """The sweep's series: critics by lambda, baselines by their own knob."""
-  w, subset, long = "critic_weight", "lambda_subset", scale.long_factor
-  target = lambda t: (("critic_target", t), ("critic_constraint", "hinge"))
-  return [
-      Family("vae", "vae", "", ""),
-      Family("self", "self", w, "lambdas", defaults=True),
-      Family("self, target 1 nat", "self", w, "lambdas", target(1.0), 1, True),
-      Family("self, target 2 nats", "self", w, subset, target(2.0), 1, True),
-      Family("hybrid", "hybrid", w, "lambdas", defaults=True),
-      Family("hybrid, target 1 nat", "hybrid", w, subset, target(1.0), 1,
-             True),
-      Family("self, lambda warm-up over half the run", "self", w, subset,
-             (("critic_warmup_steps", 0.5),)),
-      Family("self, K = batch + 224 (queue)", "self", w, subset,
-             (("num_negatives", 224),)),
-      Family(f"vae, {long}x steps", "vae", "", "", (), long),
-      Family(f"self, {long}x steps", "self", w, subset, (), long),
-      Family(f"self, target 1 nat, {long}x steps", "self", w, subset,
-             target(1.0), long),
-      Family("KL annealing (fraction of the run)", "kl_annealing",
-             "kl_anneal_steps", "anneal_fractions"),
-      Family("beta-VAE", "beta_0.5", "kl_weight", "betas"),
-      Family("free bits (nats per dim)", "free_bits_0.25", "free_bits",
-             "floors"),
-  ]
-
-
-def k_families(scale: Scale) -> list[Family]:
-  """MI against K: the self critic at lambda k_lambda, no target."""
-  w = (("critic_weight", scale.k_lambda),)
-  return [Family("K = batch size", "self", "batch_size", "batch_sizes", w),
-          Family("K = batch + queue", "self", "num_negatives", "queue_sizes",
-                 w)]
+  sweep_kind: str = "lambda"    # lambda | target (families.sweep_families)
+  targets: tuple = (1.0, 2.0, 3.0)      # nats, the target sweep's values
+  target_start: float = 1.0     # lambda where the multiplier starts
+  lambda_steps: tuple = (0.003, 0.03)   # the multiplier's other steps
+  sweep_seeds: int = 1          # seeds of the sweep part
 
 
 @dataclasses.dataclass
@@ -206,17 +164,22 @@ def _run(part: str, setup_name: str, scale: Scale, method: str, seed: int,
   return Run(part, setup_name, family, knob, seed, config, old_eval)
 
 
-def _family_runs(part, scale, setup_names, families, data_dir, out_dir):
+def _family_runs(part, scale, setup_names, families, data_dir, out_dir,
+                 seeds: int = 1):
+  """Every point of `families` on `setup_names`, seed by seed (all of seed
+  0 first)."""
   runs = []
-  for name in setup_names:
-    for family in families:
-      for value in getattr(scale, family.values) if family.values else [None]:
-        changes = dict(family.changes)
-        if family.knob:
-          changes[family.knob] = value
-        runs.append(_run(part, name, scale, family.method, 0, data_dir,
-                         out_dir, changes, family.label, value,
-                         family.steps_factor))
+  for seed in range(seeds):
+    for name in setup_names:
+      for family in families:
+        for value in (getattr(scale, family.values) if family.values
+                      else [None]):
+          changes = dict(family.changes)
+          if family.knob:
+            changes[family.knob] = value
+          runs.append(_run(part, name, scale, family.method, seed, data_dir,
+                           out_dir, changes, family.label, value,
+                           family.steps_factor))
   return runs
 
 
@@ -224,7 +187,8 @@ def plan(scale: Scale, parts=PARTS, seeds: int | None = None,
          data_dir: str | None = None, out_dir: str = "runs/reproduce"
          ) -> list[Run]:
   """Every run of `parts`: the table first, seed by seed (a partial table
-  already has every method at seed 0); the sweep and K parts at seed 0."""
+  already has every method at seed 0); the sweep part at its
+  scale.sweep_seeds, the K part at seed 0."""
   data_dir = data_dir or data_lib.default_data_dir()
   runs = []
   if "table" in parts:
@@ -237,10 +201,11 @@ def plan(scale: Scale, parts=PARTS, seeds: int | None = None,
                  and seed < min(cap.get(method, seed + 1),
                                 scale.setups[name].seeds or seed + 1)]
   if "sweep" in parts:
-    runs += _family_runs("sweep", scale, scale.sweep, sweep_families(scale),
-                         data_dir, out_dir)
+    runs += _family_runs("sweep", scale, scale.sweep,
+                         families_lib.sweep_families(scale), data_dir,
+                         out_dir, scale.sweep_seeds)
   if "k" in parts:
-    runs += _family_runs("k", scale, scale.k, k_families(scale), data_dir,
+    runs += _family_runs("k", scale, scale.k, families_lib.k_families(scale), data_dir,
                          out_dir)
   return runs
 
@@ -280,16 +245,15 @@ def execute(runs: list[Run], dry_run: bool = False) -> dict:
     if record is not None or dry_run:
       records[out] = dict(record or {}, status="skipped" if record else
                           "planned")
-      if record is not None:   # a dry run or a run outside the table:
-        records[out].update(rereadings.all_of(   # cached readings only
-            run, measure=bool(run.old_eval) and not dry_run))
+      if record is not None:   # a dry run reads cached readings only
+        records[out].update(rereadings.all_of(run, measure=not dry_run))
       continue
     logging.info("run %d of %d: %s", len(records) + 1, total, out)
     started = time.time()
     try:
       train.run(run.config)
       record = dict(read_finished(run.config), status="done")
-      record.update(rereadings.all_of(run, measure=bool(run.old_eval)))
+      record.update(rereadings.all_of(run))
     except errors.TrainingError as error:
       logging.error("%s failed: %s", out, error)
       record = {"status": "failed", "error": str(error)}

@@ -1,10 +1,6 @@
-"""The sizes of the reproduction at each scale, and what they cost here.
+"""What the reproduction's runs cost here, before they run.
 
-`SCALES["cpu"]` is sized so that the table part (4 setups x 9 methods, 3
-seeds; aggressive training and MNIST's PixelCNN 1) takes about 90 minutes
-on 2 idle CPU cores;
-`SCALES["paper"]` has the paper's networks and protocol (for a GPU);
-`SCALES["smoke"]` runs the cpu grid for a few steps. `calibrate` measures,
+The sizes themselves are in experiments/scales.py. `calibrate` measures,
 on this machine, the seconds a run's parts take (startup, a training step
 of each kind of method, a validation pass, the test evaluation) and
 `estimate` turns them into the seconds of a plan.
@@ -26,107 +22,6 @@ from tf_cvae.experiments import reproduction as repro
 from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import timing
-
-_TABLE_METHODS = ("vae", "kl_annealing", "beta_0.5", "free_bits_0.25",
-                  "aggressive", "self", "hybrid", "nn", "model")
-_MEASURED_METHODS = ("vae", "kl_annealing", "free_bits_0.25", "self",
-                     "self_joint_clip", "hybrid")
-# The measurement's text runs: their hybrid critic shared the word embedding.
-_MEASURED_TEXT = dict(hybrid_features="embedding")
-# The whole test split. IW samples as 2 cores allow (PTB's 3,761 sentences
-# at 100 samples take about 5 minutes a checkpoint); RESULTS.md shows how
-# far 20 and 100 are from 500 on seed 0 of every method (rereadings.py).
-_EVAL_TEXT = dict(iw_samples=100, iw_chunk_size=100, iw_report=(20,))
-_EVAL_PTB = dict(iw_samples=20, iw_chunk_size=20, iw_report=())
-_EVAL_IMAGES = dict(iw_samples=100, iw_chunk_size=50, iw_report=(20,))
-# How the earlier protocol tested: 300 sentences (images: the split), IW 20.
-_OLD_EVAL_300 = dict(iw_samples=20, iw_chunk_size=20, max_examples=300)
-_SMALL_PIXELCNN = dict(name="pixelcnn", latent_dim=32, resnet_channels=16,
-                       pixelcnn_layers=4, pixelcnn_channels=16)
-
-SCALES = {
-    "cpu": repro.Scale(
-        setups={
-            "synthetic_text": repro.Setup(
-                "synthetic_text", dict(embed_dim=64, hidden_dim=128,
-                                       latent_dim=16, decoder_dropout=0.0,
-                                       **_MEASURED_TEXT),
-                batch_size=32, max_steps=None, epochs=4,
-                eval=_EVAL_TEXT, old_eval=_OLD_EVAL_300),
-            "ptb": repro.Setup(
-                "ptb", dict(embed_dim=64, hidden_dim=128, latent_dim=16,
-                            decoder_dropout=0.5, **_MEASURED_TEXT),
-                batch_size=32, max_steps=300, epochs=3,
-                eval=_EVAL_PTB, paper="Yahoo", old_eval=_OLD_EVAL_300,
-                skip=("self_joint_clip",)),
-            "mnist_mlp": repro.Setup(
-                "binarized_mnist", dict(name="mlp", hidden_dim=256,
-                                        latent_dim=32),
-                batch_size=50, max_steps=2000, epochs=2, valid_examples=1000,
-                eval=dict(iw_samples=50, iw_chunk_size=50,
-                          max_examples=1000)),
-            # The model critic samples x ~ p(x|z) pixel by pixel: 784
-            # PixelCNN passes a step, too slow for 2 cores. One seed: MNIST
-            # has no row in the paper, and Omniglot has the same networks.
-            "mnist_pixelcnn": repro.Setup(
-                "binarized_mnist", _SMALL_PIXELCNN, batch_size=50,
-                max_steps=200, epochs=1, valid_examples=200,
-                eval=dict(iw_samples=20, iw_chunk_size=20, max_examples=200),
-                skip=("model",), seeds=1),
-            "omniglot": repro.Setup(
-                "omniglot", _SMALL_PIXELCNN, batch_size=50, max_steps=200,
-                epochs=5, eval=_EVAL_IMAGES, paper="Omniglot",
-                skip=("model", "self_joint_clip"),
-                old_eval=dict(iw_samples=20, iw_chunk_size=20)),
-        },
-        # The measurement's table: the methods whose readings the earlier
-        # protocol got wrong, on the setups where the plain VAE collapses.
-        table=("synthetic_text", "ptb", "omniglot"),
-        methods=_MEASURED_METHODS, seeds=3, sweep=("ptb", "mnist_mlp"),
-        k=("ptb", "mnist_mlp"),
-        # Six lambdas and 2x longer training keep the sweep near an hour.
-        lambdas=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0), long_factor=2),
-    "paper": repro.Scale(
-        setups={
-            "ptb": repro.Setup(
-                "ptb", dict(embed_dim=512, hidden_dim=1024, latent_dim=32,
-                            decoder_dropout=0.5),
-                batch_size=32, max_steps=None, epochs=100,
-                eval=dict(iw_samples=500, iw_chunk_size=100),
-                paper="Yahoo", extra=(("lr_warmup_epochs", 15),)),
-            "mnist_mlp": repro.Setup(
-                "binarized_mnist", dict(name="mlp", hidden_dim=512,
-                                        latent_dim=32),
-                batch_size=50, max_steps=None, epochs=100,
-                eval=dict(iw_samples=500, iw_chunk_size=100)),
-            "mnist_pixelcnn": repro.Setup(
-                "binarized_mnist", dict(name="pixelcnn", latent_dim=32),
-                batch_size=50, max_steps=None, epochs=100,
-                eval=dict(iw_samples=500, iw_chunk_size=50)),
-            "omniglot": repro.Setup(
-                "omniglot", dict(name="pixelcnn", latent_dim=32),
-                batch_size=50, max_steps=None, epochs=100,
-                eval=dict(iw_samples=500, iw_chunk_size=50),
-                paper="Omniglot"),
-        },
-        table=("ptb", "mnist_mlp", "mnist_pixelcnn", "omniglot"),
-        methods=_TABLE_METHODS, seeds=5,
-        sweep=("ptb", "mnist_mlp", "omniglot"),
-        k=("ptb", "mnist_mlp", "omniglot")),
-}
-
-# A few steps of every run of the cpu grid on small subsets: minutes, to
-# check the whole pipeline (the numbers mean nothing).
-SCALES["smoke"] = dataclasses.replace(
-    SCALES["cpu"], setups={
-        name: dataclasses.replace(
-            setup, max_steps=4, epochs=1, valid_examples=64,
-            eval=dict(iw_samples=4, iw_chunk_size=4, max_examples=64))
-        for name, setup in SCALES["cpu"].setups.items()},
-    seeds=2, lambdas=(1.0, 3.0), lambda_subset=(3.0,),
-    anneal_fractions=(0.5,), betas=(0.5,), floors=(0.25,),
-    batch_sizes=(16, 64), queue_sizes=(0, 32), long_factor=2)
-
 
 def cost_class(config) -> str:
   """What a step costs like: aggressive, model, a critic name, or vae."""

@@ -7,6 +7,9 @@ and new readings of the same weights side by side.
 `iw_convergence`: the IW-NLL of the last weights at 20, 100 and 500 samples
 (the same draws) on a fixed subset of the test split: how far the count a
 table uses is from converged.
+`validation`: the metrics of the last weights on the validation split, as
+the test split is read (IW-NLL, MI, AU, the InfoNCE bound): what the
+defaults are chosen by, so that no choice is made on the test split.
 """
 
 import dataclasses
@@ -21,6 +24,7 @@ from tf_cvae.training import evaluation
 
 OLD_PROTOCOL_FILE = "metrics_old_protocol.json"
 CONVERGENCE_FILE = "metrics_iw_convergence.json"
+VALID_FILE = "metrics_valid.json"
 
 
 def _cached(path: str, measure) -> dict | None:
@@ -78,10 +82,30 @@ def iw_convergence(run, examples: int = 500, samples: int = 500,
                  measure if measure_it else None)
 
 
+def validation(run, measure_it: bool = True) -> dict | None:
+  """The last weights' metrics on the validation split (the run's evaluation
+  settings: IW samples, seed; at most config.valid_examples examples), in
+  nats, as evaluation.evaluate returns them."""
+  def measure():
+    restored = restore.restore_run(run.config.out_dir, "last")
+    config = restored.config
+    return evaluation.evaluate(
+        restored.vae, restored.critic, restored.dataset, dataclasses.replace(
+            config.eval, split="valid", batch_size=config.batch_size,
+            seed=config.seed, iw_report=(),
+            max_examples=config.valid_examples))
+  return _cached(os.path.join(run.config.out_dir, VALID_FILE),
+                 measure if measure_it else None)
+
+
 def all_of(run, measure: bool = True) -> dict:
-  """A table run's further readings: {"old_protocol": ..., and for seed 0
-  "iw_convergence": ...}; with measure False, those already cached."""
-  out = {"old_protocol": old_protocol(run, measure)}
+  """A run's further readings: {"valid": ...}, and "old_protocol" and (seed
+  0) "iw_convergence" where cached or where the run is a table run tested
+  the earlier way too (run.old_eval); with measure False, only those
+  already cached. A directory shared by two parts reads the same."""
+  earlier = measure and bool(run.old_eval)
+  out = {"valid": validation(run, measure),
+         "old_protocol": old_protocol(run, earlier)}
   if run.seed == 0:
-    out["iw_convergence"] = iw_convergence(run, measure_it=measure)
+    out["iw_convergence"] = iw_convergence(run, measure_it=earlier)
   return {k: v for k, v in out.items() if v is not None}

@@ -5,6 +5,7 @@ import math
 import os
 
 from tf_cvae import critics
+from tf_cvae.experiments import families as families_lib
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_plots as plots
@@ -61,23 +62,29 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
                                      png(f"{name}_nll_vs_mi")),
                      f"{name}: NLL against MI"), ""]
   if "sweep" in parts:
-    families = repro.sweep_families(scale)
+    families = families_lib.sweep_families(scale)
     stats = report.aggregate(by_part("sweep"))
     choice = tradeoff.choose_defaults(stats, families, list(scale.sweep))
-    lines += ["## The trade-off: lambda and the baselines' knobs"
-              + progress("sweep"), "",
-              "One seed per point. NLL vs VAE compares with the plain VAE "
-              "trained for as long.", "", "### Chosen defaults", ""]
+    title = {"lambda": "lambda and the baselines' knobs",
+             "target": "the critics' targets in nats"}[scale.sweep_kind]
+    seeds = ("One seed per point" if scale.sweep_seeds == 1 else
+             f"Mean ± standard error over {scale.sweep_seeds} seeds a point")
+    lines += [f"## The trade-off: {title}" + progress("sweep"), "",
+              f"{seeds}. NLL vs VAE compares with the plain VAE trained "
+              "for as long, on the test split; the defaults below are "
+              "chosen on the validation split.", "",
+              "### Chosen defaults", ""]
     lines += tradeoff.defaults_section(choice, stats)
     for name in scale.sweep:
       lines += [f"### {name}", "", link(plots.trade_off(
           name, stats, families, png(f"{name}_tradeoff")),
           f"{name}: NLL against MI for every knob"), ""]
       lines += tradeoff.sweep_section(name, stats, families)
+      lines += tradeoff.target_section(name, stats, families)
   if "sweep" not in parts:
     lines += defaults_in_force()
   if "k" in parts:
-    families = repro.k_families(scale)
+    families = families_lib.k_families(scale)
     stats = report.aggregate(by_part("k"))
     lines += [f"## MI against K{progress('k')}", "",
               "The InfoNCE bound c + log K can rise by at most log K; the "
@@ -100,20 +107,17 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
 
 
 def defaults_in_force() -> list[str]:
-  """The critics' defaults the library applies, and where they came from,
-  for a report without the sweep that chooses them."""
+  """The critics' defaults the library applies, for a report without the
+  sweep that chooses them."""
   lines = ["## The critics' defaults", "",
            "This report holds no sweep, so it chooses no default. The "
-           "library's defaults (tf_cvae/critics.py, DEFAULTS) came from an earlier "
-           "sweep of one seed, 300-step runs, read on the test split under "
-           "the earlier protocol: treat them as provisional until a sweep "
-           "chooses them on validation data. A target is now held by the "
-           "Lagrange multiplier, lambda starting at the value below (the "
-           "sweep held it by a hinge at a fixed lambda).", ""]
+           "library's defaults (tf_cvae/critics.py, DEFAULTS) follow; a "
+           "target is held by the Lagrange multiplier, lambda starting at "
+           "the value given.", ""]
   for critic, (weight, target) in critics.DEFAULTS.items():
     if critic == "none":
       continue
-    what = ("no target" if target == critics.NO_TARGET
-            else f"target {target:g} nats")
-    lines.append(f"- **{critic}: lambda {weight:g}, {what}**")
+    held = None if target == critics.NO_TARGET else target
+    lines.append(f"- **{critic}: "
+                 f"{tradeoff.describe_setting(weight, held, 'lagrangian')}**")
   return lines + [""]

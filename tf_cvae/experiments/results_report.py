@@ -33,18 +33,23 @@ METRICS = ("nll", "kl", "mi", "mi_full", "au", "infonce_bound", "wall",
            "nll_iw20", "nll_iw100", "probe_r2", "probe_r2_z", "z_reliance",
            "mi_noise_std", "mi_noise_hi", "length_only_mi",
            "length_only_mi_full", "num_examples", "old:nll", "old:mi",
-           "old:mi_full", "old:kl", "old:au", "test_best:mi", "test_best:nll")
+           "old:mi_full", "old:kl", "old:au", "test_best:mi", "test_best:nll",
+           "valid:nll", "valid:kl", "valid:mi", "valid:mi_full", "valid:au",
+           "valid:infonce_bound", "critic_lambda")
 NLL_TOLERANCE = 0.01          # the defaults: most MI within 1% of the VAE
 MI_GAIN = 0.3                 # nats above the VAE that count as a gain
 
 
 def value(record: dict, key: str) -> float | None:
   """A metric of a finished record; wall: train plus test seconds;
-  old:<name>: as the earlier protocol read it; test_best:<name>: of the best
+  old:<name>: as the earlier protocol read it; valid:<name>: the last
+  weights on the validation split; test_best:<name>: of the best
   checkpoint."""
   metrics = record.get("metrics") or {}
   if key.startswith("old:"):
     return (record.get("old_protocol") or {}).get(key[4:])
+  if key.startswith("valid:"):
+    return (record.get("valid") or {}).get(key[6:])
   if key.startswith("test_best:"):
     return (metrics.get("test_best") or {}).get(key[10:])
   if key == "wall":
