@@ -1,12 +1,14 @@
-"""Encodes sentences or images with an exported encoder; saves posterior means.
+"""Encodes sentences or images with an exported encoder: posterior means.
 
   tf-cvae-encode --export_dir=RUN_DIR/export --input=sentences.txt \
       --output=means.npy
+  tf-cvae-encode --export_dir=RUN_DIR/export --input=sentences.txt  # print
 
 --input is a text file, one whitespace-tokenized sentence a line (text
 models), or a .npy file of images [N, 28, 28] or [N, 28, 28, 1] with values
 in [0, 1] (image models). --output receives float32 [N, latent]: the means of
-q(z|x), row i for input i.
+q(z|x), row i for input i; without --output they are printed instead, line i
+for input i, the latent's coordinates separated by spaces.
 
 The export (tf-cvae-export) holds the vocabulary and the network; loading
 it needs only TensorFlow. The input file is read by tf_cvae.trained.inputs,
@@ -32,7 +34,7 @@ flags.DEFINE_string("export_dir", None, "SavedModel written by "
 flags.DEFINE_string("input", None, "Text file (one sentence a line, no "
                     "blank line) or .npy file of images.", required=True)
 flags.DEFINE_string("output", None, ".npy file for the posterior means "
-                    "[N, latent].", required=True)
+                    "[N, latent] (default: print them, a line an input).")
 flags.DEFINE_integer("batch_size", 256, "Inputs per encoder call.",
                      lower_bound=1)
 
@@ -86,12 +88,16 @@ def _main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     means = encode(FLAGS.export_dir, FLAGS.input, FLAGS.batch_size)
-    np.save(FLAGS.output, means)
+    if FLAGS.output:
+      np.save(FLAGS.output, means)
   except (errors.InputError, OSError) as error:   # OSError: --output's folder
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
-  print(f"{FLAGS.output}: {means.shape[0]} x {means.shape[1]} posterior means")
-
+  if FLAGS.output:
+    print(f"{FLAGS.output}: {means.shape[0]} x {means.shape[1]} posterior "
+          "means")
+  else:
+    np.savetxt(sys.stdout, means, fmt="%.6f")
 
 
 def main():
