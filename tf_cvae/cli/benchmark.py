@@ -249,7 +249,6 @@ def _main(argv):
     update_markdown(FLAGS.markdown_out, title, section)
 
 
-
 def main():
   """The tf-cvae-benchmark command: reads the command line, then
   times the train steps."""

@@ -63,7 +63,6 @@ def _main(argv):
     f.write(text + "\n")
 
 
-
 def main():
   """The tf-cvae-compare command: reads the command line, then
   trains and compares every method."""

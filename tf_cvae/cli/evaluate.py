@@ -68,7 +68,6 @@ def _main(argv):
       {f"{FLAGS.run_dir} ({FLAGS.checkpoint}, {FLAGS.split})": results}))
 
 
-
 def main():
   """The tf-cvae-evaluate command: reads the command line, then
   evaluates a run directory."""

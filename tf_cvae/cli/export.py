@@ -51,7 +51,6 @@ def _main(argv):
   print(export.export_encoder(run.vae, export_dir, run.vocab))
 
 
-
 def main():
   """The tf-cvae-export command: reads the command line, then
   exports a run's encoder."""

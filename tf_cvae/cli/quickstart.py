@@ -55,7 +55,6 @@ def _main(argv):
   print(f"total {time.time() - started:.0f} s; run directories under {parent}")
 
 
-
 def main():
   """The tf-cvae-quickstart command: reads the command line, then
   trains the plain and the critic VAE."""

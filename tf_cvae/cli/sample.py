@@ -133,7 +133,6 @@ def _main(argv):
   logging.info("wrote %s.txt", path)
 
 
-
 def main():
   """The tf-cvae-sample command: reads the command line, then
   decodes from a run."""
