@@ -54,6 +54,25 @@ def test_the_average_follows_a_step_in_the_bound_at_its_rate():
     assert state["critic_bound_average"] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("target", [1.0, 2.0, 3.0])
+def test_dual_ascent_drives_a_toy_bound_to_its_target(target):
+  """Closed loop: a bound that answers lambda with a lag and saturates,
+  bound = b_max * l / (l + c) with l the lagged lambda. Dual ascent from
+  lambda 0.5 settles the bound's average at the target (within 0.05 nats)
+  and lambda at the toy's l* = c * target / (b_max - target)."""
+  b_max, c, lag = 3.47, 2.0, 0.9       # log 32 nats; lambda's half-effect
+  multiplier = constraint.CriticMultiplier(constraint.DualConfig(
+      target=target, initial_weight=0.5, step_size=0.05, rate=0.99))
+  lagged = 0.5
+  for _ in range(1500):
+    lagged = lag * lagged + (1 - lag) * float(multiplier.weight)
+    state = multiplier.update(b_max * lagged / (lagged + c))
+  assert float(state["critic_bound_average"]) == pytest.approx(target,
+                                                               abs=0.05)
+  assert float(state["critic_lambda"]) == pytest.approx(
+      c * target / (b_max - target), rel=0.05)
+
+
 def test_a_restored_multiplier_continues_exactly(tmp_path):
   config = constraint.DualConfig(target=2.0, initial_weight=1.0,
                                  step_size=0.02, rate=0.95)
