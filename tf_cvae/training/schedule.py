@@ -1,6 +1,6 @@
-"""The learning-rate schedule of the training protocol (SPEC): halve the rate
-after `patience` epochs without validation improvement, stop after the last
-halving. Pure functions over PlateauState, and its checkpointed variables."""
+"""The learning-rate schedule of the training protocol (He et al. 2019's,
+which the paper follows): halve the rate after `patience` epochs without
+validation improvement, stop at the last allowed halving. Pure functions over PlateauState, and its checkpointed variables."""
 
 import dataclasses
 import math
