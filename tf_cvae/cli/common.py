@@ -5,6 +5,7 @@ here.
 """
 
 import dataclasses
+import logging as std_logging
 import os
 import sys
 
@@ -39,6 +40,8 @@ def setup_logging() -> None:
   logging.set_verbosity(logging.INFO)
   if not FLAGS.get_flag_value("verbose", False):
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    # TensorFlow's own handler ("INFO:tensorflow:Assets written to ...").
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
 
 
 define_train_flags = train_flags.define_train_flags
