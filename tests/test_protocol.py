@@ -139,11 +139,14 @@ def test_test_metrics_come_from_the_best_checkpoint(protocol_run,
 
 
 def _tensorboard_scalars(run_dir) -> dict:
-  """{(tag, step): value} of every scalar in run_dir/tensorboard."""
+  """{(tag, step): value} of every train/ and valid/ scalar in
+  run_dir/tensorboard (time/, decoded/ and test/ are test_tensorboard's)."""
   scalars = {}
   for path in glob.glob(os.path.join(run_dir, "tensorboard", "*")):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
+        if value.tag.split("/")[0] not in ("train", "valid"):
+          continue
         scalars[(value.tag, event.step)] = float(
             tf.make_ndarray(value.tensor))
   return scalars

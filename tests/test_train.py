@@ -40,7 +40,8 @@ def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   batch = next(iter(dataset.batches("train", 32, drop_remainder=True)))
   first = step(batch)
   assert set(first) == {"loss", "rec", "kl", "mi", "infonce_bound",
-                        "elbo_grad_norm", "critic_grad_norm", "nonfinite"}
+                        "elbo_grad_norm", "critic_grad_norm", "critic_term",
+                        "nonfinite"}
   assert int(first["nonfinite"]) == 0
   for _ in range(30):
     last = step(batch)

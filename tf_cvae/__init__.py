@@ -13,7 +13,8 @@ Reading order. The method, at the top of the package:
   data/        data sets and their tf.data pipelines
   aggressive   He et al.'s aggressive training, a baseline
 Then the training protocol, training/ (config, train, build, checkpointing,
-timing, schedule, validation, evaluation, history, faults, determinism); the
+timing, schedule, validation, evaluation, history, faults, determinism,
+progress, summaries, lock); the
 uses of a trained run, trained/ (restore, inputs, export, sampling); and the
 experiments built on all of it, experiments/ (methods, reproduction,
 results, benchmarking), which nothing above imports.

@@ -15,7 +15,8 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 def mutual_information(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor,
-                       chunk_size: int | None = None) -> tf.Tensor:
+                       chunk_size: int | None = None,
+                       progress=None) -> tf.Tensor:
   """He et al.'s estimate of I_q(x; z) over one set of N examples (nats).
 
   I = E[log q(z|x)] - E[log q(z)], with q(z) = 1/N sum_i q(z|x_i), the
@@ -29,15 +30,21 @@ def mutual_information(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor,
     chunk_size: evaluate q(z) over blocks of this many z and x at a time
       (in a tf.function), so memory stays O(chunk_size^2 * latent + N) for a
       whole test set, never [N, N]; None: all pairs at once.
+    progress: with chunk_size, called as progress(z done) after each block
+      (for log lines of a long pass).
   """
   num = tf.shape(mu)[0]
   neg_entropy = -tf.reduce_mean(latent.posterior(mu, logvar).entropy())
   if chunk_size is None:
     log_q_z = tf.reduce_logsumexp(latent.pairwise_log_q(mu, logvar, z), axis=0)
   else:
-    log_q_z = tf.concat([
-        _logsumexp_over_x(mu, logvar, z[start:start + chunk_size], chunk_size)
-        for start in range(0, int(num), chunk_size)], axis=0)
+    blocks = []
+    for start in range(0, int(num), chunk_size):
+      blocks.append(_logsumexp_over_x(mu, logvar, z[start:start + chunk_size],
+                                      chunk_size))
+      if progress is not None:
+        progress(min(start + chunk_size, int(num)))
+    log_q_z = tf.concat(blocks, axis=0)
   log_q_z -= tf.math.log(tf.cast(num, mu.dtype))
   return neg_entropy - tf.reduce_mean(log_q_z)
 

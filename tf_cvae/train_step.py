@@ -29,7 +29,8 @@ class TrainStep:
   Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
   (batch estimate), with critics infonce_bound / model_infonce_bound, the
   global gradient norms before clipping elbo_grad_norm and critic_grad_norm
-  (over the main optimizer's variables), and the nonfinite bitmask.
+  (over the main optimizer's variables), critic_term (lambda times the
+  critics' losses, 0 without them) and the nonfinite bitmask.
   `update` picks what the step trains: "all"; "encoder" (the inference side:
   encoder and inference critic, with `encoder_optimizer`, for He et al.'s
   aggressive inner loop); "decoder" (decoder and model critic). With a
@@ -243,7 +244,7 @@ class TrainStep:
     out.update(self.multiplier.state() if self.multiplier else {})
     out.update(elbo_grad_norm=norms[0],
                critic_grad_norm=norms[1] if separate else tf.zeros([]),
-               nonfinite=nonfinite)
+               critic_term=critic_part, nonfinite=nonfinite)
     return out
 
   def __call__(self, batch: dict, update: str = "all") -> dict:

@@ -8,13 +8,13 @@ import time
 from absl import logging
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from tf_cvae import critics
 from tf_cvae import errors
 from tf_cvae import metrics
 from tf_cvae import objective
 from tf_cvae.data import vocabulary as vocab_lib
+from tf_cvae.training import progress as progress_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,20 +47,23 @@ def example_subset(num_examples: int, max_examples: int | None):
   return np.sort(rng.choice(num_examples, max_examples, replace=False))
 
 
-def evaluate(vae, critic, dataset, config: EvalConfig) -> dict:
+def evaluate(vae, critic, dataset, config: EvalConfig,
+             progress_seconds: float = 30.0) -> dict:
   """Metrics of `vae` on `config.split` of `dataset` (see Evaluator)."""
-  return Evaluator(vae, critic)(dataset, config)
+  return Evaluator(vae, critic, progress_seconds)(dataset, config)
 
 
 class Evaluator:
   """evaluate() that keeps its compiled functions between calls.
 
   train.run validates with one Evaluator, so the encoder pass is traced once
-  per batch shape, not once per validation.
+  per batch shape, not once per validation. A pass logs its progress (done,
+  rate, ETA) every `progress_seconds` (0: every batch or block), so a long
+  test evaluation is never silent.
   """
 
-  def __init__(self, vae, critic):
-    self.vae = vae
+  def __init__(self, vae, critic, progress_seconds: float = 30.0):
+    self.vae, self.progress_seconds = vae, progress_seconds
     self.critic = critic if critic is not None else critics.SelfCritic()
     self._nll_estimators = {}     # iw_chunk_size -> ImportanceWeightedNLL
     self._encode_and_score = tf.function(self._encode_and_score_eager,
@@ -120,7 +123,9 @@ class Evaluator:
                             config.max_examples)
     total = (len(subset) if subset is not None
              else dataset.num_examples(config.split))
-    progress = _Progress(f"{dataset.name}/{config.split}", total)
+    what = f"evaluating {dataset.name}/{config.split}"
+    progress = progress_lib.PassProgress(what, total, "examples",
+                                         self.progress_seconds)
 
     sums = collections.defaultdict(float)
     rows, mus, logvars, zs, lengths = [], [], [], [], []
@@ -156,15 +161,19 @@ class Evaluator:
       logvars.append(terms["logvar"])
       zs.append(terms["z"])
       count += size
-      progress.update(count, config.iw_samples)
+      progress.update(count, f"IW-NLL of {config.iw_samples} samples"
+                      if config.iw_samples else "")
     if count == 0:
       raise errors.InputError(f"split {config.split!r} of {dataset.name!r} is empty")
     results = {k: v / count for k, v in sums.items() if k != "z_reliance"}
     results["z_reliance"] = sums["z_reliance"] / max(shuffled_count, 1)
     results["elbo"] = -(results["rec"] + results["kl"])
     mu, logvar, z = (tf.concat(x, axis=0) for x in (mus, logvars, zs))
+    mi_progress = progress_lib.PassProgress(
+        what + " (MI over the split)", count, "codes", self.progress_seconds)
     results["mi_full"] = float(metrics.mutual_information(
-        mu, logvar, z, chunk_size=config.mi_chunk_size))
+        mu, logvar, z, chunk_size=config.mi_chunk_size,
+        progress=mi_progress.update))
     floor = metrics.mi_noise_floor(count, vae.latent_dim, seed=seed)
     results["mi_noise_std"], results["mi_noise_hi"] = floor["std"], floor["hi"]
     results["au"], _ = metrics.active_units(mu)
@@ -216,41 +225,3 @@ def _trim_padding(batch: dict) -> dict:
   longest = int(tf.reduce_max(tf.reduce_sum(
       tf.cast(batch["tokens"] != vocab_lib.PAD_ID, tf.int32), axis=1)))
   return dict(batch, tokens=batch["tokens"][:, :longest])
-
-
-class _Progress:
-  """Log lines with the examples done and an ETA, every PERIOD seconds."""
-  PERIOD = 30.0
-
-  def __init__(self, what: str, total: int):
-    self.what, self.total = what, total
-    self.started = self.last = time.time()
-
-  def update(self, done: int, iw_samples: int) -> None:
-    now = time.time()
-    if now - self.last < self.PERIOD or done >= self.total:
-      return
-    self.last = now
-    rate = done / (now - self.started)
-    logging.info("evaluating %s: %d of %d examples (IW-NLL %d samples), "
-                 "%.1f examples/s, about %.0f s left", self.what, done,
-                 self.total, iw_samples, rate, (self.total - done) / rate)
-
-
-# How TensorBoard's scalars plugin marks its summaries.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-    data_class=summary_pb2.DATA_CLASS_SCALAR)
-
-
-def write_scalars(writer, prefix: str, values: dict, step: int) -> None:
-  """TensorBoard scalars `prefix/name` at `step` into a summary writer.
-
-  Written with tf.summary.write and the scalars plugin's metadata, which is
-  what tf.summary.scalar writes, minus its need for the tensorboard package
-  (not a dependency of TensorFlow 2.21 nor of ours).
-  """
-  with writer.as_default(step=step):
-    for name, value in values.items():
-      tf.summary.write(f"{prefix}/{name}", tf.cast(value, tf.float32),
-                       metadata=_SCALAR_METADATA)

@@ -11,7 +11,12 @@ from tf_cvae.training import schedule
 
 
 class History:
-  """The epoch records of a run, mirrored in `path` (JSON lines)."""
+  """The epoch records of a run, mirrored in `path` (JSON lines).
+
+  A record is validation.record's fields plus, from the loop, the wall
+  clock: epoch_seconds (seconds of training in the record's epoch so far in
+  this process, validations left out; a resumed epoch counts from the
+  resume) and validation_seconds (the record's validation pass)."""
 
   def __init__(self, path: str):
     self.path = path

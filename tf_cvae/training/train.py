@@ -4,8 +4,8 @@ It trains under the paper's protocol (resuming from out_dir's last
 checkpoint), validates at every epoch's end and at the final step
 (validation.py), evaluates the test split with the last weights and the best
 checkpoint and writes into out_dir: config.json, metrics.json, history.jsonl
-(one line per validation), tensorboard/, checkpoints/ (the last ones) and
-best/ (the best one).
+(one line per validation), tensorboard/ (summaries.py), checkpoints/ (the
+last ones), best/ (the best one) and LOCK while it runs (lock.py).
 """
 
 import dataclasses
@@ -25,8 +25,10 @@ from tf_cvae.training import determinism
 from tf_cvae.training import evaluation
 from tf_cvae.training import faults
 from tf_cvae.training import history as history_lib
+from tf_cvae.training import lock
+from tf_cvae.training import progress as progress_lib
 from tf_cvae.training import schedule
-from tf_cvae.training import timing
+from tf_cvae.training import summaries as summaries_lib
 from tf_cvae.training import validation
 
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
@@ -56,6 +58,9 @@ class _Training:
     self.steps_per_epoch = build.steps_per_epoch(dataset, config,
                                                  step_fn.num_replicas)
     self.validator = evaluation.Evaluator(step_fn.vae, step_fn.critic)
+    self.progress = progress_lib.TrainProgress(progress_lib.RunPlan(
+        config.max_steps, config.epochs, self.steps_per_epoch,
+        config.validate_every))
 
   def resume(self) -> None:
     """Loads the last checkpoint, if any, and the history of its epochs."""
@@ -111,9 +116,11 @@ class _Training:
     config, step_fn, state = self.config, self.step_fn, self.state
     inner_batches = build.inner_loop_batches(self.dataset, config,
                                              step_fn.num_replicas)
-    timer = timing.StepTimer(warmup_steps=20)
+    timer = self.progress.timer         # steady from the 21st step on
     while not self.finished():
       step, aggressive = step_fn.iterations, bool(state.aggressive)
+      self.progress.start_epoch(int(state.epoch), int(state.step_in_epoch),
+                                step)
       batches = build.epoch_batches(self.dataset, config, int(state.epoch),
                                     step_fn.num_replicas)
       for batch in batches.skip(int(state.step_in_epoch)):
@@ -122,6 +129,7 @@ class _Training:
         # Counted as if no step was skipped (never below the true count),
         # so the device is read only where the loop may have work to do.
         step += 1
+        self.progress.tick(step)
         if not self.due(step):
           continue
         step, skipped = self.check()
@@ -143,23 +151,21 @@ class _Training:
     if not self.validated_now():      # the final step, inside an epoch
       with timer.pause():
         self.validate_partial()
+        summaries_lib.write_decoded(self.writer, step_fn.vae, self.dataset,
+                                    step_fn.iterations, config.seed)
     self.writer.flush()
     return timer.seconds_per_step()
 
   def log_progress(self, out: dict, step: int, steps_per_second: float):
     """The progress line and TensorBoard's train scalars of a step."""
-    out = {k: v for k, v in out.items() if k != "nonfinite"}
-    # Epochs count from 1 in the logs, as in history.jsonl.
-    logging.info("epoch %d step %d  %s  (%.1f steps/s)",
-                 int(self.state.epoch) + 1, step, "  ".join(
-                     f"{k} {float(v):.3f}" for k, v in out.items()),
-                 steps_per_second)
-    self.summaries("train", dict(
-        out, learning_rate=self.step_fn.learning_rate), step)
+    values = summaries_lib.step_scalars(out, self.step_fn, step,
+                                        self.state.bad_steps.total)
+    self.progress.report(step, values, steps_per_second)
+    self.summaries("train", values, step)
 
   def summaries(self, prefix: str, values: dict, step: int) -> None:
     """TensorBoard scalars `prefix/name` at `step` (see write_scalars)."""
-    evaluation.write_scalars(self.writer, prefix, values, step)
+    summaries_lib.write_scalars(self.writer, prefix, values, step)
 
   def interrupt(self) -> None:
     """Saves the last checkpoint and raises errors.Interrupted."""
@@ -191,6 +197,7 @@ class _Training:
         epoch_sums=state.epoch_sums.numpy(), step=step,
         learning_rate=self.step_fn.learning_rate,
         best_step=int(state.best_validation.step), improved=improved)
+    entry.update(self.progress.validated(valid["eval_seconds"]))
     if self.step_fn.multiplier is not None:   # lambda, the bound's average
       entry.update({k: float(v) for k, v in
                     self.step_fn.multiplier.state().items()})
@@ -226,8 +233,8 @@ class _Training:
     if "aggressive_ends" in record:
       state.aggressive.assign(not record["aggressive_ends"])
     self.history.append(record)
-    self.summaries("train", dict(epoch_loss=record["train_loss"],
-                                 lr_decays=schedule_state.decays), step)
+    summaries_lib.write_epoch_end(self.writer, record, step_fn.vae,
+                                  self.dataset, config.seed)
     self.writer.flush()
     history_lib.log_epoch(
         dict(record, improved=schedule_state.best_epoch == epoch),
@@ -248,15 +255,20 @@ def run(config: TrainConfig) -> dict:
   Returns the test metrics (see evaluation.evaluate) of the checkpoint that
   config.select names ("last": the weights training ended with; "best": the
   best validation by config.select_by), with both under test_last and
-  test_best, plus evaluated_checkpoint, best_step and best_valid_value (of
-  every validation), best_epoch and best_valid_loss (the schedule's: epoch
-  ends only), select, select_by, epochs, lr_decays, learning_rate,
-  train_seconds, steps, skipped_steps, seconds_per_step and, with a Lagrange
-  multiplier, critic_lambda and critic_bound_average at the end; the same
-  dict is written to out_dir/metrics.json.
+  test_best, the checkpoint measured (evaluated_checkpoint, _path, _step)
+  and the run's state (validation.run_results); the same dict is written
+  to out_dir/metrics.json and under test/ in TensorBoard.
+
+  Holds out_dir/LOCK throughout: lock.RunDirectoryLocked (an
+  errors.InputError) names the process that already runs in out_dir.
   """
+  with lock.RunLock(config.out_dir):
+    return _run(config)
+
+
+def _run(config: TrainConfig) -> dict:
+  """run's work, out_dir locked."""
   config_dict = dataclasses.asdict(config)
-  os.makedirs(config.out_dir, exist_ok=True)
   config_lib.check_resumable(config.out_dir, config_dict)
   if config.deterministic:
     determinism.enable(config.seed)
@@ -267,33 +279,22 @@ def run(config: TrainConfig) -> dict:
   training.resume()
   build.log_setup(config, dataset, step_fn)
   started = time.time()
-  with training.signals:
+  with training.signals, training.progress:
     seconds_per_step = training.train()
     steps, _ = training.check()
   train_seconds = time.time() - started
-  training.checkpoints.save_last(steps)
-  training.writer.close()
+  last_path = training.checkpoints.save_last(steps)
 
-  multiplier = {k: float(v) for k, v in (  # lambda as training left it
-      step_fn.multiplier.state().items() if step_fn.multiplier else ())}
-  loop = training.state
-  schedule_state, best_step = loop.schedule.read(), int(
-      loop.best_validation.step)
-  results = validation.test_both(
+  best_step = int(training.state.best_validation.step)
+  best_path = training.checkpoints.best_path(best_step)
+  tested = validation.test_both(
       lambda: training.validator(dataset, validation.final_eval_config(config)),
-      lambda: build.restore_model(step_fn,
-                                  training.checkpoints.best_path(best_step)),
-      best_step, steps, config.select)
-  results.update(epochs=int(loop.epoch), lr_decays=schedule_state.decays,
-                 learning_rate=step_fn.learning_rate, select=config.select,
-                 select_by=config.select_by,
-                 best_valid_value=float(loop.best_validation.value),
-                 **({} if not schedule_state.best_epoch else dict(
-                     best_epoch=schedule_state.best_epoch,
-                     best_valid_loss=schedule_state.best_loss)),
-                 train_seconds=train_seconds, steps=steps,
-                 skipped_steps=int(loop.bad_steps.total), **multiplier)
-  if seconds_per_step is not None:
-    results["seconds_per_step"] = seconds_per_step
+      lambda: build.restore_model(step_fn, best_path), best_step, steps,
+      config.select, dict(best=best_path, last=last_path), config.out_dir)
+  results = validation.run_results(
+      tested, training.state, step_fn, config, train_seconds=train_seconds,
+      steps=steps, seconds_per_step=seconds_per_step)
   config_lib.write_json(os.path.join(config.out_dir, "metrics.json"), results)
+  summaries_lib.write_scalars(training.writer, "test", tested, steps)
+  training.writer.close()
   return results

@@ -10,6 +10,7 @@ Validation reads the valid split only, never the test split.
 
 import dataclasses
 import math
+import os
 
 from absl import logging
 import tensorflow as tf
@@ -95,13 +96,17 @@ def log_partial(entry: dict) -> None:
 
 
 def test_both(evaluate, restore_best, best_step: int, last_step: int,
-              select: str) -> dict:
+              select: str, checkpoint_paths: dict, run_dir: str) -> dict:
   """Test metrics of the last weights and of the best checkpoint.
 
   `evaluate()` measures the weights in memory (the last ones first);
-  `restore_best()` loads the best checkpoint. Returns the selected
-  checkpoint's metrics at the top level plus test_last, test_best (equal
-  when the best is the last) and evaluated_checkpoint.
+  `restore_best()` loads the best checkpoint; checkpoint_paths maps "best"
+  and "last" to their checkpoints' paths. Returns the selected checkpoint's
+  metrics at the top level plus test_last, test_best (equal when the best
+  is the last), evaluated_checkpoint ("best" or "last"),
+  evaluated_checkpoint_path (relative to run_dir, e.g. "best/ckpt-120") and
+  evaluated_checkpoint_step (the checkpoint the top-level metrics measured)
+  and best_step.
   """
   logging.info("testing the last weights (step %d)", last_step)
   test_last = evaluate()
@@ -111,10 +116,43 @@ def test_both(evaluate, restore_best, best_step: int, last_step: int,
     restore_best()
     logging.info("testing the best checkpoint (step %d)", best_step)
     test_best = evaluate()
-  chosen = test_best if select == "best" and best_step >= 0 else test_last
-  return dict(chosen, test_last=test_last, test_best=test_best,
-              evaluated_checkpoint=select if best_step >= 0 else "last",
+  which = "best" if select == "best" and best_step >= 0 else "last"
+  return dict(test_best if which == "best" else test_last,
+              test_last=test_last, test_best=test_best,
+              evaluated_checkpoint=which,
+              evaluated_checkpoint_path=os.path.relpath(
+                  checkpoint_paths[which], run_dir),
+              evaluated_checkpoint_step=(best_step if which == "best"
+                                         else last_step),
               best_step=best_step)
+
+
+def run_results(tested: dict, loop, step_fn, config, *, train_seconds: float,
+                steps: int, seconds_per_step: float | None) -> dict:
+  """What metrics.json holds: `tested` (test_both's) plus the run's state at
+  its end (`loop`: checkpointing.LoopState): epochs, lr_decays,
+  learning_rate, select, select_by, best_valid_value (of every validation),
+  best_epoch and best_valid_loss (the schedule's: epoch ends only),
+  skipped_steps and, with a Lagrange multiplier, critic_lambda and
+  critic_bound_average; and train_seconds, steps, seconds_per_step (when
+  timed)."""
+  schedule_state = loop.schedule.read()
+  results = dict(tested, epochs=int(loop.epoch),
+                 lr_decays=schedule_state.decays,
+                 learning_rate=step_fn.learning_rate, select=config.select,
+                 select_by=config.select_by,
+                 best_valid_value=float(loop.best_validation.value),
+                 train_seconds=train_seconds, steps=steps,
+                 skipped_steps=int(loop.bad_steps.total))
+  if schedule_state.best_epoch:
+    results.update(best_epoch=schedule_state.best_epoch,
+                   best_valid_loss=schedule_state.best_loss)
+  if step_fn.multiplier is not None:        # lambda as training left it
+    results.update({k: float(v) for k, v in
+                    step_fn.multiplier.state().items()})
+  if seconds_per_step is not None:
+    results["seconds_per_step"] = seconds_per_step
+  return results
 
 
 def final_eval_config(config) -> evaluation.EvalConfig:

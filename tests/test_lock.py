@@ -1,0 +1,116 @@
+"""One process per run directory: out_dir/LOCK, held by a real second
+process, taken over from a dead one, respected from another host."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tf_cvae import data as data_lib
+from tf_cvae import errors
+from tf_cvae.training import lock
+from tf_cvae.training import train
+
+# A process that holds the lock of argv[1], says so, and sleeps.
+_HOLDER = """
+import sys, time
+from tf_cvae.training import lock
+lock.RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+  """A second process holding tmp_path/run's lock (killed at the end)."""
+  run_dir = str(tmp_path / "run")
+  process = subprocess.Popen([sys.executable, "-c", _HOLDER, run_dir],
+                             stdout=subprocess.PIPE, text=True)
+  try:
+    assert process.stdout.readline() == "held\n"
+    yield run_dir, process.pid
+  finally:
+    process.kill()
+    process.wait()
+
+
+def _lock_file(run_dir) -> dict:
+  with open(os.path.join(run_dir, "LOCK")) as f:
+    return json.load(f)
+
+
+def test_a_second_process_on_a_locked_run_dir_fails_naming_the_holder(holder):
+  run_dir, pid = holder
+  held = _lock_file(run_dir)
+  assert held["pid"] == pid and held["host"] == socket.gethostname()
+  with pytest.raises(lock.RunDirectoryLocked) as error:
+    lock.RunLock(run_dir).acquire()
+  message = str(error.value)
+  print(message)
+  assert message == (
+      f"{run_dir} is in use by pid {pid} on {socket.gethostname()} since "
+      f"{held['started']}; one process per run directory: wait for it, stop "
+      f"it, or pass another --out_dir")
+  # train.run refuses before it reads or writes anything; runners map the
+  # error (an InputError) to one line and exit status 2.
+  with pytest.raises(errors.InputError, match=f"in use by pid {pid} "):
+    train.run(train.TrainConfig(out_dir=run_dir))
+  assert os.listdir(run_dir) == ["LOCK"] and _lock_file(run_dir) == held
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, caplog):
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  dead_pid = int(dead.stdout)
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "LOCK").write_text(json.dumps(dict(
+      pid=dead_pid, host=socket.gethostname(), started="yesterday")))
+  with caplog.at_level("WARNING"):
+    with lock.RunLock(str(run_dir)):
+      assert _lock_file(run_dir)["pid"] == os.getpid()
+  assert caplog.messages == [
+      f"taking over {run_dir}/LOCK: its holder, pid {dead_pid} on "
+      f"{socket.gethostname()} since yesterday, is no longer running"]
+  assert not (run_dir / "LOCK").exists()          # released
+
+
+def test_a_lock_from_another_host_is_respected(tmp_path):
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "LOCK").write_text(json.dumps(dict(
+      pid=4242, host="other-host", started="2024-05-01T10:00:00+00:00")))
+  with pytest.raises(lock.RunDirectoryLocked) as error:
+    lock.RunLock(str(run_dir)).acquire()
+  assert str(error.value) == (
+      f"{run_dir} is locked by pid 4242 on host other-host since "
+      f"2024-05-01T10:00:00+00:00; if no process on other-host still uses "
+      f"it, delete {run_dir}/LOCK")
+  assert (run_dir / "LOCK").exists()
+
+
+def test_the_lock_goes_on_an_exception_and_can_be_taken_again(tmp_path):
+  run_dir = tmp_path / "run"
+  with pytest.raises(ZeroDivisionError):
+    with lock.RunLock(str(run_dir)):
+      assert (run_dir / "LOCK").exists()
+      _ = 1 / 0
+  assert not (run_dir / "LOCK").exists()
+  # train.run holds it while it works and lets go when it fails.
+  with pytest.raises(errors.InputError, match="needs train_file, valid_file, test_file"):
+    train.run(train.TrainConfig(data=data_lib.DataConfig(name="text"),
+                                out_dir=str(run_dir)))
+  assert not (run_dir / "LOCK").exists()
+  # Within one process it nests (a command line holds it around train.run);
+  # the outermost holder removes it.
+  with lock.RunLock(str(run_dir)):
+    held = _lock_file(run_dir)
+    assert held["pid"] == os.getpid()
+    with lock.RunLock(str(run_dir)):
+      assert _lock_file(run_dir) == held
+    assert _lock_file(run_dir) == held
+  assert not (run_dir / "LOCK").exists()
