@@ -1,7 +1,9 @@
 """Several replicas train exactly as one device: the host CPU is split into 2
 logical devices (in a fresh process: the split must precede TensorFlow's
-device initialization) and a MirroredStrategy step is compared, step after
-step, with a single-device step on the same global batches."""
+device initialization) and a MirroredStrategy step, fed by the input
+pipeline that gives each replica its slice (replicas.distribute_batches), is
+compared step after step with a single-device step on the same global
+batches (two workers: test_multi_worker.py)."""
 
 import json
 import math
@@ -12,7 +14,7 @@ import sys
 import pytest
 
 WORKER = r'''
-import json, sys
+import functools, json, sys
 import numpy as np
 import tensorflow as tf
 from tf_cvae import data as data_lib, objective
@@ -43,13 +45,19 @@ def make(strategy):
   return step
 
 one = make(None)
-two = make(replicas.make_strategy("mirrored", num_cpu_devices=2))
+strategy = replicas.make_strategy("mirrored", num_cpu_devices=2)
+two = make(strategy)
 assert two.num_replicas == 2, two.num_replicas
 for a, b in zip(one.variables, two.variables):
   b.assign(a)
+per_replica = replicas.distribute_batches(strategy, lambda: functools.reduce(
+    tf.data.Dataset.concatenate, map(tf.data.Dataset.from_tensors, batches)),
+                                          16)
 worst = {"loss": 0.0, "weights": 0.0, "bound": 0.0}
-for batch in batches:
-  out_one, out_two = one(batch), two(batch)
+steps = 0
+for batch, replica_batch in zip(batches, per_replica):
+  steps += 1
+  out_one, out_two = one(batch), two(replica_batch)
   worst["loss"] = max(worst["loss"], abs(float(out_one["loss"]) - float(out_two["loss"])))
   if "infonce_bound" in out_one:
     worst["bound"] = max(worst["bound"], abs(
@@ -58,6 +66,7 @@ for batch in batches:
     scale = 1.0 + float(tf.reduce_max(tf.abs(a)))
     worst["weights"] = max(worst["weights"], float(
         tf.reduce_max(tf.abs(a - b.values[0] if hasattr(b, "values") else a - b))) / scale)
+assert steps == len(batches), steps
 print("RESULT " + json.dumps(dict(worst, loss_value=float(out_one["loss"]))))
 '''
 

@@ -51,10 +51,12 @@ class TrainStep:
   The optimizers must not clip themselves (no global_clipnorm).
 
   With a `strategy` of R replicas (networks and optimizers must have been
-  created in its scope), a call takes the global batch; replica r trains on
-  rows [r K/R, (r+1) K/R), the critics contrast against the gathered global
+  created in its scope), a call takes the per-replica batches of
+  replicas.distribute_batches: replica r trains on rows [r K/R, (r+1) K/R)
+  of the global batch, the critics contrast against the gathered global
   batch, and the update equals the single-device update on the same batch
-  (tested). XLA is not used across replicas (its collectives do not compile).
+  (tested, on one host and on two workers). XLA is not used across replicas
+  (its collectives do not compile).
   """
 
   def __init__(self, vae, critic, optimizer: keras.optimizers.Optimizer,
@@ -172,19 +174,15 @@ class TrainStep:
     return self._groups["all"]
 
   def _step(self, batch, update):
-    """One update on the global batch (directly, or split over replicas),
-    then the book_with function's bookkeeping."""
+    """One update on the batch (directly, or on each replica's slice), then
+    the book_with function's bookkeeping."""
     if self.num_replicas == 1:
       outputs = self._train_step(batch, update)
     else:
-      def replica_step(batch):
-        # A tensor: exact-length text batches vary in size (shape None).
-        size = tf.shape(next(iter(batch.values())))[0] // self.num_replicas
-        local = {k: replicas.local_rows(v, size) for k, v in batch.items()}
-        return self._train_step(local, update)
       outputs = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v,
                                          axis=None) for k, v in
-                 self.strategy.run(replica_step, args=(batch,)).items()}
+                 self.strategy.run(lambda local: self._train_step(
+                     local, update), args=(batch,)).items()}
     if self._book is not None and update != "encoder":
       self._book(outputs)
     return outputs
@@ -248,14 +246,26 @@ class TrainStep:
     return out
 
   def __call__(self, batch: dict, update: str = "all") -> dict:
-    size = int(next(iter(batch.values())).shape[0])
-    if size % self.num_replicas:
-      raise errors.InputError(
-          f"a batch of {size} does not split over {self.num_replicas} "
-          f"replicas; make --batch_size a multiple of {self.num_replicas}")
+    """One step on `batch`: a dict of [K, ...] tensors with one replica;
+    with several, an element of replicas.distribute_batches (the strategy
+    must have built the step: build takes a global batch). Raises
+    errors.TrainingError when another worker of the strategy is gone."""
     if self._groups is None:
+      if self.num_replicas > 1:
+        raise errors.InputError("build the step on a global batch before "
+                                "stepping it on per-replica batches")
       self.build(batch)
-    return self._steps[update](batch)
+    try:
+      return self._steps[update](batch)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+      if not isinstance(self.strategy,
+                        tf.distribute.MultiWorkerMirroredStrategy):
+        raise
+      reason = error.message.strip().splitlines()[0].split("}} ")[-1]
+      raise errors.TrainingError(
+          f"lost a worker of the multi_worker run ({reason}); start every "
+          f"worker again: they resume from the chief's last checkpoint"
+      ) from None
 
 
 # How the ELBO's and the critic part's gradients are clipped (TrainStep).

@@ -199,8 +199,10 @@ def define_train_flags() -> None:
                     "before this flag).")
   flags.DEFINE_enum("strategy", _TRAIN.strategy, list(replicas.STRATEGIES),
                     "default: one device; mirrored: every local GPU (or the "
-                    "CPU split into --num_cpu_devices); multi_worker; tpu. "
-                    "The critic's negatives span the global batch.")
+                    "CPU split into --num_cpu_devices); multi_worker: one "
+                    "process a worker, as TF_CONFIG names them (the chief "
+                    "writes --out_dir). The critic's negatives span the "
+                    "global batch.")
   flags.DEFINE_integer("max_bad_steps", _TRAIN.max_bad_steps,
                        "Stop (keeping the best "
                        "checkpoint) after this many steps in a row with a "

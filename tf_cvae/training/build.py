@@ -2,6 +2,7 @@
 checkpoint layout of a training run (restoring a finished run for its uses:
 tf_cvae.trained.restore)."""
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -18,6 +19,7 @@ from tf_cvae import replicas
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
+from tf_cvae.training import lock
 
 TrainConfig = config_lib.TrainConfig
 
@@ -77,18 +79,32 @@ def steps_per_epoch(dataset, config: TrainConfig, multiple_of: int = 1) -> int:
   return max(num // config.batch_size, 1)
 
 
-def inner_loop_batches(dataset, config: TrainConfig, multiple_of: int = 1):
-  """Endless training batches for the aggressive inner loop.
+def rest_of_epoch(dataset, config: TrainConfig, state, strategy):
+  """The batches of epoch_batches(state.epoch) from its state.step_in_epoch-th
+  on (LoopState's counters), as `strategy`'s replicas take them
+  (replicas.distribute_batches)."""
+  epoch, skip = int(state.epoch), int(state.step_in_epoch)
+  make_batches = lambda: epoch_batches(
+      dataset, config, epoch, strategy.num_replicas_in_sync).skip(skip)
+  return replicas.distribute_batches(strategy, make_batches, config.batch_size)
+
+
+def inner_loop_batches(dataset, config: TrainConfig, strategy=None):
+  """Endless training batches for the aggressive inner loop, as `strategy`'s
+  replicas take them (None: one device).
 
   Each pass over the data has its own order (and, for images, its own
   dynamic binarization); the seeds lie far from the epochs' seed * 1000 +
   epoch, so the inner loop never replays an epoch's stream.
   """
+  strategy = strategy or tf.distribute.get_strategy()
   for pass_index in itertools.count():
-    yield from dataset.batches(
-        "train", config.batch_size, shuffle=True, drop_remainder=True,
-        multiple_of=multiple_of,
-        seed=10**9 + config.seed * 1000 + pass_index)
+    seed = 10**9 + config.seed * 1000 + pass_index
+    yield from replicas.distribute_batches(
+        strategy, lambda seed=seed: dataset.batches(
+            "train", config.batch_size, shuffle=True, drop_remainder=True,
+            multiple_of=strategy.num_replicas_in_sync, seed=seed),
+        config.batch_size)
 
 
 def load_data(config: TrainConfig, run_dir: str, save_vocab: bool = True):
@@ -142,7 +158,8 @@ def _build_train_step(config, dataset, strategy):
 
 def training_parts(config: TrainConfig):
   """(dataset, built TrainStep) of a run, on the devices config.strategy
-  names; the global batch must split evenly over the replicas."""
+  names; the global batch must split evenly over the replicas. Only the
+  chief saves a text run's vocabulary (replicas.is_chief)."""
   strategy = replicas.make_strategy(config.strategy, config.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync
   if config.batch_size % num_replicas:
@@ -151,10 +168,31 @@ def training_parts(config: TrainConfig):
         f"replicas (--strategy={config.strategy}); use a multiple of "
         f"{num_replicas}")
   keras.utils.set_random_seed(config.seed)
-  dataset = load_data(config, config.out_dir)
+  dataset = load_data(config, config.out_dir,
+                      save_vocab=replicas.is_chief(strategy))
   step_fn = build_train_step(config, dataset, strategy)
   step_fn.build(next(iter(epoch_batches(dataset, config, 0))))
   return dataset, step_fn
+
+
+def worker_config(config: TrainConfig, strategy) -> TrainConfig:
+  """`config` as this process runs it: the chief's own; on another worker
+  (multi_worker) out_dir is a temporary directory of its own
+  (replicas.worker_dir) that starts with copies of the run's checkpoints
+  and history, so the worker resumes where the chief does and writes
+  nothing into the run directory. Every worker must call it."""
+  return dataclasses.replace(config, out_dir=replicas.worker_dir(
+      strategy, config.out_dir, reads=("history.jsonl",
+                                       *CHECKPOINT_DIRS.values())))
+
+
+def run_lock(config: TrainConfig):
+  """The lock this process holds while it runs `config` (a context manager):
+  out_dir/LOCK (lock.RunLock) on the chief; nothing on the other workers
+  of a multi_worker run, which write nothing into out_dir."""
+  if replicas.is_chief(config.strategy):
+    return lock.RunLock(config.out_dir)
+  return contextlib.nullcontext()
 
 
 def log_setup(config: TrainConfig, dataset, step_fn) -> None:

@@ -25,7 +25,6 @@ from tf_cvae.training import determinism
 from tf_cvae.training import evaluation
 from tf_cvae.training import faults
 from tf_cvae.training import history as history_lib
-from tf_cvae.training import lock
 from tf_cvae.training import progress as progress_lib
 from tf_cvae.training import schedule
 from tf_cvae.training import summaries as summaries_lib
@@ -115,15 +114,14 @@ class _Training:
     this process's 21st step on, validation left out)."""
     config, step_fn, state = self.config, self.step_fn, self.state
     inner_batches = build.inner_loop_batches(self.dataset, config,
-                                             step_fn.num_replicas)
+                                             step_fn.strategy)
     timer = self.progress.timer         # steady from the 21st step on
     while not self.finished():
       step, aggressive = step_fn.iterations, bool(state.aggressive)
       self.progress.start_epoch(int(state.epoch), int(state.step_in_epoch),
                                 step)
-      batches = build.epoch_batches(self.dataset, config, int(state.epoch),
-                                    step_fn.num_replicas)
-      for batch in batches.skip(int(state.step_in_epoch)):
+      for batch in build.rest_of_epoch(self.dataset, config, state,
+                                       step_fn.strategy):
         out = self.one_step(batch, aggressive, inner_batches)
         timer.tick()
         # Counted as if no step was skipped (never below the true count),
@@ -259,10 +257,10 @@ def run(config: TrainConfig) -> dict:
   and the run's state (validation.run_results); the same dict is written
   to out_dir/metrics.json and under test/ in TensorBoard.
 
-  Holds out_dir/LOCK throughout: lock.RunDirectoryLocked (an
-  errors.InputError) names the process that already runs in out_dir.
+  Holds out_dir/LOCK throughout (multi_worker: the chief, build.run_lock);
+  lock.RunDirectoryLocked (an InputError) names the process holding it.
   """
-  with lock.RunLock(config.out_dir):
+  with build.run_lock(config):
     return _run(config)
 
 
@@ -273,6 +271,7 @@ def _run(config: TrainConfig) -> dict:
   if config.deterministic:
     determinism.enable(config.seed)
   dataset, step_fn = build.training_parts(config)
+  config = build.worker_config(config, step_fn.strategy)  # out_dir: its own
   # Written once the data loaded: a bad file leaves no run to clash with.
   config_lib.write_json(os.path.join(config.out_dir, "config.json"), config_dict)
   training = _Training(config, dataset, step_fn)

@@ -1,0 +1,266 @@
+"""--strategy=multi_worker on this machine: two worker processes (TF_CONFIG
+with two workers on 127.0.0.1) train one run through train.run. They take
+the single-device steps on the same global batches, only the chief writes
+the run directory, and a run whose worker was killed resumes from the
+chief's last checkpoint when both are started again."""
+
+import dataclasses
+import glob
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cvae import errors
+from tf_cvae import replicas
+from tf_cvae.training import config as config_lib
+from tf_cvae.training import train
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+WORKER = r'''
+import json, sys, time
+from absl import logging
+from tf_cvae import data as data_lib, train_step
+from tf_cvae.models import registry
+from tf_cvae.training import evaluation, train
+
+logging.set_verbosity(logging.INFO)
+case = json.loads(sys.argv[1])
+if case.get("step_delay"):        # slow steps, so that a kill lands mid-run
+  step = train_step.TrainStep.__call__
+  def slow_step(self, *args, **kwargs):
+    time.sleep(case["step_delay"])
+    return step(self, *args, **kwargs)
+  train_step.TrainStep.__call__ = slow_step
+config = train.TrainConfig(
+    data=data_lib.DataConfig(name="text", **case["files"]),
+    model=registry.ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=4,
+                               decoder_dropout=0.0),
+    eval=evaluation.EvalConfig(iw_samples=0, max_examples=32, probe=False),
+    critic="self", num_negatives=16, batch_size=16, valid_examples=32,
+    strategy=case["strategy"], max_steps=case["max_steps"], log_every=1,
+    checkpoint_every=case["checkpoint_every"], out_dir=case["out_dir"])
+print("RESULT " + json.dumps(train.run(config)), flush=True)
+'''
+
+
+def _free_ports(count: int) -> list[int]:
+  """Ports the system has just handed out (bound to port 0, then freed)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+class _Workers:
+  """Worker processes of one run (or one single-device process), their
+  output in log files under `logs`."""
+
+  def __init__(self, tmp_path, case: dict, num_workers: int, name: str):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    self.logs, self.procs = [], []
+    ports = _free_ports(num_workers)
+    for index in range(num_workers):
+      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                 TMPDIR=str(tmp_path / f"tmp_{name}_{index}"))
+      os.makedirs(env["TMPDIR"], exist_ok=True)
+      if num_workers > 1:
+        env["TF_CONFIG"] = json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index}})
+      log = tmp_path / f"{name}_{index}.log"
+      self.logs.append(log)
+      with open(log, "w") as out:
+        self.procs.append(subprocess.Popen(
+            [sys.executable, str(script), json.dumps(case)], env=env,
+            stdout=out, stderr=subprocess.STDOUT, cwd=_REPO_ROOT))
+
+  def wait(self, timeout: float) -> list[int]:
+    """Return codes; kills whatever still runs after `timeout` seconds."""
+    deadline = time.time() + timeout
+    for proc in self.procs:
+      try:
+        proc.wait(max(deadline - time.time(), 0.1))
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return [proc.returncode for proc in self.procs]
+
+  def output(self, index: int) -> str:
+    return self.logs[index].read_text()
+
+  def result(self, index: int) -> dict:
+    lines = [l for l in self.output(index).splitlines()
+             if l.startswith("RESULT ")]
+    assert lines, self.output(index)[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+  """--dataset=text files: 320 / 32 / 32 sentences of 8 words over 40, so
+  every batch has one shape (one trace of each step) and the 20 batches of
+  16 an epoch are the same for 1 and 2 replicas; {split}_file keys."""
+  root = tmp_path_factory.mktemp("corpus")
+  rng = np.random.default_rng(0)
+  files = {}
+  for split, size in (("train", 320), ("valid", 32), ("test", 32)):
+    starts, strides = rng.integers(0, 40, size), rng.integers(1, 4, size)
+    (root / f"{split}.txt").write_text("".join(
+        " ".join(f"w{(start + stride * i) % 40}" for i in range(8)) + "\n"
+        for start, stride in zip(starts, strides)))
+    files[f"{split}_file"] = str(root / f"{split}.txt")
+  return files
+
+
+def _case(corpus, out_dir, strategy, **overrides) -> dict:
+  case = dict(files=corpus, out_dir=str(out_dir), strategy=strategy,
+              max_steps=8, checkpoint_every=4)
+  return dict(case, **overrides)
+
+
+def _train_losses(run_dir) -> dict:
+  """{step: train/loss} from run_dir/tensorboard (every step: log_every=1)."""
+  losses = {}
+  for path in glob.glob(os.path.join(run_dir, "tensorboard", "*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == "train/loss":
+          losses[event.step] = float(tf.make_ndarray(value.tensor))
+  return losses
+
+
+def _checkpoint_values(run_dir) -> dict:
+  """Every float tensor of run_dir's last checkpoint, by its key."""
+  reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints"))
+  values = {}
+  for key in reader.get_variable_to_shape_map():
+    value = reader.get_tensor(key)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+      values[key] = value
+  return values
+
+
+def test_two_workers_take_the_single_device_steps(tmp_path, corpus):
+  """8 steps of the self critic with a queue: the 2-worker run's loss at
+  every step
+  and its final checkpoint (weights, optimizer slots, queue, multiplier,
+  loop state) equal the 1-device run's; the second worker wrote nothing
+  into the run directory and deleted its own temporary one."""
+  one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+  single = _Workers(tmp_path, _case(corpus, one_dir, "default"), 1, "one")
+  workers = _Workers(tmp_path, _case(corpus, two_dir, "multi_worker"), 2,
+                     "two")
+  codes = workers.wait(240) + single.wait(240)
+  assert codes == [0, 0, 0], [w.output(0)[-3000:] for w in (workers, single)]
+  assert "2 replica(s), K = 16" in workers.output(0)
+
+  losses_one, losses_two = _train_losses(one_dir), _train_losses(two_dir)
+  assert sorted(losses_two) == sorted(losses_one) == list(range(1, 9))
+  loss_diff = max(abs(losses_one[s] - losses_two[s]) for s in losses_one)
+  weights_one, weights_two = (_checkpoint_values(one_dir),
+                              _checkpoint_values(two_dir))
+  assert sorted(weights_two) == sorted(weights_one)
+  weight_diff = max(float(np.max(np.abs(weights_one[k] - weights_two[k])))
+                    for k in weights_one)
+  print(f"2 workers vs 1 device: max |loss diff| {loss_diff:.3g} over 8 "
+        f"steps (loss ~{losses_one[8]:.2f}), max |weight diff| "
+        f"{weight_diff:.3g}")
+  assert loss_diff < 1e-4 and weight_diff < 1e-4
+
+  chief, other = workers.result(0), workers.result(1)
+  assert chief["steps"] == other["steps"] == 8
+  assert chief["rec"] == pytest.approx(single.result(0)["rec"], abs=1e-3)
+  # The chief alone wrote the run directory: what a 1-device run writes.
+  assert sorted(os.listdir(two_dir)) == sorted(os.listdir(one_dir))
+  assert os.listdir(tmp_path / "tmp_two_1") == []
+
+
+def _latest_step(run_dir) -> int:
+  path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+  return int(path.rsplit("-", 1)[1]) if path else 0
+
+
+def test_killed_worker_resumes_from_the_chiefs_checkpoint(tmp_path, corpus):
+  """Worker 1 is killed mid-run: the chief stops with a TrainingError that
+  says to start both again (a hang would be killed after 30 s and fail the
+  test); both started again resume from the chief's last checkpoint and
+  end at max_steps, with one history record per finished epoch."""
+  run_dir = tmp_path / "run"
+  case = _case(corpus, run_dir, "multi_worker", max_steps=60,
+               checkpoint_every=3)
+  first = _Workers(tmp_path, dict(case, step_delay=0.1), 2, "first")
+  deadline = time.time() + 240
+  while _latest_step(run_dir) < 27 and time.time() < deadline:
+    assert all(p.poll() is None for p in first.procs), first.output(0)[-3000:]
+    time.sleep(0.2)
+  first.procs[1].send_signal(signal.SIGKILL)
+  first.wait(30)
+  assert "TrainingError: lost a worker of the multi_worker run" in (
+      first.output(0)), first.output(0)[-3000:]
+  killed_at = _latest_step(run_dir)
+  assert 27 <= killed_at < 60, killed_at
+  assert not os.path.exists(run_dir / "metrics.json")
+
+  again = _Workers(tmp_path, case, 2, "again")
+  codes = again.wait(240)
+  assert codes == [0, 0], [again.output(i)[-3000:] for i in (0, 1)]
+  for index in (0, 1):          # each resumed where the chief's files were
+    assert re.search(rf"resumed from \S+ckpt-{killed_at} at step "
+                     rf"{killed_at},", again.output(index)), index
+  with open(run_dir / "metrics.json") as f:
+    assert json.load(f)["steps"] == 60
+  assert os.listdir(tmp_path / "tmp_again_1") == []   # its copy, deleted
+  with open(run_dir / "history.jsonl") as f:
+    history = [json.loads(line) for line in f]
+  steps = [r["step"] for r in history]
+  assert steps == sorted(set(steps)) and steps[-1] == 60
+  epochs = [r["epoch"] for r in history if not r["partial"]]
+  assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= 2
+  print(f"killed worker 1 after the chief's checkpoint at step {killed_at}; "
+        f"resumed there, ended at step 60; history steps {steps}")
+
+
+def test_chief_is_read_from_tf_config_before_the_strategy(monkeypatch):
+  """Which process writes the run directory (and holds its LOCK): TF_CONFIG's
+  chief task, else worker 0; any process of the other strategies."""
+  workers = ["127.0.0.1:1", "127.0.0.1:2"]
+  for cluster, task, chief in (
+      ({"worker": workers}, ("worker", 0), True),
+      ({"worker": workers}, ("worker", 1), False),
+      ({"chief": ["127.0.0.1:3"], "worker": workers}, ("worker", 0), False),
+      ({"chief": ["127.0.0.1:3"], "worker": workers}, ("chief", 0), True)):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+    assert replicas.is_chief("multi_worker") is chief, (cluster, task)
+    assert replicas.is_chief("mirrored") is True
+  monkeypatch.delenv("TF_CONFIG")
+  assert replicas.is_chief("multi_worker") is True      # one worker alone
+
+
+def test_bad_tf_config_and_a_saved_tpu_run_are_one_line_errors(monkeypatch,
+                                                               tmp_path):
+  monkeypatch.setenv("TF_CONFIG", "{not json")
+  with pytest.raises(errors.InputError, match="TF_CONFIG='{not json'"):
+    replicas.is_chief("multi_worker")
+  monkeypatch.delenv("TF_CONFIG")
+  # A config.json saved when --strategy=tpu was offered.
+  config_lib.write_json(str(tmp_path / "config.json"), dataclasses.asdict(
+      train.TrainConfig(strategy="tpu", out_dir=str(tmp_path))))
+  with pytest.raises(errors.InputError) as raised:
+    train.run(config_lib.load_config(str(tmp_path)))
+  assert str(raised.value).startswith("strategy 'tpu' is no longer offered")
+  assert "use one of default, mirrored, multi_worker" in str(raised.value)
