@@ -114,3 +114,15 @@ def test_the_lock_goes_on_an_exception_and_can_be_taken_again(tmp_path):
       assert _lock_file(run_dir) == held
     assert _lock_file(run_dir) == held
   assert not (run_dir / "LOCK").exists()
+
+
+def test_the_train_command_on_a_locked_run_dir_writes_nothing(holder,
+                                                              run_runner):
+  """tf-cvae-train on a held directory: one line naming --out_dir and the
+  holder, exit 2, and neither flags.cfg nor provenance.json written."""
+  run_dir, pid = holder
+  result = run_runner("train.py", f"--out_dir={run_dir}", "--max_steps=1")
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert f"error: --out_dir: {run_dir} is in use by pid {pid} " in (
+      result.stderr)
+  assert os.listdir(run_dir) == ["LOCK"]

@@ -19,6 +19,7 @@ from tf_cvae.cli import train_flags
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
+from tf_cvae.training import lock
 from tf_cvae.training import train
 
 FLAGS = flags.FLAGS
@@ -125,6 +126,9 @@ def run_or_explain(fn, *args, context: str | None = None):
   """
   try:
     return fn(*args)
+  except lock.RunDirectoryLocked as error:
+    print(f"error: --out_dir: {error}", file=sys.stderr)
+    sys.exit(2)
   except (errors.InputError, FileNotFoundError) as error:
     where = context if context is not None else f"--dataset={FLAGS.dataset}"
     print(f"error: {where}: {error}", file=sys.stderr)

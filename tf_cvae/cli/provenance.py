@@ -20,7 +20,9 @@ import tensorflow_probability as tfp
 import tf_cvae
 from tf_cvae.cli import launch
 from tf_cvae.cli import train_flags
+from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
+from tf_cvae.training import train
 
 FLAGS = flags.FLAGS
 FLAGFILE = "flags.cfg"
@@ -111,3 +113,13 @@ def write_run_files(config: config_lib.TrainConfig, argv: list[str],
   except (OSError, ValueError, AttributeError):   # none yet, or unreadable
     pass
   config_lib.write_json(path, record)
+
+
+def train_with_provenance(config: config_lib.TrainConfig, argv: list[str],
+                          flagfile_text: str) -> dict:
+  """train.run(config) with flags.cfg and provenance.json written first, all
+  under the run directory's lock: a second process on a running directory
+  fails (lock.RunDirectoryLocked) before it writes anything there."""
+  with build.run_lock(config):
+    write_run_files(config, argv, flagfile_text)
+    return train.run(config)

@@ -19,7 +19,6 @@ from absl import flags
 from tf_cvae.cli import common
 from tf_cvae.cli import launch
 from tf_cvae.cli import provenance
-from tf_cvae.training import train
 
 common.define_train_flags()
 flags.DEFINE_string("quickstart_dir", "runs/quickstart",
@@ -38,11 +37,10 @@ def _main(argv):
                             (f"{critic} critic", critic)):
     config = common.train_config_from_flags(
         critic=critic_name, out_dir=os.path.join(parent, critic_name))
-    common.run_or_explain(
-        provenance.write_run_files, config, sys.argv,
-        provenance.train_flagfile(critic=critic_name, out_dir=config.out_dir))
     print(f"== training {name} -> {config.out_dir}", flush=True)
-    rows[name] = common.run_or_explain(train.run, config)
+    rows[name] = common.run_or_explain(
+        provenance.train_with_provenance, config, sys.argv,
+        provenance.train_flagfile(critic=critic_name, out_dir=config.out_dir))
   o = config.objective
   held = (f"target {o.critic_target:g} nats by a {o.critic_constraint}, "
           f"lambda from {o.critic_weight:g}" if math.isfinite(

@@ -27,7 +27,6 @@ from absl import logging
 from tf_cvae.cli import common
 from tf_cvae.cli import launch
 from tf_cvae.cli import provenance
-from tf_cvae.training import train
 
 common.define_train_flags()
 
@@ -37,11 +36,11 @@ def _main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
   config = common.train_config_from_flags()
-  common.run_or_explain(provenance.write_run_files, config, sys.argv,
-                        provenance.train_flagfile(out_dir=config.out_dir))
   logging.info("run directory %s; resume with: %s", config.out_dir,
                provenance.resume_command(sys.argv, config.out_dir))
-  results = common.run_or_explain(train.run, config)
+  results = common.run_or_explain(
+      provenance.train_with_provenance, config, sys.argv,
+      provenance.train_flagfile(out_dir=config.out_dir))
   print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
 
 
