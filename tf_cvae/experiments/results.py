@@ -113,7 +113,9 @@ def defaults_in_force() -> list[str]:
            "This report holds no sweep, so it chooses no default. The "
            "library's defaults (tf_cvae/critics.py, DEFAULTS) follow; a "
            "target is held by the Lagrange multiplier, lambda starting at "
-           "the value given.", ""]
+           "the value given. Unless a report of the target sweep (`--scale="
+           "cpu`) chose them on validation data, treat them as "
+           "provisional.", ""]
   for critic, (weight, target) in critics.DEFAULTS.items():
     if critic == "none":
       continue
