@@ -4,6 +4,7 @@ terminal and in a log, and an evaluation pass that logs its ETA."""
 import io
 import re
 
+from absl import logging as absl_logging
 import pytest
 
 from tf_cvae import data as data_lib
@@ -11,6 +12,16 @@ from tf_cvae.models import registry
 from tf_cvae.training import evaluation
 from tf_cvae.training import progress
 
+
+
+@pytest.fixture
+def absl_info():
+  """absl's logger at INFO: once absl's flags are parsed (as other tests of
+  the session do) it follows --verbosity, WARNING by default."""
+  previous = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  yield
+  absl_logging.set_verbosity(previous)
 
 def test_eta_is_the_steps_left_at_the_measured_rate():
   # 100 of 1000 steps done in 10 s: 900 steps left at 0.1 s each.
@@ -58,7 +69,7 @@ class _Clock:
     return self.now
 
 
-def test_log_lines_show_step_epoch_rate_eta_and_terms(caplog):
+def test_log_lines_show_step_epoch_rate_eta_and_terms(caplog, absl_info):
   clock = _Clock()
   line = progress.TrainProgress(
       progress.RunPlan(max_steps=None, epochs=2, steps_per_epoch=500),
@@ -111,7 +122,7 @@ def test_a_terminal_gets_one_line_redrawn_in_place():
 TINY_MLP = registry.ModelConfig(name="mlp", hidden_dim=16, latent_dim=2)
 
 
-def test_an_evaluation_logs_examples_rate_and_eta(caplog):
+def test_an_evaluation_logs_examples_rate_and_eta(caplog, absl_info):
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_images"))
   vae = registry.build_vae(TINY_MLP, dataset)
   config = evaluation.EvalConfig(batch_size=32, iw_samples=2, iw_chunk_size=2,

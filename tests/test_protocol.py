@@ -42,8 +42,11 @@ def _config(files: dict, out_dir, **overrides) -> train.TrainConfig:
 
 
 def _history(run_dir) -> list[dict]:
+  """history.jsonl's records without their wall times (epoch_seconds,
+  validation_seconds), which differ from run to run."""
   with open(os.path.join(run_dir, "history.jsonl")) as f:
-    return [json.loads(line) for line in f]
+    return [{k: v for k, v in json.loads(line).items()
+             if not k.endswith("_seconds")} for line in f]
 
 
 def _metrics(path) -> dict:

@@ -56,8 +56,8 @@ def test_train_runner_writes_metrics(tmp_path, run_runner):
   assert metrics["test_last"]["nll"] == metrics["nll"]
   assert json.loads(result.stdout)["out_dir"] == str(out)
   # Progress lines every --log_every=5 steps, with finite losses.
-  losses = [float(m) for m in re.findall(r"step (?:5|10)  loss ([-\d.]+)",
-                                         result.stderr)]
+  losses = [float(m) for m in re.findall(
+      r"step (?:5|10)/10 \(.*?  loss ([-\d.]+)", result.stderr)]
   assert len(losses) == 2 and all(0 < l < 1e3 for l in losses)
 
 

@@ -1,4 +1,5 @@
-"""Evaluation of a trained VAE on a split: the SPEC's metrics in one pass."""
+"""Evaluation of a trained VAE on a split: every metric (IW-NLL, KL, MI, AU,
+the InfoNCE bound and the controls) in one pass."""
 
 import collections
 import dataclasses
