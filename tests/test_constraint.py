@@ -1,5 +1,6 @@
 """lambda as a Lagrange multiplier (tf_cvae.constraint): closed forms."""
 
+import dataclasses
 import json
 import math
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 from tf_cvae import constraint
 from tf_cvae import objective
 from tf_cvae.models import registry
+from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
 
@@ -40,6 +42,32 @@ def test_a_bound_above_target_lowers_lambda_to_zero_and_not_below():
   np.testing.assert_allclose(lambdas[:3], [0.2, 0.1, 0.0], atol=1e-6)
   assert lambdas[3:] == [0.0, 0.0, 0.0]
   assert states[-1]["critic_constraint_active"] == 0.0
+
+
+def test_lambda_stops_at_its_ceiling_while_the_target_stays_out_of_reach():
+  """A bound stuck 1 nat short: lambda rises by step_size a step up to
+  max_weight, stays there, and the constraint stays active."""
+  config = constraint.DualConfig(target=3.0, initial_weight=1.0,
+                                 step_size=0.5, rate=0.5, max_weight=4.0)
+  states = _run(constraint.CriticMultiplier(config), [2.0] * 10)
+  lambdas = [s["critic_lambda"] for s in states]
+  np.testing.assert_allclose(lambdas[:6], [1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
+                             atol=1e-6)
+  assert lambdas[6:] == [4.0] * 4
+  assert all(s["critic_constraint_active"] == 1.0 for s in states)
+
+
+def test_a_run_saved_before_the_ceiling_existed_reads_as_uncapped(tmp_path):
+  """config.json without critic_lambda_max: those runs had no ceiling."""
+  config = train.TrainConfig(critic="self", out_dir=str(tmp_path))
+  saved = dataclasses.asdict(config)
+  del saved["objective"]["critic_lambda_max"]
+  config_lib.write_json(str(tmp_path / "config.json"), saved)
+  loaded = config_lib.load_config(str(tmp_path))
+  assert loaded.objective.critic_lambda_max == math.inf
+  capped = objective.ObjectiveConfig(critic_weight=1.0, critic_target=2.0,
+                                     critic_lambda_max=10.0)
+  assert objective.dual_config(capped).max_weight == 10.0
 
 
 def test_the_average_follows_a_step_in_the_bound_at_its_rate():

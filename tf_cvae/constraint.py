@@ -5,10 +5,14 @@ the constraint "InfoNCE bound >= target" (as GECO does for a reconstruction
 constraint):
 
     bound_avg <- rate * bound_avg + (1 - rate) * bound       (debiased)
-    lambda    <- max(0, lambda + step_size * (target - bound_avg))
+    lambda    <- min(max_weight,
+                     max(0, lambda + step_size * (target - bound_avg)))
 
 so lambda rises while the bound's moving average is below the target (in
-nats) and falls, never below 0, once it is above. The loss then carries
+nats) and falls, never below 0, once it is above. The ceiling max_weight is
+the anti-windup: a target the critic cannot reach (or reaches only after
+the encoder catches up) would otherwise wind lambda up without end, and
+the ELBO pays for every unit of it. The loss then carries
 lambda * critic cross-entropy with lambda held constant by the gradient; the
 user says how many nats the critic should certify instead of hunting a
 lambda on a steep cliff. The state is three variables, checkpointed with
@@ -16,6 +20,7 @@ the model, so a resumed run continues exactly.
 """
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -31,6 +36,7 @@ class DualConfig:
   initial_weight: float         # lambda at step 0
   step_size: float = 0.01
   rate: float = 0.99
+  max_weight: float = math.inf  # lambda's ceiling (inf: none)
 
 
 class CriticMultiplier(tf.Module):
@@ -68,13 +74,15 @@ class CriticMultiplier(tf.Module):
     self.updates.assign_add(1.0)
     average = self.bound_average()
     shortfall = self.config.target - average
-    self.weight.assign(tf.maximum(
-        0.0, self.weight + self.config.step_size * shortfall))
+    self.weight.assign(tf.clip_by_value(
+        self.weight + self.config.step_size * shortfall, 0.0,
+        self.config.max_weight))
     return self.state()
 
   def state(self) -> dict:
     """{critic_lambda, critic_bound_average, critic_constraint_active}:
-    active is 1 while the average lies below the target."""
+    active is 1 while the average lies below the target (lambda at its
+    ceiling and still active: a target out of reach)."""
     average = self.bound_average()
     return {"critic_lambda": tf.identity(self.weight),
             "critic_bound_average": average,

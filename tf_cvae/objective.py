@@ -41,6 +41,7 @@ class ObjectiveConfig:
                                          # of the target, per step
   critic_bound_rate: float = 0.99        # lagrangian: decay of the bound's
                                          # moving average, per step
+  critic_lambda_max: float = math.inf    # lagrangian: lambda's ceiling
 
   def __post_init__(self):
     if self.critic_constraint not in constraint.CONSTRAINTS:
@@ -216,7 +217,8 @@ def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
     return None
   return constraint.DualConfig(target, config.critic_weight,
                                config.critic_lambda_step,
-                               config.critic_bound_rate)
+                               config.critic_bound_rate,
+                               config.critic_lambda_max)
 
 
 def loss_parts(terms: dict, config: ObjectiveConfig, step=0,

@@ -78,7 +78,8 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           critic_weight=f.critic_weight, critic_target=f.critic_target,
           critic_constraint=f.critic_constraint,
           critic_lambda_step=f.critic_lambda_step,
-          critic_bound_rate=f.critic_bound_rate),
+          critic_bound_rate=f.critic_bound_rate,
+          critic_lambda_max=f.critic_lambda_max),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed,

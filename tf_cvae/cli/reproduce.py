@@ -38,6 +38,9 @@ flags.DEFINE_enum("scale", "cpu", list(scales.SCALES), "cpu: runs that "
 flags.DEFINE_list("only", list(repro.PARTS), "Parts to run: table (the "
                   "paper's methods), sweep (lambda and the baselines' knobs), "
                   "k (MI against K).")
+flags.DEFINE_list("setups", None, "Setups to run (default: all of the "
+                  "scale's, e.g. ptb,synthetic_text); the report covers "
+                  "only these.")
 flags.DEFINE_integer("seeds", None, "Seeds of the table part (default: the "
                      "scale's, 3 on cpu); sweep and k use seed 0.",
                      lower_bound=1)
@@ -73,6 +76,12 @@ def _main(argv):
   out_dir = FLAGS.out_dir or os.path.join("runs", "reproduce", FLAGS.scale)
   data_dir = FLAGS.data_dir or data_lib.default_data_dir()
   runs = repro.plan(scale, parts, FLAGS.seeds, data_dir, out_dir)
+  if FLAGS.setups:
+    unknown = sorted(set(FLAGS.setups) - set(scale.setups))
+    if unknown:
+      raise app.UsageError(f"--setups: unknown {unknown}; --scale="
+                           f"{FLAGS.scale} has {sorted(scale.setups)}")
+    runs = [r for r in runs if r.setup in FLAGS.setups]
   records = common.run_or_explain(repro.execute, runs, True,
                                   context="--out_dir")
   if FLAGS.dry_run:

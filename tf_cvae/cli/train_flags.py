@@ -113,6 +113,10 @@ def define_train_flags() -> None:
                      "--critic_constraint=lagrangian: decay per step of the "
                      "bound's moving average (0: this batch's bound alone).",
                      lower_bound=0.0, upper_bound=0.999999)
+  flags.DEFINE_float("critic_lambda_max", _OBJECTIVE.critic_lambda_max,
+                     "--critic_constraint=lagrangian: lambda's ceiling (inf: "
+                     "none); a target out of reach then costs the ELBO no "
+                     "more than this lambda does.", lower_bound=0.0)
   flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
                      "beta: weight of the KL term.",
                      lower_bound=0.0)

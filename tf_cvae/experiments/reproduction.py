@@ -13,6 +13,7 @@ trained once, and a finished run (metrics.json) is read, not trained again.
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -118,9 +119,12 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     side = {"inference": "", "model": "model", "both": "+model"}
     critic = "" if config.critic == "none" else config.critic
     parts += [critic + side[config.critic_side], f"w{o.critic_weight:g}"]
-    if o.critic_target != critics.NO_TARGET:   # t2: a hinge; t2dual0.01: dual
+    if o.critic_target != critics.NO_TARGET:   # t2: a hinge; t2dual0.01(max10): dual
       parts.append(f"t{o.critic_target:g}" + ("" if o.critic_constraint ==
-                   "hinge" else f"dual{o.critic_lambda_step:g}"))
+                   "hinge" else f"dual{o.critic_lambda_step:g}") + (
+                       f"max{o.critic_lambda_max:g}" if o.critic_constraint
+                       != "hinge" and math.isfinite(o.critic_lambda_max)
+                       else ""))
     if o.critic_warmup_steps:
       parts.append(f"warm{o.critic_warmup_steps}")
     if config.num_negatives:

@@ -7,6 +7,7 @@ and `load_config` reads it back for evaluation, export and resumption.
 import dataclasses
 import hashlib
 import json
+import math
 import os
 
 from tf_cvae import critics
@@ -138,11 +139,13 @@ def _old_runs_keras_init(saved) -> None:
 def _old_runs_no_target(saved) -> None:
   """Reads a saved objective as it was meant when it was saved: a
   critic_target null (or missing) meant "no target" before the critics had
-  defaults (today None is "the default"), and a target was a hinge before
-  critic_constraint existed (today the default is lagrangian)."""
+  defaults (today None is "the default"), a target was a hinge before
+  critic_constraint existed (today the default is lagrangian), and lambda
+  had no ceiling before critic_lambda_max."""
   objective = saved.get("objective") if isinstance(saved, dict) else None
   if not isinstance(objective, dict):
     return
+  objective.setdefault("critic_lambda_max", math.inf)
   if objective.get("critic_target") is None:
     objective["critic_target"] = critics.NO_TARGET
   elif objective["critic_target"] != critics.NO_TARGET:
@@ -195,7 +198,8 @@ def same_run(a: TrainConfig, b: TrainConfig) -> bool:
     if o.critic_target != critics.NO_TARGET:
       return config
     unused = {f: getattr(objective_lib.ObjectiveConfig, f) for f in (
-        "critic_constraint", "critic_lambda_step", "critic_bound_rate")}
+        "critic_constraint", "critic_lambda_step", "critic_bound_rate",
+        "critic_lambda_max")}
     return dataclasses.replace(config,
                                objective=dataclasses.replace(o, **unused))
   return plain(a) == plain(b)
