@@ -1,6 +1,10 @@
 """RESULTS.md's readings against the paper: agreement only inside our
 seeds' interval; aggressive training's cost as total training time."""
 
+import types
+
+from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
 
 
@@ -49,3 +53,21 @@ def test_aggressive_cost_is_total_training_time_not_a_step():
   text = _reading(stats, ("aggressive",))
   assert ("training to the end of the schedule took 2.5x the VAE's time "
           "(20 vs 30 epochs) (paper, Yahoo: 3.6x") in text
+
+
+def _finished(decays, cap=5):
+  config = types.SimpleNamespace(max_lr_decays=cap)
+  return (types.SimpleNamespace(config=config),
+          {"metrics": {"nll": 1.0}, "history": [{"lr_decays": decays}]})
+
+
+def test_the_caveats_say_how_the_runs_ended_and_at_which_settings():
+  setups = {"ptb": repro.Setup("ptb", {}, batch_size=32, max_steps=None,
+                               epochs=40, eval={})}
+  rows = [_finished(5), _finished(2), (None, {})]   # the last: not finished
+  text = " ".join(measure.caveats(setups, rows, ("vae", "self_default")))
+  assert "Caps: ptb 40 epochs. 1 of 2 finished runs ended on the " in text
+  assert "at the library's defaults" in text
+  text = " ".join(measure.caveats(setups, rows[:1], ("vae", "self")))
+  assert "Every run trained until the learning-rate rule stopped it" in text
+  assert "fixed settings of the earlier table" in text

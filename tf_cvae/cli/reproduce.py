@@ -60,6 +60,20 @@ flags.DEFINE_boolean("report_only", False, "Write RESULTS.md and the plots "
 FLAGS = flags.FLAGS
 
 
+def _command() -> str:
+  """The command that regenerates this report: the scale and every flag
+  that changes what it covers or where it goes."""
+  words = ["python runners/reproduce.py", f"--scale={FLAGS.scale}"]
+  if set(FLAGS.only) != set(repro.PARTS):
+    words.append(f"--only={','.join(FLAGS.only)}")
+  for name in ("setups", "seeds", "out_dir", "results_md", "plots_dir"):
+    value = FLAGS[name].value
+    if FLAGS[name].present and value:
+      words.append(f"--{name}=" + (",".join(value) if isinstance(value, list)
+                                   else str(value)))
+  return " ".join(words)
+
+
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -101,9 +115,9 @@ def _main(argv):
         context="reproduce"))
     if part != parts[-1]:     # the report so far; the last is written below
       results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
-                    FLAGS.plots_dir, parts)
+                    FLAGS.plots_dir, parts, _command())
   choice = results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
-                         FLAGS.plots_dir, parts)
+                         FLAGS.plots_dir, parts, _command())
   for critic, picked in choice.items():
     chosen = picked["overall"]
     print(f"{critic} critic: " + (

@@ -14,9 +14,11 @@ from tf_cvae.experiments import results_tradeoff as tradeoff
 
 
 def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
-          results_md: str, plots_dir: str, parts=repro.PARTS) -> dict:
+          results_md: str, plots_dir: str, parts=repro.PARTS,
+          command: str | None = None) -> dict:
   """Writes `results_md` and the PNGs under `plots_dir` for the `runs` of
-  `parts` whose records exist; returns the chosen critic defaults (see
+  `parts` whose records exist (`command`: the one that regenerates it, for
+  its header); returns the chosen critic defaults (see
   results_tradeoff.choose_defaults; empty without the sweep)."""
   rows = [(run, records.get(run.config.out_dir, {})) for run in runs]
   counts = collections.Counter()
@@ -26,7 +28,7 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
            if records.get(out_dir, {}).get("metrics") else "missing"] += 1
   used = {run.setup for run in runs}
   lines = report.header(scale_name, {n: s for n, s in scale.setups.items()
-                                     if n in used}, parts, counts)
+                                     if n in used}, parts, counts, command)
   seeds = 1 + max([r.seed for r in runs if r.part == "table"], default=0)
   caps = list(scale.method_seeds) + [
       (name, s.seeds) for name, s in scale.setups.items()
@@ -49,8 +51,10 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
   if "table" in parts:
     stats = report.aggregate(by_part("table"))
     lines += [f"## The paper's tables, re-measured{progress('table')}", ""]
-    lines += measure.caveats({n: scale.setups[n] for n in scale.table})
-    for name in scale.table:
+    shown = [n for n in scale.table if n in used]
+    lines += measure.caveats({n: scale.setups[n] for n in shown},
+                             by_part("table"), scale.methods)
+    for name in shown:
       log_k = math.log(scale.setups[name].batch_size)
       lines += report.table_section(name, scale.setups[name], stats,
                                     scale.methods, log_k)
@@ -64,18 +68,22 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
   if "sweep" in parts:
     families = families_lib.sweep_families(scale)
     stats = report.aggregate(by_part("sweep"))
-    choice = tradeoff.choose_defaults(stats, families, list(scale.sweep))
+    choice = tradeoff.choose_defaults(stats, families, [
+        n for n in scale.sweep if n in used])
     title = {"lambda": "lambda and the baselines' knobs",
              "target": "the critics' targets in nats"}[scale.sweep_kind]
+    done = {r.seed for r, rec in by_part("sweep") if rec.get("metrics")}
     seeds = ("One seed per point" if scale.sweep_seeds == 1 else
-             f"Mean ± standard error over {scale.sweep_seeds} seeds a point")
+             f"Mean ± standard error over the seeds of a point (planned "
+             f"{scale.sweep_seeds}; seeds with finished runs: "
+             f"{', '.join(map(str, sorted(done))) or 'none'})")
     lines += [f"## The trade-off: {title}" + progress("sweep"), "",
               f"{seeds}. NLL vs VAE compares with the plain VAE trained "
               "for as long, on the test split; the defaults below are "
               "chosen on the validation split.", "",
               "### Chosen defaults", ""]
     lines += tradeoff.defaults_section(choice, stats)
-    for name in scale.sweep:
+    for name in [n for n in scale.sweep if n in used]:
       lines += [f"### {name}", "", link(plots.trade_off(
           name, stats, families, png(f"{name}_tradeoff")),
           f"{name}: NLL against MI for every knob"), ""]
@@ -83,14 +91,14 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
       lines += tradeoff.target_section(name, stats, families)
   if "sweep" not in parts:
     lines += defaults_in_force()
-  if "k" in parts:
+  if "k" in parts and scale.k:
     families = families_lib.k_families(scale)
     stats = report.aggregate(by_part("k"))
     lines += [f"## MI against K{progress('k')}", "",
               "The InfoNCE bound c + log K can rise by at most log K; the "
               "self critic at lambda "
               f"{scale.k_lambda:g}, no target, one seed.", ""]
-    for name in scale.k:
+    for name in [n for n in scale.k if n in used]:
       batch = scale.setups[name].batch_size
       lines += [f"### {name}", "", link(plots.mi_vs_k(
           name, stats, families, batch, png(f"{name}_mi_vs_k")),

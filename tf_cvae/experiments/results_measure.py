@@ -163,18 +163,41 @@ def _before_after(name: str, stats: dict, methods) -> list[str]:
 
 
 
-def caveats(setups: dict) -> list[str]:
-  """What a reader should not conclude from the table (runs this short)."""
+def stopped_by_rule(run, record: dict) -> bool:
+  """Whether a finished run ended on the learning-rate rule (its last
+  halving), not on its step or epoch cap."""
+  history = record.get("history") or [{}]
+  decays, cap = history[-1].get("lr_decays"), run.config.max_lr_decays
+  return bool(cap) and decays is not None and decays >= cap
+
+
+def caveats(setups: dict, rows: list, methods) -> list[str]:
+  """What a reader should not conclude from the table: how its runs ended
+  (the learning-rate rule or the cap; `rows` are (Run, record) pairs) and
+  at which critic settings (`methods`)."""
   budgets = ", ".join(
       f"{name} {s.max_steps} steps" if s.max_steps else
       f"{name} {s.epochs} epochs" for name, s in setups.items())
+  finished = [(run, rec) for run, rec in rows if rec.get("metrics")]
+  by_rule = sum(stopped_by_rule(run, rec) for run, rec in finished)
+  if finished and by_rule == len(finished):
+    ended = (f"Every run trained until the learning-rate rule stopped it "
+             f"(caps: {budgets}).")
+  else:
+    ended = (f"Caps: {budgets}. {by_rule} of {len(finished)} finished runs "
+             "ended on the learning-rate rule, the rest at the cap, so a "
+             "row may still be moving and a method that gains MI late can "
+             "read as collapsed; the MI-per-epoch figures show where each "
+             "stood.")
+  settings = ("The critics run at the library's defaults (the _default "
+              "rows; the defaults' section says which)."
+              if any(m.endswith("_default") for m in methods) else
+              "The critics run at the fixed settings of the earlier table "
+              "(self: lambda 3, hybrid: lambda 10, no target), not at the "
+              "library's defaults.")
   return [
-      "**What not to conclude.** These runs are short ("
-      f"{budgets}); none was trained until the learning-rate rule stopped "
-      "it, so no row is a converged result, and a method that gains MI late "
-      "can read as collapsed here. The critics run at the fixed settings of "
-      "the earlier table (self: lambda 3, hybrid: lambda 10, no target), "
-      "not at the library's defaults. An NLL difference smaller than about "
+      f"**What not to conclude.** {ended} {settings} An NLL difference "
+      "smaller than about "
       "two standard errors is no difference. MI below the noise floor's "
       "97.5% point is no information, and a full MI up to the length-only "
       "control may be the sentence length alone; on the synthetic text, MI "

@@ -226,12 +226,15 @@ def reading(name, stats, methods, paper, log_k) -> list[str]:
   return lines
 
 
-def header(scale_name: str, setups: dict, parts, counts: dict) -> list[str]:
-  """Title, provenance and the setups' sizes."""
+def header(scale_name: str, setups: dict, parts, counts: dict,
+           command: str | None = None) -> list[str]:
+  """Title, provenance (`command`, default the plain one of the scale) and
+  the setups' sizes."""
   stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
   lines = [
       "# Reproduction results", "",
-      f"Written by `python runners/reproduce.py --scale={scale_name}` on "
+      "Written by `" + (command or f"python runners/reproduce.py "
+                        f"--scale={scale_name}") + "` on "
       f"{stamp} (parts: {', '.join(parts)}; runs finished "
       f"{counts.get('finished', 0)}, failed {counts.get('failed', 0)}, not "
       f"run {counts.get('missing', 0)}). Every number and figure below comes "
