@@ -240,19 +240,19 @@ def build_model_critic(dataset) -> Critic:
 NO_TARGET = math.inf    # a critic_target that is never reached: no hinge
 
 # critic -> (lambda, target in nats or NO_TARGET): what a TrainConfig naming
-# the critic gets when it leaves critic_weight / critic_target unset. The
-# self critic's came from the reproduction's sweep (the most MI with an NLL
-# within 1% of the plain VAE's on every swept setup; RESULTS.md); for the
-# hybrid critic that rule chose nothing (too little MI gain), so it keeps the
-# table's lambda with the self critic's target. The NN critic, not swept,
-# takes the hybrid's (both learn a network over x); the model critic the
-# self critic's. All are provisional until a sweep on validation data.
+# the critic gets when it leaves critic_weight / critic_target unset. A
+# target is held by the Lagrange multiplier, lambda starting at the value
+# given. The self and hybrid critics' came from the reproduction's target
+# sweep, read on the validation split (RESULTS.md states the rule: the most
+# MI with an NLL within 1% of the plain VAE's on every swept setup). The NN
+# critic, not swept, takes the hybrid's (both learn a network over x); the
+# model critic the self critic's.
 DEFAULTS: dict[str, tuple[float, float]] = {
     "none": (0.0, NO_TARGET),
-    "self": (5.0, 1.0),
-    "hybrid": (10.0, 1.0),
-    "nn": (10.0, 1.0),
-    "model": (5.0, 1.0),
+    "self": (1.0, 1.0),
+    "hybrid": (1.0, 1.0),
+    "nn": (1.0, 1.0),
+    "model": (1.0, 1.0),
 }
 
 
