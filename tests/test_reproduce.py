@@ -175,6 +175,30 @@ def test_cell_and_estimate():
   assert sizes.estimate(TINY_SCALE, run, calibration) == 2 + 3 + 2 + 3
 
 
+def test_the_plan_times_a_run_by_finished_runs_of_its_kind():
+  """A run whose setup and kind have finished runs counts their mean wall
+  time (training plus test), not the calibrated steps to its epoch cap."""
+  runs = [r for r in repro.plan(TINY_SCALE, ("table",), 3, "/data", "r")
+          if r.family in ("vae", "self")]
+  base = dict(startup=2.0, step=0.5, valid=1.0, eval=3.0, steps_per_epoch=2,
+              inner_steps=0)
+  calibration = {"omni": {"base": base, "vae": base,
+                         "self": dict(base, step=1.0)}}
+  wall = lambda train: {"metrics": {"train_seconds": train,
+                                    "eval_seconds": 30.0}}
+  vaes = [r for r in runs if r.family == "vae"]
+  records = {vaes[0].config.out_dir: wall(90.0),
+             vaes[1].config.out_dir: wall(150.0)}
+  lines = sizes.describe(TINY_SCALE, runs, calibration, records)
+  selfs = sum(r.family == "self" for r in runs)
+  # One VAE left at (120 + 180) / 2 = 150 s; the self runs at 10 s each.
+  expected = (150.0 + 10.0 * selfs) / 60
+  assert f"total: {expected:.1f} minutes to train and evaluate " \
+         f"{1 + selfs} runs" in lines[-1]
+  assert "(1 of them timed by finished runs" in lines[-1]
+  assert "finished runs took 5.0 minutes" in lines[-1]
+
+
 def test_runner_refuses_an_unknown_part(run_runner):
   result = run_runner("reproduce.py", "--only=table,nope")
   assert result.returncode != 0

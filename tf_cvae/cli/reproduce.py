@@ -104,8 +104,7 @@ def _main(argv):
       os.remove(path)
     calibration = common.run_or_explain(sizes.calibrate, scale, runs,
                                         data_dir, path, context="--data_dir")
-    finished = {d for d, r in records.items() if r.get("metrics")}
-    print("\n".join(sizes.describe(scale, runs, calibration, finished)))
+    print("\n".join(sizes.describe(scale, runs, calibration, records)))
     print(f"load average now {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores (times grow with it)")
     return

@@ -130,13 +130,40 @@ def estimate(scale: repro.Scale, run, calibration: dict) -> float:
           + math.ceil(steps / per_epoch) * base["valid"] + base["eval"])
 
 
+def finished_walls(runs: list, records: dict) -> dict:
+  """out_dir -> (setup, cost class, wall seconds: training plus test
+  evaluation) of the finished runs among `runs` (records: out_dir ->
+  {"metrics"}), once per run directory."""
+  out = {}
+  for run in runs:
+    metrics = (records.get(run.config.out_dir) or {}).get("metrics") or {}
+    parts = [metrics.get("train_seconds"), metrics.get("eval_seconds")]
+    if None not in parts:
+      out[run.config.out_dir] = (run.setup, cost_class(run.config),
+                                 sum(parts))
+  return out
+
+
+def measured(runs: list, records: dict) -> dict:
+  """(setup, cost class) -> mean wall seconds of its finished runs: what a
+  run of that kind took here, early stops included."""
+  walls = {}
+  for setup, kind, wall in finished_walls(runs, records).values():
+    walls.setdefault((setup, kind), []).append(wall)
+  return {key: sum(v) / len(v) for key, v in walls.items()}
+
+
 def describe(scale: repro.Scale, runs: list, calibration: dict,
-             finished: set) -> list[str]:
+             records: dict) -> list[str]:
   """The plan as lines: per part and setup, runs to train (and finished
-  ones), their methods' step times and the estimated minutes."""
+  ones, records: out_dir -> {"metrics"}), their methods' step times and the
+  estimated minutes: a run whose setup and kind have finished runs counts
+  their mean wall time, any other its calibrated estimate (every epoch)."""
+  finished = {d for d, r in records.items() if r.get("metrics")}
+  walls = measured(runs, records)
   lines = [f"{'part':<6} {'setup':<15} {'to run':>6} {'done':>5} "
            f"{'est. min':>8}  step seconds by kind (eval s)"]
-  total, seen = 0.0, set()
+  total, seen, by_wall = 0.0, set(), 0
   for part in repro.PARTS:
     part_total = total
     for setup in dict.fromkeys(r.setup for r in runs if r.part == part):
@@ -150,7 +177,10 @@ def describe(scale: repro.Scale, runs: list, calibration: dict,
           done += 1
         else:
           todo += 1
-          seconds += estimate(scale, run, calibration)
+          wall = walls.get((setup, cost_class(run.config)))
+          by_wall += wall is not None
+          seconds += (estimate(scale, run, calibration) if wall is None
+                      else wall)
       times = calibration[setup]
       kinds = " ".join(f"{k} {v['step']:.3f}" for k, v in sorted(
           times.items()) if k != "base")
@@ -161,6 +191,11 @@ def describe(scale: repro.Scale, runs: list, calibration: dict,
     if total > part_total:
       lines.append(f"{part:<6} {'(all)':<15} {'':>12} "
                    f"{(total - part_total) / 60:>8.1f}")
+  todo = len(seen) - len(finished & seen)
+  spent = sum(wall for *_, wall in finished_walls(runs, records).values())
   lines.append(f"total: {total / 60:.1f} minutes to train and evaluate "
-               f"{len(seen) - len(finished & seen)} runs")
+               f"{todo} runs, one at a time ({by_wall} of them timed by "
+               "finished runs of their setup and kind, the rest by the "
+               "calibrated step times to their epoch cap); finished runs "
+               f"took {spent / 60:.1f} minutes")
   return lines
