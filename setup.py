@@ -1,7 +1,7 @@
 """tf_cvae: VAEs that do not collapse, with contrastive critics (Menon et al., UAI 2022)."""
 import setuptools
 
-# Console commands: tf-cvae-<name> runs tf_cvae.cli.<name>.main.
+# Console commands: tf-cvae-<name> runs tf_cvae_runners.<name>.main.
 COMMANDS = ("train", "evaluate", "export", "encode", "sample", "compare",
             "reproduce", "benchmark", "quickstart")
 
@@ -12,15 +12,17 @@ setuptools.setup(
                  "posterior collapse (TensorFlow 2, Keras 3, TFP)."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    # The presets are flags/*.cfg, shipped as the package data of
-    # tf_cvae.presets (tf_cvae.cli.presets finds them there, or in flags/
-    # of a source checkout and of an editable install).
+    # Two packages: tf_cvae, the library, which never reads flags, and
+    # tf_cvae_runners (the folder runners/), the commands. The presets are
+    # flags/*.cfg, shipped as the package data of tf_cvae.presets
+    # (tf_cvae_runners.presets finds them there, or in flags/ of a source
+    # checkout and of an editable install).
     packages=(setuptools.find_packages(include=["tf_cvae", "tf_cvae.*"])
-              + ["tf_cvae.presets"]),
-    package_dir={"tf_cvae.presets": "flags"},
+              + ["tf_cvae.presets", "tf_cvae_runners"]),
+    package_dir={"tf_cvae.presets": "flags", "tf_cvae_runners": "runners"},
     package_data={"tf_cvae.presets": ["*.cfg"]},
     entry_points={"console_scripts": [
-        f"tf-cvae-{name}=tf_cvae.cli.{name}:main" for name in COMMANDS]},
+        f"tf-cvae-{name}=tf_cvae_runners.{name}:main" for name in COMMANDS]},
     python_requires=">=3.10",
     # Lower bounds only: on Colab the preinstalled TensorFlow must stay.
     install_requires=[

@@ -14,7 +14,7 @@ from absl import flags
 import pytest
 
 from tf_cvae import errors
-from tf_cvae.cli import presets
+from tf_cvae_runners import presets
 from tf_cvae.training import config as config_lib
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,10 +24,10 @@ CHATTER = ("oneDNN custom operations", "cpu_feature_guard",
 
 
 def _command(module: str, *args: str, cwd: str):
-  """Runs `python -m tf_cvae.cli.<module> args` in cwd with no
+  """Runs `python -m tf_cvae_runners.<module> args` in cwd with no
   TF_CPP_MIN_LOG_LEVEL in its environment."""
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  return subprocess.run([sys.executable, "-m", f"tf_cvae.cli.{module}", *args],
+  return subprocess.run([sys.executable, "-m", f"tf_cvae_runners.{module}", *args],
                         capture_output=True, text=True, cwd=cwd, env=env,
                         timeout=600)
 
@@ -108,7 +108,7 @@ def test_default_run_name_is_a_pure_function_of_the_config():
 def train_flags_parsed(monkeypatch):
   """parse(*argv) -> TrainConfig as tf-cvae-train builds it; the flags are
   unparsed again after the test."""
-  from tf_cvae.cli import common
+  from tf_cvae_runners import common
   if "lr_patience" not in flags.FLAGS:
     common.define_train_flags()
   monkeypatch.chdir(_REPO_ROOT)
@@ -123,7 +123,7 @@ def train_flags_parsed(monkeypatch):
 
 
 def test_flags_cfg_rebuilds_the_same_config(tmp_path, train_flags_parsed):
-  from tf_cvae.cli import provenance
+  from tf_cvae_runners import provenance
   config = train_flags_parsed("--preset=quickstart", "--critic_target=inf",
                               "--iw_report=", "--epochs=2", "--noaggressive")
   assert config.out_dir == os.path.join("runs",
@@ -136,10 +136,10 @@ def test_flags_cfg_rebuilds_the_same_config(tmp_path, train_flags_parsed):
   assert train_flags_parsed("--iw_report=", "--noaggressive",
                             "--preset=quickstart", "--critic_target=inf",
                             "--epochs=2").out_dir == config.out_dir
-  # A preset overrides the flags before it (its epochs=4 here).
+  # A preset overrides the flags before it (its epochs=12 here).
   before = train_flags_parsed("--epochs=2", "--preset=quickstart",
                               "--critic_target=inf", "--iw_report=")
-  assert before.epochs == 4 and before.out_dir != config.out_dir
+  assert before.epochs == 12 and before.out_dir != config.out_dir
 
 
 def test_help_lists_the_commands_own_flags_quietly(tmp_path):
@@ -167,7 +167,7 @@ def test_preset_list_and_an_unknown_preset(tmp_path):
 
 def test_run_files_record_each_start_and_refuse_another_run(
     tmp_path, train_flags_parsed):
-  from tf_cvae.cli import provenance
+  from tf_cvae_runners import provenance
   config = dataclasses.replace(train_flags_parsed("--preset=quickstart"),
                                out_dir=str(tmp_path / "run"))
   argv = ["/venv/bin/tf-cvae-train", "--preset=quickstart", "--note=a b"]
@@ -196,7 +196,7 @@ def test_run_files_record_each_start_and_refuse_another_run(
 
 
 def test_resume_command_adds_the_run_directory(tmp_path, train_flags_parsed):
-  from tf_cvae.cli import provenance
+  from tf_cvae_runners import provenance
   train_flags_parsed("--preset=quickstart")
   argv = ["/venv/bin/tf-cvae-train", "--preset=quickstart", "--note=a b"]
   assert provenance.resume_command(argv, "runs/x") == (
@@ -211,7 +211,7 @@ def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   script = ("import sys; sys.modules['matplotlib'] = None; "   # not installed
             "sys.argv = ['tf-cvae-reproduce', '--only=table']; "
-            "from tf_cvae.cli import reproduce; reproduce.main()")
+            "from tf_cvae_runners import reproduce; reproduce.main()")
   result = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, cwd=str(tmp_path), env=env, timeout=600)
   assert result.returncode == 2

@@ -10,7 +10,7 @@ import pytest
 
 from tf_cvae import critics
 from tf_cvae import data as data_lib
-from tf_cvae.cli import presets
+from tf_cvae_runners import presets
 from tf_cvae.models import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,8 +25,8 @@ CPU = {"flags/ptb_cpu.cfg": "text", "flags/mnist_cpu.cfg": "binarized_mnist",
 
 @pytest.fixture(scope="module")
 def common():
-  """tf_cvae/cli/common.py with the train flags defined in absl's FLAGS."""
-  from tf_cvae.cli import common as common_module
+  """runners/common.py with the train flags defined in absl's FLAGS."""
+  from tf_cvae_runners import common as common_module
   if "lr_patience" not in flags.FLAGS:
     common_module.define_train_flags()
   return common_module
@@ -35,7 +35,7 @@ def common():
 @pytest.fixture
 def parse(common, monkeypatch):
   """parse(*argv) -> TrainConfig, as train.py would build it from argv
-  (flagfiles and presets read by tf_cvae.cli.presets, then absl)."""
+  (flagfiles and presets read by tf_cvae_runners.presets, then absl)."""
   monkeypatch.chdir(REPO_ROOT)
 
   def parse_argv(*argv):

@@ -102,7 +102,11 @@ def test_notebook_runs_on_a_cpu_with_the_tiny_size(tmp_path):
   stale_lock = runs / "tiny" / "none" / "LOCK"
   stale_lock.parent.mkdir(parents=True)
   stale_lock.write_text('{"host": "lost-runtime", "pid": 1, "started": ""}\n')
+  # PIP_NO_BUILD_ISOLATION=0 (pip reads it as "no isolation"): an isolated
+  # build would install its setuptools under PIP_TARGET as well, which pip
+  # refuses (--home with --prefix); this environment has setuptools.
   env = dict(os.environ, PIP_TARGET=str(site), PIP_NO_DEPS="1",
+             PIP_NO_BUILD_ISOLATION="0",
              PIP_DISABLE_PIP_VERSION_CHECK="1", MPLBACKEND="Agg",
              PYTHONPATH=str(site), PATH=f"{site / 'bin'}:{os.environ['PATH']}")
   result = subprocess.run([sys.executable, str(script)], cwd=tmp_path,

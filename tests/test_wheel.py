@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCES = ("setup.py", "setup.cfg", "README.md", "flags", "tf_cvae")
+_SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "flags",
+            "tf_cvae", "runners")
 TINY = ["--preset=quickstart", "--max_steps=2", "--embed_dim=8",
         "--hidden_dim=8", "--latent_dim=3", "--iw_samples=2",
         "--iw_chunk_size=2", "--iw_report=", "--eval_examples=8",

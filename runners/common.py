@@ -1,6 +1,6 @@
 """Flags shared by the commands, and their translation into library configs.
 
-Only tf_cvae.cli imports absl.flags; the library takes the dataclasses built
+Only tf_cvae_runners (runners/) imports absl.flags; the library takes the dataclasses built
 here.
 """
 
@@ -15,7 +15,7 @@ from absl import logging
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective
-from tf_cvae.cli import train_flags
+from tf_cvae_runners import train_flags
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation

@@ -10,16 +10,16 @@ from absl import app
 from absl import flags
 
 from tf_cvae import errors
-from tf_cvae.cli import presets
+from tf_cvae_runners import presets
 
 flags.DEFINE_boolean("verbose", False, "Keep TensorFlow's start-up and INFO "
                      "log lines (by default they are dropped).")
 FLAGS = flags.FLAGS
-_PACKAGE = __name__.rpartition(".")[0]     # tf_cvae.cli
+_PACKAGE = __name__.rpartition(".")[0]     # tf_cvae_runners
 
 
 def own_flags() -> list[flags.Flag]:
-  """The flags the running command defines: those of tf_cvae.cli's modules
+  """The flags the running command defines: those of tf_cvae_runners's modules
   (and of a module run as the main program), sorted by name."""
   found = {}
   for module, module_flags in FLAGS.flags_by_module_dict().items():

@@ -11,7 +11,7 @@ from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae import replicas
-from tf_cvae.cli import presets
+from tf_cvae_runners import presets
 from tf_cvae.models import encoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry

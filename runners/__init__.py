@@ -1,9 +1,11 @@
-"""The command-line programs: the tf-cvae-* console scripts and runners/*.py.
+"""tf_cvae_runners: the command-line programs (this folder, runners/).
 
-This subpackage is the only part of tf_cvae that reads flags: each module
-defines its absl flags, turns them into the library's config dataclasses and
-exposes main() for its console script (launch.run parses the command line:
-presets, flagfiles, --help, --verbose).
+Each command module (train, evaluate, export, encode, sample, compare,
+reproduce, benchmark, quickstart) is both a script (python runners/train.py)
+and the tf-cvae-* console script (tf_cvae_runners.train:main). Only this
+package reads flags: each command defines its absl flags, turns them into the
+library's config dataclasses (common.py) and calls tf_cvae; launch.run
+parses the command line (presets, flagfiles, --help, --verbose).
 
 Importing it imports TensorFlow quietly first: TF_CPP_MIN_LOG_LEVEL=2 and
 TensorFlow's C++ start-up lines (oneDNN, CPU feature guard, cuInit, ...)

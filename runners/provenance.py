@@ -18,8 +18,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_cvae
-from tf_cvae.cli import launch
-from tf_cvae.cli import train_flags
+from tf_cvae_runners import launch
+from tf_cvae_runners import train_flags
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import train
