@@ -1,11 +1,13 @@
 """RESULTS.md's readings against the paper: agreement only inside our
 seeds' interval; aggressive training's cost as total training time."""
 
+import re
 import types
 
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
+from tf_cvae.experiments import results_tradeoff as tradeoff
 
 
 def _stat(mean, std, n):
@@ -71,3 +73,13 @@ def test_the_caveats_say_how_the_runs_ended_and_at_which_settings():
   text = " ".join(measure.caveats(setups, rows[:1], ("vae", "self")))
   assert "Every run trained until the learning-rate rule stopped it" in text
   assert "fixed settings of the earlier table" in text
+
+
+def test_a_critic_without_a_default_is_not_written_as_a_choice():
+  """Only a chosen setting is a bold "critic: setting" line (what the
+  library's DEFAULTS are checked against); no choice bolds the name alone."""
+  choice = {"self": {"per_setup": {}, "overall": None, "gain": 0.0}}
+  lines = tradeoff.defaults_section(choice, {})
+  assert ("- **self**: no setting is within the rule on every swept setup; "
+          "no default is chosen from this evidence.") in lines
+  assert not any(re.match(r"^- \*\*self: ", line) for line in lines)

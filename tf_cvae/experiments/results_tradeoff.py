@@ -161,10 +161,10 @@ def defaults_section(choice: dict, stats: dict) -> list[str]:
              if weak else "") + ".")
     overall = c["overall"]
     if overall is None:
-      lines.append(f"- **{critic}: no setting is within the rule on every "
-                   "swept setup; no default is chosen from this evidence.**")
+      lines.append(f"- **{critic}**: no setting is within the rule on every "
+                   "swept setup; no default is chosen from this evidence.")
     elif c["gain"] <= report.MI_GAIN:
-      lines.append(f"- **{critic}: no default from this evidence**: the "
+      lines.append(f"- **{critic}**: no default from this evidence: the "
                    f"rule's pick ({describe_setting(*overall)}) keeps only "
                    f"{c['gain']:.2f} nats of MI above the VAE on average.")
     else:
