@@ -19,6 +19,7 @@ import keras
 from tf_cvae import aggressive as aggressive_lib
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.experiments import reproduction as repro
+from tf_cvae.experiments import results_report as report
 from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import timing
@@ -136,11 +137,9 @@ def finished_walls(runs: list, records: dict) -> dict:
   {"metrics"}), once per run directory."""
   out = {}
   for run in runs:
-    metrics = (records.get(run.config.out_dir) or {}).get("metrics") or {}
-    parts = [metrics.get("train_seconds"), metrics.get("eval_seconds")]
-    if None not in parts:
-      out[run.config.out_dir] = (run.setup, cost_class(run.config),
-                                 sum(parts))
+    wall = report.value(records.get(run.config.out_dir) or {}, "wall")
+    if wall is not None:
+      out[run.config.out_dir] = (run.setup, cost_class(run.config), wall)
   return out
 
 
