@@ -79,7 +79,9 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           critic_constraint=f.critic_constraint,
           critic_lambda_step=f.critic_lambda_step,
           critic_bound_rate=f.critic_bound_rate,
-          critic_lambda_max=f.critic_lambda_max),
+          critic_lambda_max=f.critic_lambda_max,
+          critic_lambda_kp=f.critic_lambda_kp,
+          critic_lambda_follows_lr=f.critic_lambda_follows_lr),
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed,

@@ -117,6 +117,16 @@ def define_train_flags() -> None:
                      "--critic_constraint=lagrangian: lambda's ceiling (inf: "
                      "none); a target out of reach then costs the ELBO no "
                      "more than this lambda does.", lower_bound=0.0)
+  flags.DEFINE_float("critic_lambda_kp", _OBJECTIVE.critic_lambda_kp,
+                     "--critic_constraint=lagrangian: a proportional term, "
+                     "lambda per nat the bound's average is short, added to "
+                     "the dual-ascent integral at once (damps cycling).",
+                     lower_bound=0.0)
+  flags.DEFINE_bool("critic_lambda_follows_lr",
+                    _OBJECTIVE.critic_lambda_follows_lr,
+                    "--critic_constraint=lagrangian: scale lambda's step "
+                    "by the learning rate over its initial value, so each "
+                    "halving also halves it (damps cycling late in a run).")
   flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
                      "beta: weight of the KL term.",
                      lower_bound=0.0)

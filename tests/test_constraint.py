@@ -9,10 +9,13 @@ import pytest
 import tensorflow as tf
 
 from tf_cvae import constraint
+from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae.models import registry
+from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
+from tf_cvae.training import schedule
 from tf_cvae.training import train
 
 
@@ -93,12 +96,69 @@ def test_dual_ascent_drives_a_toy_bound_to_its_target(target):
       target=target, initial_weight=0.5, step_size=0.05, rate=0.99))
   lagged = 0.5
   for _ in range(1500):
-    lagged = lag * lagged + (1 - lag) * float(multiplier.weight)
+    lagged = lag * lagged + (1 - lag) * float(multiplier.value())
     state = multiplier.update(b_max * lagged / (lagged + c))
   assert float(state["critic_bound_average"]) == pytest.approx(target,
                                                                abs=0.05)
   assert float(state["critic_lambda"]) == pytest.approx(
       c * target / (b_max - target), rel=0.05)
+
+
+def test_the_proportional_term_adds_its_gain_times_the_shortfall():
+  """A constant bound b: lambda_n = lambda_0 + n * step * (target - b)
+  + kp * (target - b), the integral alone clipped at 0 and lambda too."""
+  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+                                 step_size=0.05, rate=0.9, proportional=0.5)
+  states = _run(constraint.CriticMultiplier(config), [0.5] * 10)
+  for n, state in enumerate(states, start=1):
+    assert state["critic_lambda"] == pytest.approx(
+        1.0 + n * 0.05 * 1.5 + 0.5 * 1.5, rel=1e-5)
+  above = constraint.CriticMultiplier(dataclasses.replace(
+      config, initial_weight=0.2, proportional=1.0))
+  state = _run(above, [3.0])[0]          # 0.2 - 0.05 - 1.0 < 0
+  assert state["critic_lambda"] == 0.0
+  assert float(above.weight) == pytest.approx(0.15, rel=1e-5)
+
+
+def test_a_step_that_follows_the_learning_rate_shrinks_with_it():
+  """lr_scale 0.5 (one halving) halves the integral's step; without
+  follow_learning_rate the scale is ignored."""
+  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+                                 step_size=0.1, rate=0.5,
+                                 follow_learning_rate=True)
+  following = constraint.CriticMultiplier(config)
+  fixed = constraint.CriticMultiplier(dataclasses.replace(
+      config, follow_learning_rate=False))
+  for _ in range(4):
+    following.update(1.0, lr_scale=0.5)
+    fixed.update(1.0, lr_scale=0.5)
+  assert float(following.weight) == pytest.approx(1.0 + 4 * 0.05, rel=1e-5)
+  assert float(fixed.weight) == pytest.approx(1.0 + 4 * 0.1, rel=1e-5)
+
+
+def _lagged_toy(config, steps=4000, lag=0.99):
+  """The saturating toy below, answering lambda with a 100-step lag (an
+  encoder that takes about an epoch to follow): (min, max) of its bound
+  over the last 1000 steps, in nats."""
+  multiplier = constraint.CriticMultiplier(config)
+  lagged, bounds = config.initial_weight, []
+  for _ in range(steps):
+    lagged = lag * lagged + (1 - lag) * float(multiplier.value())
+    bounds.append(3.47 * lagged / (lagged + 2.0))
+    multiplier.update(bounds[-1])
+  return min(bounds[-1000:]), max(bounds[-1000:])
+
+
+def test_a_proportional_term_damps_the_cycle_of_a_steep_integral():
+  """With a 100-step lag and a step of 0.03, dual ascent alone overshoots
+  into a cycle (the bound swings by more than 1 nat around its 1-nat target,
+  as the self critic's did on PTB); kp = 3 settles it within 0.01 nats."""
+  config = constraint.DualConfig(target=1.0, initial_weight=0.5,
+                                 step_size=0.03, rate=0.99)
+  low, high = _lagged_toy(config)
+  assert high - low > 1.0
+  low, high = _lagged_toy(dataclasses.replace(config, proportional=3.0))
+  assert 0.99 < low <= high < 1.01
 
 
 def test_a_restored_multiplier_continues_exactly(tmp_path):
@@ -141,6 +201,34 @@ def test_training_moves_lambda_toward_the_target_and_records_it(tmp_path):
   # log 16 = 2.77 < 5: each of 40 steps adds at least 0.05 * (5 - 2.77).
   assert lambdas["unreachable"] >= 1.0 + 40 * 0.05 * (5.0 - math.log(16))
   assert lambdas["met"] == 0.0     # bound >= -1 always: lambda falls to 0
+
+
+def test_the_train_steps_multiplier_slows_down_with_each_halving():
+  """critic_lambda_follows_lr: a TrainStep held at an unreachable target
+  (the bound stays below log K < 5 nats) moves lambda's integral by at least
+  step * (5 - log K) a step, and after one halving of the learning rate by
+  half as much: the rates of change over 5 steps each differ by 2x."""
+  dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
+  config = train.TrainConfig(
+      critic="self", batch_size=16, model=registry.ModelConfig(
+          embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0),
+      objective=objective.ObjectiveConfig(
+          critic_weight=1.0, critic_target=5.0, critic_lambda_step=0.1,
+          critic_bound_rate=0.0, critic_lambda_follows_lr=True))
+  step = build.build_train_step(config, dataset)
+  batch = next(iter(dataset.batches("train", 16, shuffle=False,
+                                    drop_remainder=True)))
+  step.build(batch)
+  moves = []
+  for halve in (False, True):
+    if halve:
+      schedule.halve_learning_rates(step)
+    before, shortfall = float(step.multiplier.weight), 0.0
+    for _ in range(5):
+      shortfall += 5.0 - float(step(batch)["infonce_bound"])
+    moves.append((float(step.multiplier.weight) - before) / shortfall)
+  assert moves[0] == pytest.approx(0.1, rel=1e-4)
+  assert moves[1] == pytest.approx(0.05, rel=1e-4)
 
 
 def test_a_plain_vae_with_a_target_in_its_config_trains(tmp_path):

@@ -42,6 +42,10 @@ class ObjectiveConfig:
   critic_bound_rate: float = 0.99        # lagrangian: decay of the bound's
                                          # moving average, per step
   critic_lambda_max: float = math.inf    # lagrangian: lambda's ceiling
+  critic_lambda_kp: float = 0.0          # lagrangian: lambda per nat short,
+                                         # added at once (a PI controller)
+  critic_lambda_follows_lr: bool = False  # lagrangian: lambda's step scales
+                                         # with the learning rate's halvings
 
   def __post_init__(self):
     if self.critic_constraint not in constraint.CONSTRAINTS:
@@ -218,7 +222,9 @@ def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
   return constraint.DualConfig(target, config.critic_weight,
                                config.critic_lambda_step,
                                config.critic_bound_rate,
-                               config.critic_lambda_max)
+                               config.critic_lambda_max,
+                               config.critic_lambda_kp,
+                               config.critic_lambda_follows_lr)
 
 
 def loss_parts(terms: dict, config: ObjectiveConfig, step=0,

@@ -89,6 +89,8 @@ class TrainStep:
     self.objective_config, self.seed = objective_config, seed
     self.num_negatives, self.jit_compile = num_negatives, jit_compile
     self.negatives, self._groups, self._book = None, None, None
+    # Before any restore: the rate the multiplier's step is scaled against.
+    self._initial_lr = float(tf.convert_to_tensor(optimizer.learning_rate))
     dual = objective_lib.dual_config(objective_config)
     with self.strategy.scope():   # lambda by dual ascent (None: fixed)
       self.multiplier = (constraint.CriticMultiplier(dual) if dual and (
@@ -205,7 +207,7 @@ class TrainStep:
           model_samples=model_samples)
       elbo_part, critic_part = objective_lib.loss_parts(
           terms, self.objective_config, step, critic_weight=(
-              self.multiplier and self.multiplier.weight))
+              self.multiplier and self.multiplier.value()))
       loss = elbo_part + critic_part
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
       shares = [p / replicas.num_replicas()
@@ -227,7 +229,8 @@ class TrainStep:
         self.negatives.push(x_side)
       if self.multiplier is not None and update != "encoder":
         self.multiplier.update(replicas.mean(terms.get(
-            "infonce_bound", terms.get("model_infonce_bound"))))
+            "infonce_bound", terms.get("model_infonce_bound"))),
+            lr_scale=self.optimizer.learning_rate / self._initial_lr)
     # A step with a non-finite term or gradient changes nothing.
     replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
                       terms.get("x_side", tf.zeros([0])))

@@ -109,6 +109,19 @@ def base_config(setup: Setup, seed: int, data_dir: str) -> train.TrainConfig:
       **dict(setup.extra))
 
 
+def _multiplier_name(o) -> str:
+  """How lambda follows a target, for run_name: "" for a hinge, else
+  dual<step>, then max<ceiling>, p<proportional gain>, lr (step follows the
+  learning rate) where they differ from the defaults."""
+  if o.critic_constraint == "hinge":
+    return ""
+  return (f"dual{o.critic_lambda_step:g}"
+          + (f"max{o.critic_lambda_max:g}" if math.isfinite(
+              o.critic_lambda_max) else "")
+          + (f"p{o.critic_lambda_kp:g}" if o.critic_lambda_kp else "")
+          + ("lr" if o.critic_lambda_follows_lr else ""))
+
+
 def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
   """A directory name spelling how `config` differs from the plain VAE `base`
   (equal configs, equal names): e.g. self_w3_t1, beta0.5."""
@@ -119,12 +132,8 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     side = {"inference": "", "model": "model", "both": "+model"}
     critic = "" if config.critic == "none" else config.critic
     parts += [critic + side[config.critic_side], f"w{o.critic_weight:g}"]
-    if o.critic_target != critics.NO_TARGET:   # t2: a hinge; t2dual0.01(max10): dual
-      parts.append(f"t{o.critic_target:g}" + ("" if o.critic_constraint ==
-                   "hinge" else f"dual{o.critic_lambda_step:g}") + (
-                       f"max{o.critic_lambda_max:g}" if o.critic_constraint
-                       != "hinge" and math.isfinite(o.critic_lambda_max)
-                       else ""))
+    if o.critic_target != critics.NO_TARGET:   # t2 (hinge), t1dual0.01p1lr
+      parts.append(f"t{o.critic_target:g}" + _multiplier_name(o))
     if o.critic_warmup_steps:
       parts.append(f"warm{o.critic_warmup_steps}")
     if config.num_negatives:

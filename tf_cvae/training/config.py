@@ -199,7 +199,7 @@ def same_run(a: TrainConfig, b: TrainConfig) -> bool:
       return config
     unused = {f: getattr(objective_lib.ObjectiveConfig, f) for f in (
         "critic_constraint", "critic_lambda_step", "critic_bound_rate",
-        "critic_lambda_max")}
+        "critic_lambda_max", "critic_lambda_kp", "critic_lambda_follows_lr")}
     return dataclasses.replace(config,
                                objective=dataclasses.replace(o, **unused))
   return plain(a) == plain(b)
