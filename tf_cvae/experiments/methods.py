@@ -33,6 +33,10 @@ METHODS = {
     "hybrid_default": {"critic": "hybrid",
                        "objective": {"critic_target": None}},
     "nn_default": {"critic": "nn", "objective": {"critic_target": None}},
+    # The self critic's default with lambda's step halving with the
+    # learning rate (critic_lambda_follows_lr), against its cycling on PTB.
+    "self_damped": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_follows_lr": True}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 
