@@ -126,7 +126,8 @@ def define_train_flags() -> None:
                     _OBJECTIVE.critic_lambda_follows_lr,
                     "--critic_constraint=lagrangian: scale lambda's step "
                     "by the learning rate over its initial value, so each "
-                    "halving also halves it (damps cycling late in a run).")
+                    "halving also halves it (damps cycling late in a run; "
+                    "--nocritic_lambda_follows_lr: plain dual ascent).")
   flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
                      "beta: weight of the KL term.",
                      lower_bound=0.0)

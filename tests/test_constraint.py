@@ -61,13 +61,17 @@ def test_lambda_stops_at_its_ceiling_while_the_target_stays_out_of_reach():
 
 
 def test_a_run_saved_before_the_ceiling_existed_reads_as_uncapped(tmp_path):
-  """config.json without critic_lambda_max: those runs had no ceiling."""
+  """config.json without critic_lambda_max: those runs had no ceiling; nor
+  did their step follow the learning rate (today's default does)."""
   config = train.TrainConfig(critic="self", out_dir=str(tmp_path))
+  assert config.objective.critic_lambda_follows_lr
   saved = dataclasses.asdict(config)
   del saved["objective"]["critic_lambda_max"]
+  del saved["objective"]["critic_lambda_follows_lr"]
   config_lib.write_json(str(tmp_path / "config.json"), saved)
   loaded = config_lib.load_config(str(tmp_path))
   assert loaded.objective.critic_lambda_max == math.inf
+  assert not loaded.objective.critic_lambda_follows_lr
   capped = objective.ObjectiveConfig(critic_weight=1.0, critic_target=2.0,
                                      critic_lambda_max=10.0)
   assert objective.dual_config(capped).max_weight == 10.0

@@ -20,14 +20,15 @@ With proportional = 0 and lr_scale = 1 this is plain dual ascent (lambda is
 the integral). It can cycle: an encoder that collapses needs a larger lambda
 to take off again than it needs to stay informative, so an integral that
 reacts only to the lagged average overshoots both ways, and the bound swings
-between ~0 and twice the target. Two dampers, both off by default:
+between ~0 and twice the target. Two dampers, both off in DualConfig:
 `proportional` (a PI controller, as in PID Lagrangian methods) moves lambda
 at once with the shortfall, and `follow_learning_rate` scales the integral's
 step by the learning rate over its initial value (lr_scale), so lambda
-slows down as the encoder it steers does. The loss then carries
-lambda * critic cross-entropy with lambda held constant by the gradient; the
-user says how many nats the critic should certify instead of hunting a
-lambda on a steep cliff. The state is three variables, checkpointed with
+slows down as the encoder it steers does (ObjectiveConfig turns this one
+on by default: on PTB it ended the self critic's cycling). The loss then
+carries lambda * critic cross-entropy with lambda held constant by the
+gradient; the user says how many nats the critic should certify instead of
+hunting a lambda on a steep cliff. The state is three variables, checkpointed with
 the model, so a resumed run continues exactly.
 """
 

@@ -33,10 +33,12 @@ METHODS = {
     "hybrid_default": {"critic": "hybrid",
                        "objective": {"critic_target": None}},
     "nn_default": {"critic": "nn", "objective": {"critic_target": None}},
-    # The self critic's default with lambda's step halving with the
-    # learning rate (critic_lambda_follows_lr), against its cycling on PTB.
-    "self_damped": {"critic": "self", "objective": {
-        "critic_target": None, "critic_lambda_follows_lr": True}},
+    # The defaults as they were before lambda's step followed the learning
+    # rate (critic_lambda_follows_lr): the evidence for that damper.
+    "self_undamped": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_follows_lr": False}},
+    "hybrid_undamped": {"critic": "hybrid", "objective": {
+        "critic_target": None, "critic_lambda_follows_lr": False}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 

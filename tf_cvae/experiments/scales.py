@@ -116,12 +116,12 @@ SCALES = {
 # allow (RESULTS.md shows their curves).
 _TEXT = dict(embed_dim=64, hidden_dim=128, latent_dim=16)
 _CONVERGE_METHODS = ("vae", "self_default", "hybrid_default", "nn_default",
-                     "aggressive", "self_damped")
+                     "aggressive", "self_undamped", "hybrid_undamped")
 # The NN critic and aggressive training: text only, 2 seeds (their cost).
 _COSTLY = ("nn_default", "aggressive")
-# Not on images: the damped multiplier differs from the default only once
+# Not on images: the undamped multiplier differs from the default only once
 # the learning rate halves, which the image runs' epoch caps never reach.
-_TEXT_ONLY = _COSTLY + ("self_damped",)
+_TEXT_ONLY = _COSTLY + ("self_undamped", "hybrid_undamped")
 SCALES["cpu"] = repro.Scale(
     setups={
         "synthetic_text": repro.Setup(

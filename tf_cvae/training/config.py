@@ -141,11 +141,13 @@ def _old_runs_no_target(saved) -> None:
   critic_target null (or missing) meant "no target" before the critics had
   defaults (today None is "the default"), a target was a hinge before
   critic_constraint existed (today the default is lagrangian), and lambda
-  had no ceiling before critic_lambda_max."""
+  had no ceiling before critic_lambda_max, and its step did not follow the
+  learning rate before critic_lambda_follows_lr."""
   objective = saved.get("objective") if isinstance(saved, dict) else None
   if not isinstance(objective, dict):
     return
   objective.setdefault("critic_lambda_max", math.inf)
+  objective.setdefault("critic_lambda_follows_lr", False)
   if objective.get("critic_target") is None:
     objective["critic_target"] = critics.NO_TARGET
   elif objective["critic_target"] != critics.NO_TARGET:
