@@ -28,6 +28,28 @@ def takes_effect(records: list) -> str:
   return f"{len(above)} of {len(done)}"
 
 
+# A multiplier has settled when the validation bound of the run's last
+# SETTLE_EPOCHS epochs spans at most SETTLE_SWING nats (half the 1-nat
+# default target; a cycling run swings between ~0 and twice its target).
+SETTLE_EPOCHS, SETTLE_SWING = 6, 0.5
+
+
+def settles(records: list) -> str:
+  """"k of n": finished runs with a Lagrange multiplier whose validation
+  bound swung by at most SETTLE_SWING nats over the last SETTLE_EPOCHS
+  epochs of history; "" when no run has a multiplier."""
+  swings = []
+  for record in records:
+    history = [h for h in record.get("history") or []
+               if "critic_lambda" in h and "valid_infonce_bound" in h]
+    if record.get("metrics") and history:
+      bounds = [h["valid_infonce_bound"] for h in history[-SETTLE_EPOCHS:]]
+      swings.append(max(bounds) - min(bounds))
+  if not swings:
+    return ""
+  return f"{sum(s <= SETTLE_SWING for s in swings)} of {len(swings)}"
+
+
 def section(name: str, rows: list, stats: dict, methods) -> list[str]:
   """The measurement lines of setup `name` (rows: its (run, record) pairs)."""
   by_method = {}
@@ -52,8 +74,8 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
         "(every batch holds one length, so the length cannot score there) "
         f"and {_mean(vae, 'length_only_mi_full'):.2f} nats as full MI: a "
         "full MI up to that much can be the length alone.")
-  header = ("| method | seeds | MI above the floor | MI | MI full | AU | "
-            "z reliance (nats) |")
+  header = ("| method | seeds | MI above the floor | multiplier settled | "
+            "MI | MI full | AU | z reliance (nats) |")
   has_probe = "probe_r2" in vae
   if has_probe:
     header += " probe R² (means) | probe R² (z samples) |"
@@ -62,14 +84,19 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
     s = stats.get((name, method, None), {})
     if not s:
       continue
-    row = (f"| {method} | {s['mi'][2]} | "
-           f"{takes_effect(by_method.get(method, []))} | {cell(s.get('mi'))} "
+    records = by_method.get(method, [])
+    row = (f"| {method} | {s['mi'][2]} | {takes_effect(records)} | "
+           f"{settles(records) or '—'} | {cell(s.get('mi'))} "
            f"| {cell(s.get('mi_full'))} | {cell(s.get('au'), 1)} | "
            f"{cell(s.get('z_reliance'))} |")
     if has_probe:
       row += f" {cell(s.get('probe_r2'))} | {cell(s.get('probe_r2_z'))} |"
     lines.append(row)
-  lines += ["", "z reliance: how much worse each sentence or image is "
+  lines += ["", f"Multiplier settled: the validation bound of the last "
+            f"{SETTLE_EPOCHS} epochs stayed within {SETTLE_SWING:g} nats "
+            "(a cycling multiplier swings between a collapsed code and "
+            "about twice its target). "
+            "z reliance: how much worse each sentence or image is "
             "predicted when its z is swapped for another example's of the "
             "same batch (same length for text). The probe fits the known "
             "latent from the codes of the training split, linearly, and "
