@@ -126,8 +126,8 @@ def define_train_flags() -> None:
                     _OBJECTIVE.critic_lambda_follows_lr,
                     "--critic_constraint=lagrangian: scale lambda's step "
                     "by the learning rate over its initial value, so each "
-                    "halving also halves it (damps cycling late in a run; "
-                    "--nocritic_lambda_follows_lr: plain dual ascent).")
+                    "halving also halves it (damps cycling late in a run, "
+                    "but slows lambda's descent after an early overshoot).")
   flags.DEFINE_float("kl_weight", _OBJECTIVE.kl_weight,
                      "beta: weight of the KL term.",
                      lower_bound=0.0)

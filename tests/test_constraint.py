@@ -62,9 +62,8 @@ def test_lambda_stops_at_its_ceiling_while_the_target_stays_out_of_reach():
 
 def test_a_run_saved_before_the_ceiling_existed_reads_as_uncapped(tmp_path):
   """config.json without critic_lambda_max: those runs had no ceiling; nor
-  did their step follow the learning rate (today's default does)."""
+  did their step follow the learning rate."""
   config = train.TrainConfig(critic="self", out_dir=str(tmp_path))
-  assert config.objective.critic_lambda_follows_lr
   saved = dataclasses.asdict(config)
   del saved["objective"]["critic_lambda_max"]
   del saved["objective"]["critic_lambda_follows_lr"]

@@ -270,15 +270,15 @@ def test_how_a_target_is_held_matters_only_with_a_target():
 def test_a_run_name_spells_how_its_multiplier_differs():
   """Runs with other dampers or ceilings never share a directory: t1dual0.01
   is plain dual ascent, then max<ceiling>, p<gain> and lr (the step follows
-  the learning rate, the default) as they are set; a hinge spells none."""
+  the learning rate) as they are set; a hinge spells none of them."""
   base = repro.base_config(scales.SCALES["cpu"].setups["ptb"], 0, "/data")
   def name(**objective):
     config = dataclasses.replace(base, critic="self", objective=(
         dataclasses.replace(base.objective, critic_weight=1.0,
                             critic_target=1.0, **objective)))
     return repro.run_name(config, base)
-  assert name() == "self_w1_t1dual0.01lr"
-  assert name(critic_lambda_follows_lr=False) == "self_w1_t1dual0.01"
+  assert name() == "self_w1_t1dual0.01"
+  assert name(critic_lambda_follows_lr=True) == "self_w1_t1dual0.01lr"
   assert name(critic_lambda_max=10.0, critic_lambda_kp=1.0,
               critic_lambda_follows_lr=True) == "self_w1_t1dual0.01max10p1lr"
   assert name(critic_constraint="hinge", critic_lambda_kp=1.0) == "self_w1_t1"

@@ -24,8 +24,8 @@ between ~0 and twice the target. Two dampers, both off in DualConfig:
 `proportional` (a PI controller, as in PID Lagrangian methods) moves lambda
 at once with the shortfall, and `follow_learning_rate` scales the integral's
 step by the learning rate over its initial value (lr_scale), so lambda
-slows down as the encoder it steers does (ObjectiveConfig turns this one
-on by default: on PTB it ended the self critic's cycling). The loss then
+slows down as the encoder it steers does (RESULTS.md measures both on
+the text setups: the self_lr and self_kp1 rows). The loss then
 carries lambda * critic cross-entropy with lambda held constant by the
 gradient; the user says how many nats the critic should certify instead of
 hunting a lambda on a steep cliff. The state is three variables, checkpointed with

@@ -248,9 +248,9 @@ NO_TARGET = math.inf    # a critic_target that is never reached: no hinge
 # critic that rule chose nothing: with plain dual ascent its multiplier kept
 # cycling on PTB between a collapsed code and about 2 nats in 3 of 5 seeds,
 # and the NLL readings averaged above 1%. It keeps the same 1-nat target,
-# the only target within the rule on seed 0 of both setups; the step that
-# follows the learning rate (objective.ObjectiveConfig's default) is what
-# stopped the cycling (RESULTS.md: self_undamped against self_default).
+# the only target within the rule on seed 0 of both setups. Two dampers of
+# the multiplier (ObjectiveConfig.critic_lambda_follows_lr and
+# critic_lambda_kp) are measured against that cycling in RESULTS.md.
 # The NN critic, not swept, takes the hybrid's (both learn a network over
 # x); the model critic the self critic's.
 DEFAULTS: dict[str, tuple[float, float]] = {

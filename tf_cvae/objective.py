@@ -44,9 +44,8 @@ class ObjectiveConfig:
   critic_lambda_max: float = math.inf    # lagrangian: lambda's ceiling
   critic_lambda_kp: float = 0.0          # lagrangian: lambda per nat short,
                                          # added at once (a PI controller)
-  critic_lambda_follows_lr: bool = True  # lagrangian: lambda's step halves
-                                         # with the learning rate (damps the
-                                         # multiplier's cycling late in a run)
+  critic_lambda_follows_lr: bool = False  # lagrangian: lambda's step halves
+                                         # with the learning rate
 
   def __post_init__(self):
     if self.critic_constraint not in constraint.CONSTRAINTS:

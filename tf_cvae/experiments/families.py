@@ -66,12 +66,8 @@ def k_families(scale) -> list[Family]:
 def target_families(scale) -> list[Family]:
   """The target sweep's series: each critic by its target (nats), lambda
   starting at scale.target_start and moved by the Lagrange multiplier."""
-  # The sweep chose the targets with plain dual ascent, before lambda's
-  # step followed the learning rate; the table's *_undamped rows against
-  # the defaults are the evidence for that damper.
   start = (("critic_weight", scale.target_start),
-           ("critic_constraint", "lagrangian"),
-           ("critic_lambda_follows_lr", False))
+           ("critic_constraint", "lagrangian"))
   return [
       Family("vae", "vae", "", ""),
       Family("self, target (multiplier)", "self", "critic_target",

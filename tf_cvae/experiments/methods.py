@@ -33,12 +33,17 @@ METHODS = {
     "hybrid_default": {"critic": "hybrid",
                        "objective": {"critic_target": None}},
     "nn_default": {"critic": "nn", "objective": {"critic_target": None}},
-    # The defaults as they were before lambda's step followed the learning
-    # rate (critic_lambda_follows_lr): the evidence for that damper.
-    "self_undamped": {"critic": "self", "objective": {
-        "critic_target": None, "critic_lambda_follows_lr": False}},
-    "hybrid_undamped": {"critic": "hybrid", "objective": {
-        "critic_target": None, "critic_lambda_follows_lr": False}},
+    # The defaults with one of the multiplier's dampers (against the self
+    # critic's cycling on PTB): lambda's step following the learning rate,
+    # or a proportional term of 1 lambda per nat short.
+    "self_lr": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_follows_lr": True}},
+    "hybrid_lr": {"critic": "hybrid", "objective": {
+        "critic_target": None, "critic_lambda_follows_lr": True}},
+    "self_kp1": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_kp": 1.0}},
+    "hybrid_kp1": {"critic": "hybrid", "objective": {
+        "critic_target": None, "critic_lambda_kp": 1.0}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 
