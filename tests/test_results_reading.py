@@ -99,3 +99,4 @@ def test_a_multiplier_settles_when_its_last_epochs_hold_still():
              record(early_swing, finished=False)]
   assert measure.settles(records) == "1 of 2"
   assert measure.settles([record(cycling, False)]) == ""
+  assert measure.settles([record(cycling[:3])]) == ""   # too short to tell

@@ -47,7 +47,8 @@ class Setup:
   valid_examples: int | None = None
   paper: str | None = None      # the paper's data set to compare with
   extra: tuple = ()             # other TrainConfig fields, as (name, value)
-  skip: tuple = ()              # table methods not run here (their cost)
+  skip: tuple = ()              # table methods not run here (cost, or
+                                # a text-only question)
   seeds: int | None = None      # table seeds at most here (its cost)
   old_eval: dict | None = None  # table runs: also tested the earlier way
 

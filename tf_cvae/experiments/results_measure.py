@@ -37,12 +37,13 @@ SETTLE_EPOCHS, SETTLE_SWING = 6, 0.5
 def settles(records: list) -> str:
   """"k of n": finished runs with a Lagrange multiplier whose validation
   bound swung by at most SETTLE_SWING nats over the last SETTLE_EPOCHS
-  epochs of history; "" when no run has a multiplier."""
+  epochs of history; "" when no run has a multiplier and that many
+  epochs (a shorter run cannot show whether it settled)."""
   swings = []
   for record in records:
     history = [h for h in record.get("history") or []
                if "critic_lambda" in h and "valid_infonce_bound" in h]
-    if record.get("metrics") and history:
+    if record.get("metrics") and len(history) >= SETTLE_EPOCHS:
       bounds = [h["valid_infonce_bound"] for h in history[-SETTLE_EPOCHS:]]
       swings.append(max(bounds) - min(bounds))
   if not swings:

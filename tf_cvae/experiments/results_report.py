@@ -111,7 +111,7 @@ def table_section(name, setup, stats, methods, log_k) -> list[str]:
   for method in methods:
     s = stats.get((name, method, None), {})
     if not s:
-      why = ("not run at this scale (its cost)" if method in setup.skip
+      why = ("not run on this setup at this scale" if method in setup.skip
              else "not run yet")
       lines.append(f"| {method} | 0 | {why} |" + " |" * 10)
       continue
