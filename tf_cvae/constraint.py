@@ -25,11 +25,11 @@ between ~0 and twice the target. Two dampers, both off in DualConfig:
 at once with the shortfall, and `follow_learning_rate` scales the integral's
 step by the learning rate over its initial value (lr_scale), so lambda
 slows down as the encoder it steers does (RESULTS.md measures both on
-the text setups: the self_lr and self_kp1 rows). The loss then
-carries lambda * critic cross-entropy with lambda held constant by the
-gradient; the user says how many nats the critic should certify instead of
-hunting a lambda on a steep cliff. The state is three variables, checkpointed with
-the model, so a resumed run continues exactly.
+the text setups: the self_lr and self_kp1 rows). The loss then carries
+lambda * critic cross-entropy with lambda held constant by the gradient;
+the user says how many nats the critic should certify instead of hunting a
+lambda on a steep cliff. The state is three variables (lambda is a function
+of them), checkpointed with the model, so a resumed run continues exactly.
 """
 
 import dataclasses

@@ -6,9 +6,10 @@ the curves, and is tested at its last weights: 5 seeds of the plain VAE and
 of the self and hybrid critics at the library's defaults on synthetic text,
 PTB, Omniglot and MNIST with a PixelCNN decoder (MNIST's MLP decoder does
 not collapse: one sanity seed), the NN critic and aggressive training on the
-text setups (2 seeds), and a sweep of the critics' targets in nats
-on the text setups and Omniglot, read on the validation split, that
-chooses the defaults. `runners/reproduce.py --scale=cpu --dry_run` gives its time.
+text setups (2 seeds), the multiplier's two dampers on the text setups,
+and a sweep of the critics' targets in nats on the text setups and
+Omniglot, read on the validation split, that chooses the defaults.
+`runners/reproduce.py --scale=cpu --dry_run` gives its time.
 `SCALES["cpu_short"]`: the measurement's short runs (PTB 300 steps,
 Omniglot 200): the old protocol against the new, one and two clips.
 `SCALES["paper"]`: the paper's networks and protocol (for a GPU).
