@@ -118,7 +118,9 @@ SCALES = {
 _TEXT = dict(embed_dim=64, hidden_dim=128, latent_dim=16)
 _DAMPED = ("self_lr", "hybrid_lr", "self_kp1", "hybrid_kp1")
 _CONVERGE_METHODS = ("vae", "self_default", "hybrid_default", "nn_default",
-                     "aggressive") + _DAMPED
+                     "aggressive") + _DAMPED + ("self_target_3_nats",)
+# Not on text: a 3-nat target cost 2.7% validation NLL on PTB (the sweep).
+_IMAGES_ONLY = ("self_target_3_nats",)
 # The NN critic and aggressive training: text only, 2 seeds (their cost).
 _COSTLY = ("nn_default", "aggressive")
 # The multiplier's dampers: on the text setups, where the self critic's
@@ -129,10 +131,12 @@ SCALES["cpu"] = repro.Scale(
     setups={
         "synthetic_text": repro.Setup(
             "synthetic_text", dict(_TEXT, decoder_dropout=0.0),
-            batch_size=32, max_steps=None, epochs=12, eval=_EVAL_TEXT),
+            batch_size=32, max_steps=None, epochs=12, eval=_EVAL_TEXT,
+            skip=_IMAGES_ONLY),
         "ptb": repro.Setup(
             "ptb", dict(_TEXT, decoder_dropout=0.5), batch_size=32,
-            max_steps=None, epochs=40, eval=_EVAL_PTB, paper="Yahoo"),
+            max_steps=None, epochs=40, eval=_EVAL_PTB, paper="Yahoo",
+            skip=_IMAGES_ONLY),
         "omniglot": repro.Setup(
             "omniglot", _SMALL_PIXELCNN, batch_size=50, max_steps=None,
             epochs=3, eval=_EVAL_IMAGES, paper="Omniglot", skip=_TEXT_ONLY),
@@ -145,7 +149,7 @@ SCALES["cpu"] = repro.Scale(
                                     latent_dim=32),
             batch_size=50, max_steps=None, epochs=4, valid_examples=1000,
             eval=dict(_EVAL_IMAGES, max_examples=2000), seeds=1,
-            skip=_TEXT_ONLY),
+            skip=_TEXT_ONLY + _IMAGES_ONLY),
     },
     table=("synthetic_text", "ptb", "omniglot", "mnist_pixelcnn",
            "mnist_mlp"),
