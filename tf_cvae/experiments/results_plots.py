@@ -9,6 +9,7 @@ import os
 import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
+from matplotlib import ticker
 import numpy as np
 
 from tf_cvae.experiments import results_report as report
@@ -52,6 +53,7 @@ def mi_per_epoch(setup: str, rows: list, methods, log_k: float,
   ax.axhline(log_k, color="grey", ls=":", lw=1, label=f"log K = {log_k:.2f}")
   ax.set(xlabel="epoch", ylabel="validation MI (nats)",
          title=f"{setup}: validation MI (mean ± s.e. over seeds)")
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # whole epochs
   ax.legend(fontsize=7, ncol=2)
   return _save(fig, path)
 
