@@ -40,15 +40,15 @@ METHODS = {
         "critic_target": None, "critic_lambda_follows_lr": True}},
     "hybrid_lr": {"critic": "hybrid", "objective": {
         "critic_target": None, "critic_lambda_follows_lr": True}},
+    "self_kp1": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_kp": 1.0}},
+    "hybrid_kp1": {"critic": "hybrid", "objective": {
+        "critic_target": None, "critic_lambda_kp": 1.0}},
     # The self critic held at 3 nats (the multiplier from lambda 1): where
     # the target sweep found the images' MI gain within 1% NLL.
     "self_target_3_nats": {"critic": "self", "objective": {
         "critic_weight": 1.0, "critic_target": 3.0,
         "critic_constraint": "lagrangian"}},
-    "self_kp1": {"critic": "self", "objective": {
-        "critic_target": None, "critic_lambda_kp": 1.0}},
-    "hybrid_kp1": {"critic": "hybrid", "objective": {
-        "critic_target": None, "critic_lambda_kp": 1.0}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 
