@@ -230,4 +230,8 @@ def caveats(setups: dict, rows: list, methods) -> list[str]:
       "97.5% point is no information, and a full MI up to the length-only "
       "control may be the sentence length alone; on the synthetic text, MI "
       "without a higher probe R² on z samples and without z reliance is "
-      "information the decoder does not use.", ""]
+      "information the decoder does not use. Text runs are not "
+      "bit-reproducible without --deterministic (likely the word embedding's "
+      "sparse gradient sums in a thread-dependent order), so a seed of one "
+      "row is not paired with the same seed of another: read the seeds' "
+      "spread, not seed-by-seed differences.", ""]
