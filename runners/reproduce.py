@@ -120,12 +120,12 @@ def _main(argv):
   choice = results.write(FLAGS.scale, scale, runs, records, FLAGS.results_md,
                          FLAGS.plots_dir, parts, _command())
   for critic, picked in choice.items():
-    chosen = picked["overall"]
-    print(f"{critic} critic: " + (
-        "no default from this evidence" if chosen is None else
-        f"{tradeoff.describe_setting(*chosen)}, validation MI "
-        f"{picked['gain']:+.2f} nats over the VAE")
-        + f" (see {FLAGS.results_md})")
+    for kind, chosen in picked["overall"].items():
+      print(f"{critic} critic on {kind} data: " + (
+          "no default from this evidence" if chosen is None else
+          f"{tradeoff.describe_setting(*chosen)}, validation MI "
+          f"{picked['gain'][kind]:+.2f} nats over the VAE")
+          + f" (see {FLAGS.results_md})")
   failed = [d for d, r in records.items() if r.get("status") == "failed"]
   print(f"wrote {FLAGS.results_md} and {FLAGS.plots_dir}/; "
         f"{len(failed)} failed runs")

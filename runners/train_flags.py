@@ -120,7 +120,8 @@ def define_train_flags() -> None:
   flags.DEFINE_float("critic_lambda_kp", _OBJECTIVE.critic_lambda_kp,
                      "--critic_constraint=lagrangian: a proportional term, "
                      "lambda per nat the bound's average is short, added to "
-                     "the dual-ascent integral at once (damps cycling).",
+                     "the dual-ascent integral at once (damps cycling); 0: "
+                     "plain dual ascent.",
                      lower_bound=0.0)
   flags.DEFINE_bool("critic_lambda_follows_lr",
                     _OBJECTIVE.critic_lambda_follows_lr,

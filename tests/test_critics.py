@@ -214,8 +214,15 @@ def test_a_critic_named_in_python_trains_with_its_default_term():
   config = config_lib.TrainConfig(
       critic="self", model=registry.ModelConfig(embed_dim=16, hidden_dim=16,
                                                 latent_dim=4))
-  weight, target = critics.DEFAULTS["self"]
+  weight, target = critics.DEFAULTS["text"]["self"]
   assert weight > 0 and target < critics.NO_TARGET
+  # Images have their own default target, read from the data's kind.
+  images = config_lib.TrainConfig(
+      critic="self", data=data_lib.DataConfig(name="synthetic_images"))
+  assert (images.objective.critic_weight, images.objective.critic_target
+          ) == critics.DEFAULTS["image"]["self"] != (weight, target)
+  # The proportional damper is on unless asked off.
+  assert config.objective.critic_lambda_kp == 1.0
   assert (config.objective.critic_weight,
           config.objective.critic_target) == (weight, target)
   plain = config_lib.TrainConfig().objective
@@ -270,7 +277,8 @@ def test_model_critic_training_raises_its_bound(dataset_name, model_config,
   config = config_lib.TrainConfig(
       critic_side="model", model=model_config,
       data=data_lib.DataConfig(name=dataset_name))
-  assert config.objective.critic_weight == critics.DEFAULTS["model"][0]
+  assert config.objective.critic_weight == critics.defaults(
+      "none", "model", data_lib.kind(dataset_name))[0]
   dataset = data_lib.load(config.data)
   step = build.build_train_step(config, dataset)
   assert step.critic is None and step.model_critic is not None

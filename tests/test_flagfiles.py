@@ -122,22 +122,27 @@ def test_command_line_flags_after_a_flagfile_override_it(parse):
   assert config.objective.critic_target == critics.NO_TARGET  # inf: no hinge
 
 
-@pytest.mark.parametrize("argv, critic", [
-    (("--critic=self",), "self"), (("--critic=hybrid",), "hybrid"),
-    (("--critic=nn",), "nn"), (("--critic_side=model",), "model"),
-    (("--critic=self", "--critic_side=both"), "self")])
-def test_a_critic_without_lambda_flags_takes_the_chosen_defaults(parse, argv,
-                                                                  critic):
+@pytest.mark.parametrize("argv, critic, kind", [
+    (("--critic=self",), "self", "text"),
+    (("--critic=hybrid",), "hybrid", "text"),
+    (("--critic=nn",), "nn", "text"),
+    (("--critic_side=model",), "model", "text"),
+    (("--critic=self", "--critic_side=both"), "self", "text"),
+    (("--critic=self", "--dataset=omniglot"), "self", "image"),
+    (("--critic=hybrid", "--dataset=binarized_mnist"), "hybrid", "image")])
+def test_a_critic_without_lambda_flags_takes_the_chosen_defaults(
+    parse, argv, critic, kind):
+  chosen = critics.DEFAULTS[kind][critic]
   objective = parse(*argv).objective
-  assert (objective.critic_weight, objective.critic_target) == (
-      critics.DEFAULTS[critic])
+  assert (objective.critic_weight, objective.critic_target) == chosen
+  assert objective.critic_lambda_kp == 1.0   # the proportional damper
   plain = parse().objective
   assert (plain.critic_weight, plain.critic_target) == (0.0, critics.NO_TARGET)
   # Each flag alone overrides its half of the default.
   assert parse(*argv, "--critic_weight=0.5").objective.critic_target == (
-      critics.DEFAULTS[critic][1])
+      chosen[1])
   assert parse(*argv, "--critic_target=2").objective.critic_weight == (
-      critics.DEFAULTS[critic][0])
+      chosen[0])
 
 
 def test_unknown_flag_in_a_flagfile_is_refused(tmp_path, parse):

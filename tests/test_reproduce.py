@@ -145,19 +145,20 @@ def test_defaults_pick_most_mi_within_one_percent():
            ("omni", "self", 4.0): _stats(104.0, 3.4),     # over 1%
            ("omni", "self, target 1 nat", 4.0): _stats(100.9, 2.0),
            ("omni", "hybrid", 1.0): _stats(102.0, 0.2)}
-  choice = tradeoff.choose_defaults(stats, families, ["omni"])
-  assert choice["self"]["overall"] == (4.0, 1.0, "hinge")
-  assert choice["hybrid"]["overall"] is None
+  choice = tradeoff.choose_defaults(stats, families, ["omni"],
+                                    {"omni": "image"})
+  assert choice["self"]["overall"] == {"image": (4.0, 1.0, "hinge")}
+  assert choice["hybrid"]["overall"] == {"image": None}
   text = "\n".join(tradeoff.defaults_section(choice, stats))
-  assert "self: lambda 4, hinge at 1 nats" in text
+  assert "self on image data: lambda 4, hinge at 1 nats" in text
   # The test split plays no part: a test NLL far over 1% changes nothing,
   # a validation NLL over 1% rules the point out.
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(100.9, 2.0, 150.0)
   assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
-      "overall"] == (4.0, 1.0, "hinge")
+      "overall"]["text"] == (4.0, 1.0, "hinge")
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(101.1, 2.0, 100.0)
   assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
-      "overall"] == (1.0, None, "hinge")
+      "overall"]["text"] == (1.0, None, "hinge")
   summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
   assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
   assert "MI never rises" in summary             # hybrid
@@ -224,22 +225,26 @@ def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
 
 def test_the_library_defaults_are_the_ones_results_md_chose():
   """critics.DEFAULTS holds what the committed RESULTS.md's "Chosen
-  defaults" picked; a critic it chose nothing for keeps its own, and the
-  report says so for each swept critic."""
+  defaults" picked per kind of data; a critic it chose nothing for keeps
+  its own, and the report says so for each swept critic and kind."""
   path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
                       "RESULTS.md")
   with open(path, encoding="utf-8") as f:
     text = f.read()
-  chosen = re.findall(r"^- \*\*(\w+): (.*?)\*\*", text, re.MULTILINE)
-  chosen = [(c, words) for c, words in chosen if c in critics.DEFAULTS]
-  unchosen = re.findall(r"^- \*\*(\w+)\*\*: no ", text, re.MULTILINE)
-  assert {c for c, _ in chosen} | set(unchosen) >= {"self", "hybrid"}, (
-      "RESULTS.md does not say what it chose for each critic")
-  for critic, words in chosen:
-    weight, target = critics.DEFAULTS[critic]
+  chosen = re.findall(r"^- \*\*(\w+) on (\w+) data: (.*?)\*\*", text,
+                      re.MULTILINE)
+  unchosen = re.findall(r"^- \*\*(\w+) on (\w+) data\*\*: no ", text,
+                        re.MULTILINE)
+  said = {(c, k) for c, k, _ in chosen} | set(unchosen)
+  assert said >= {(c, k) for c in ("self", "hybrid")
+                  for k in ("text", "image")}, (
+      "RESULTS.md does not say what it chose for each critic and kind")
+  for critic, kind, words in chosen:
+    weight, target = critics.DEFAULTS[kind][critic]
     held = None if target == critics.NO_TARGET else target
     assert words in (tradeoff.describe_setting(weight, held, constraint)
-                     for constraint in ("hinge", "lagrangian")), critic
+                     for constraint in ("hinge", "lagrangian")), (
+        critic, kind)
 
 
 def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
@@ -272,16 +277,20 @@ def test_how_a_target_is_held_matters_only_with_a_target():
 
 def test_a_run_name_spells_how_its_multiplier_differs():
   """Runs with other dampers or ceilings never share a directory: t1dual0.01
-  is plain dual ascent, then max<ceiling>, p<gain> and lr (the step follows
-  the learning rate) as they are set; a hinge spells none of them."""
+  is plain dual ascent, then max<ceiling>, p<gain> (the default's 1 too,
+  so the runs from before it was the default keep their names) and lr (the
+  step follows the learning rate) as they are set; a hinge spells none of
+  them."""
   base = repro.base_config(scales.SCALES["cpu"].setups["ptb"], 0, "/data")
   def name(**objective):
     config = dataclasses.replace(base, critic="self", objective=(
         dataclasses.replace(base.objective, critic_weight=1.0,
                             critic_target=1.0, **objective)))
     return repro.run_name(config, base)
-  assert name() == "self_w1_t1dual0.01"
-  assert name(critic_lambda_follows_lr=True) == "self_w1_t1dual0.01lr"
+  assert name() == "self_w1_t1dual0.01p1"             # the defaults
+  assert name(critic_lambda_kp=0.0) == "self_w1_t1dual0.01"
+  assert name(critic_lambda_kp=0.0, critic_lambda_follows_lr=True) == (
+      "self_w1_t1dual0.01lr")
   assert name(critic_lambda_max=10.0, critic_lambda_kp=1.0,
               critic_lambda_follows_lr=True) == "self_w1_t1dual0.01max10p1lr"
   assert name(critic_constraint="hinge", critic_lambda_kp=1.0) == "self_w1_t1"

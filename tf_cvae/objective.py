@@ -42,8 +42,9 @@ class ObjectiveConfig:
   critic_bound_rate: float = 0.99        # lagrangian: decay of the bound's
                                          # moving average, per step
   critic_lambda_max: float = math.inf    # lagrangian: lambda's ceiling
-  critic_lambda_kp: float = 0.0          # lagrangian: lambda per nat short,
-                                         # added at once (a PI controller)
+  critic_lambda_kp: float = 1.0          # lagrangian: lambda per nat short,
+                                         # added at once (a PI controller;
+                                         # 0: plain dual ascent)
   critic_lambda_follows_lr: bool = False  # lagrangian: lambda's step halves
                                          # with the learning rate
 

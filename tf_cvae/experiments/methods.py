@@ -28,27 +28,24 @@ METHODS = {
     "hybrid": {"critic": "hybrid", "objective": {"critic_weight": 10.0}},
     "nn": {"critic": "nn", "objective": {"critic_weight": 10.0}},
     # The critics as a user gets them: lambda and target unset, so the
-    # library's defaults (critics.DEFAULTS) fill them in.
+    # library's defaults (critics.DEFAULTS, by kind of data) fill them in.
     "self_default": {"critic": "self", "objective": {"critic_target": None}},
     "hybrid_default": {"critic": "hybrid",
                        "objective": {"critic_target": None}},
     "nn_default": {"critic": "nn", "objective": {"critic_target": None}},
-    # The defaults with one of the multiplier's dampers (against the self
-    # critic's cycling on PTB): lambda's step following the learning rate,
-    # or a proportional term of 1 lambda per nat short.
+    # The defaults without the multiplier's proportional damper (plain dual
+    # ascent, which cycled on PTB), and with the other damper instead:
+    # lambda's step following the learning rate.
+    "self_undamped": {"critic": "self", "objective": {
+        "critic_target": None, "critic_lambda_kp": 0.0}},
+    "hybrid_undamped": {"critic": "hybrid", "objective": {
+        "critic_target": None, "critic_lambda_kp": 0.0}},
     "self_lr": {"critic": "self", "objective": {
-        "critic_target": None, "critic_lambda_follows_lr": True}},
+        "critic_target": None, "critic_lambda_kp": 0.0,
+        "critic_lambda_follows_lr": True}},
     "hybrid_lr": {"critic": "hybrid", "objective": {
-        "critic_target": None, "critic_lambda_follows_lr": True}},
-    "self_kp1": {"critic": "self", "objective": {
-        "critic_target": None, "critic_lambda_kp": 1.0}},
-    "hybrid_kp1": {"critic": "hybrid", "objective": {
-        "critic_target": None, "critic_lambda_kp": 1.0}},
-    # The self critic held at 3 nats (the multiplier from lambda 1): where
-    # the target sweep found the images' MI gain within 1% NLL.
-    "self_target_3_nats": {"critic": "self", "objective": {
-        "critic_weight": 1.0, "critic_target": 3.0,
-        "critic_constraint": "lagrangian"}},
+        "critic_target": None, "critic_lambda_kp": 0.0,
+        "critic_lambda_follows_lr": True}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
 }
 

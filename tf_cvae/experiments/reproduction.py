@@ -112,8 +112,9 @@ def base_config(setup: Setup, seed: int, data_dir: str) -> train.TrainConfig:
 
 def _multiplier_name(o) -> str:
   """How lambda follows a target, for run_name: "" for a hinge, else
-  dual<step>, then max<ceiling>, p<proportional gain>, lr (step follows the
-  learning rate) where they differ from the defaults."""
+  dual<step>, then max<ceiling> (when finite), p<proportional gain> (when
+  not 0: the default's 1 is spelled, so runs from before it was the default
+  keep their names) and lr (step follows the learning rate)."""
   if o.critic_constraint == "hinge":
     return ""
   return (f"dual{o.critic_lambda_step:g}"

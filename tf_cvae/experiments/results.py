@@ -5,6 +5,7 @@ import math
 import os
 
 from tf_cvae import critics
+from tf_cvae import data as data_lib
 from tf_cvae.experiments import families as families_lib
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import results_measure as measure
@@ -68,8 +69,9 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
   if "sweep" in parts:
     families = families_lib.sweep_families(scale)
     stats = report.aggregate(by_part("sweep"))
-    choice = tradeoff.choose_defaults(stats, families, [
-        n for n in scale.sweep if n in used])
+    swept = [n for n in scale.sweep if n in used]
+    choice = tradeoff.choose_defaults(stats, families, swept, {
+        n: data_lib.kind(scale.setups[n].dataset) for n in swept})
     title = {"lambda": "lambda and the baselines' knobs",
              "target": "the critics' targets in nats"}[scale.sweep_kind]
     done = {r.seed for r, rec in by_part("sweep") if rec.get("metrics")}
@@ -124,10 +126,12 @@ def defaults_in_force() -> list[str]:
            "the value given. Unless a report of the target sweep (`--scale="
            "cpu`) chose them on validation data, treat them as "
            "provisional.", ""]
-  for critic, (weight, target) in critics.DEFAULTS.items():
-    if critic == "none":
-      continue
-    held = None if target == critics.NO_TARGET else target
-    lines.append(f"- **{critic}: "
-                 f"{tradeoff.describe_setting(weight, held, 'lagrangian')}**")
+  for kind, by_critic in critics.DEFAULTS.items():
+    for critic, (weight, target) in by_critic.items():
+      if critic == "none":
+        continue
+      held = None if target == critics.NO_TARGET else target
+      lines.append(f"- **{critic} on {kind} data: "
+                   f"{tradeoff.describe_setting(weight, held, 'lagrangian')}"
+                   "**")
   return lines + [""]

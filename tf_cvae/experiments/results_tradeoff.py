@@ -90,18 +90,23 @@ def setting(family, knob) -> tuple:
           changes.get("critic_constraint", "hinge"))
 
 
-def choose_defaults(stats: dict, families: list, setups: list) -> dict:
+def choose_defaults(stats: dict, families: list, setups: list,
+                    kinds: dict | None = None) -> dict:
   """critic -> {"per_setup": {setup: (setting, stats) or None},
-  "overall": setting or None, "gain": nats}, read on the validation split
-  (CHOOSE_NLL, CHOOSE_MI): per setup, the setting of the `defaults`
-  families with the most MI (ties within 0.01 nats by MI full) whose NLL is
-  within NLL_TOLERANCE of the plain VAE's; overall, the setting within it
-  on every setup with the most mean MI, and its mean MI above the VAE's.
-  A setting is setting()'s (lambda, target, constraint)."""
+  "overall": {kind: setting or None}, "gain": {kind: nats}}, read on the
+  validation split (CHOOSE_NLL, CHOOSE_MI): per setup, the setting of the
+  `defaults` families with the most MI (ties within 0.01 nats by MI full)
+  whose NLL is within NLL_TOLERANCE of the plain VAE's; per kind of data
+  (`kinds`: setup -> "text" or "image"; None: all "text"), the setting
+  within it on every setup of that kind with the most mean MI, and its
+  mean MI above the VAE's. A setting is setting()'s (lambda, target,
+  constraint)."""
+  kinds = kinds or {setup: "text" for setup in setups}
   out = {}
   nll, mi = CHOOSE_NLL, CHOOSE_MI
   for critic in sorted({f.method for f in families if f.defaults}):
-    per_setup, qualify = {}, collections.defaultdict(list)
+    per_setup = {}
+    qualify = collections.defaultdict(lambda: collections.defaultdict(list))
     for setup in setups:
       best = None
       for family in families:
@@ -113,16 +118,20 @@ def choose_defaults(stats: dict, families: list, setups: list) -> dict:
               1 + report.NLL_TOLERANCE) * vae[nll][0]:
             continue
           key = setting(family, knob)
-          qualify[key].append((s[mi][0], s[mi][0] - vae[mi][0]))
+          qualify[kinds[setup]][key].append(
+              (s[mi][0], s[mi][0] - vae[mi][0]))
           rank = (round(s[mi][0], 2), s.get("valid:mi_full", (0,))[0])
           if best is None or rank > best[0]:
             best = (rank, (key, s))
       per_setup[setup] = best and best[1]
-    full = {k: np.mean(v, axis=0) for k, v in qualify.items()
-            if len(v) == len(setups)}
-    overall = max(full, key=lambda k: full[k][0]) if full else None
-    out[critic] = {"per_setup": per_setup, "overall": overall,
-                   "gain": float(full[overall][1]) if full else 0.0}
+    overall, gain = {}, {}
+    for kind in sorted(set(kinds[setup] for setup in setups)):
+      count = sum(kinds[setup] == kind for setup in setups)
+      full = {k: np.mean(v, axis=0) for k, v in qualify[kind].items()
+              if len(v) == count}
+      overall[kind] = max(full, key=lambda k: full[k][0]) if full else None
+      gain[kind] = float(full[overall[kind]][1]) if full else 0.0
+    out[critic] = {"per_setup": per_setup, "overall": overall, "gain": gain}
   return out
 
 
@@ -142,8 +151,9 @@ def defaults_section(choice: dict, stats: dict) -> list[str]:
   lines = [f"Rule, read on the validation split (the last weights, the "
            f"test split's IW samples): the setting with the most MI whose "
            f"IW-NLL is within {tolerance} of the plain VAE's at the same "
-           "budget; the default is the one within it on every swept setup "
-           "with the most mean MI. The test split plays no part.", ""]
+           "budget; the default for a kind of data (text, image) is the one "
+           "within it on every swept setup of that kind with the most mean "
+           "MI. The test split plays no part.", ""]
   for critic, c in choice.items():
     for setup, pick in c["per_setup"].items():
       vae = stats.get((setup, "vae", None), {})
@@ -159,18 +169,21 @@ def defaults_section(choice: dict, stats: dict) -> list[str]:
           f"{report._rel(s[nll][0], vae[nll][0]):+.2f}%"
           + (": the effect does not show here (MI not above the VAE's)"
              if weak else "") + ".")
-    overall = c["overall"]
-    if overall is None:
-      lines.append(f"- **{critic}**: no setting is within the rule on every "
-                   "swept setup; no default is chosen from this evidence.")
-    elif c["gain"] <= report.MI_GAIN:
-      lines.append(f"- **{critic}**: no default from this evidence: the "
-                   f"rule's pick ({describe_setting(*overall)}) keeps only "
-                   f"{c['gain']:.2f} nats of MI above the VAE on average.")
-    else:
-      lines.append(f"- **{critic}: {describe_setting(*overall)}** "
-                   f"(validation MI {c['gain']:+.2f} nats over the VAE on "
-                   "average).")
+    for kind, overall in c["overall"].items():
+      gain, name = c["gain"][kind], f"{critic} on {kind} data"
+      if overall is None:
+        lines.append(f"- **{name}**: no setting is within the rule on "
+                     f"every swept {kind} setup; no default is chosen from "
+                     "this evidence.")
+      elif gain <= report.MI_GAIN:
+        lines.append(f"- **{name}**: no default from this evidence: the "
+                     f"rule's pick ({describe_setting(*overall)}) keeps "
+                     f"only {gain:.2f} nats of MI above the VAE on "
+                     "average.")
+      else:
+        lines.append(f"- **{name}: {describe_setting(*overall)}** "
+                     f"(validation MI {gain:+.2f} nats over the VAE on "
+                     "average).")
   return lines + [""]
 
 

@@ -62,13 +62,18 @@ class TrainConfig:
   max_bad_steps: int = 20              # stop after this many non-finite steps in a row
 
   def __post_init__(self):
-    """Fills in the critic's default lambda and target (critics.DEFAULTS)
-    where objective leaves them unset (None), so that TrainConfig(critic=
-    "self") trains with the self critic's term on. Once filled in they are
-    the config's own: a dataclasses.replace that changes the critic keeps
-    them unless it sets them to None again."""
-    weight, target = critics.defaults(self.critic, self.critic_side)
+    """Fills in the critic's default lambda and target for the kind of
+    data (critics.DEFAULTS) where objective leaves them unset (None), so
+    that TrainConfig(critic="self") trains with the self critic's term on.
+    Once filled in they are the config's own: a dataclasses.replace that
+    changes the critic or the data keeps them unless it sets them to None
+    again."""
     objective = self.objective
+    if objective.critic_weight is not None and (
+        objective.critic_target is not None):
+      return
+    weight, target = critics.defaults(self.critic, self.critic_side,
+                                      data_lib.kind(self.data.name))
     if objective.critic_weight is None:
       objective = dataclasses.replace(objective, critic_weight=weight)
     if objective.critic_target is None:
@@ -141,13 +146,15 @@ def _old_runs_no_target(saved) -> None:
   critic_target null (or missing) meant "no target" before the critics had
   defaults (today None is "the default"), a target was a hinge before
   critic_constraint existed (today the default is lagrangian), and lambda
-  had no ceiling before critic_lambda_max, and its step did not follow the
-  learning rate before critic_lambda_follows_lr."""
+  had no ceiling before critic_lambda_max, its step did not follow the
+  learning rate before critic_lambda_follows_lr, and it had no proportional
+  term before critic_lambda_kp."""
   objective = saved.get("objective") if isinstance(saved, dict) else None
   if not isinstance(objective, dict):
     return
   objective.setdefault("critic_lambda_max", math.inf)
   objective.setdefault("critic_lambda_follows_lr", False)
+  objective.setdefault("critic_lambda_kp", 0.0)
   if objective.get("critic_target") is None:
     objective["critic_target"] = critics.NO_TARGET
   elif objective["critic_target"] != critics.NO_TARGET:
