@@ -7,6 +7,7 @@ import re
 import time
 
 from matplotlib import image as mpimg
+import numpy as np
 import pytest
 
 from tf_cvae import critics
@@ -162,6 +163,31 @@ def test_defaults_pick_most_mi_within_one_percent():
   summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
   assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
   assert "MI never rises" in summary             # hybrid
+
+
+def test_defaults_are_chosen_per_kind_of_data():
+  """Text and images choose apart: a setting need only be within the rule
+  on every setup of its own kind."""
+  families = families_lib.sweep_families(TINY_SCALE)
+  stats = {}
+  for setup, vae_nll, self_1, self_4 in (
+      ("text_a", 100.0, (100.5, 1.5), (104.0, 3.4)),
+      ("text_b", 50.0, (50.2, 1.2), (52.0, 3.0)),
+      ("images", 80.0, (80.9, 0.9), (80.4, 3.1))):
+    stats.update({(setup, "vae", None): _stats(vae_nll, 0.1),
+                  (setup, "self", 1.0): _stats(*self_1),
+                  (setup, "self", 4.0): _stats(*self_4)})
+  kinds = {"text_a": "text", "text_b": "text", "images": "image"}
+  choice = tradeoff.choose_defaults(stats, families, list(kinds), kinds)
+  assert choice["self"]["overall"] == {"text": (1.0, None, "hinge"),
+                                       "image": (4.0, None, "hinge")}
+  np.testing.assert_allclose(choice["self"]["gain"]["text"], 1.25)
+  np.testing.assert_allclose(choice["self"]["gain"]["image"], 3.0)
+  # Pooled as one kind, no setting is within the rule everywhere.
+  assert choice["self"]["overall"]["text"] != tradeoff.choose_defaults(
+      stats, families, list(kinds))["self"]["overall"]["text"]
+  text = "\n".join(tradeoff.defaults_section(choice, stats))
+  assert "- **self on image data: lambda 4, no target**" in text
 
 
 def test_cell_and_estimate():

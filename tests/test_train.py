@@ -57,13 +57,18 @@ def _rounded(results: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def plain_and_critic(tmp_path_factory):
-  """The seeded collapse-and-cure runs: 600 steps each on synthetic text."""
+  """The seeded collapse-and-cure runs: 600 steps each on synthetic text,
+  the self critic at the library's defaults.
+
+  Text runs are not bit-reproducible across runs and machines (threads), and
+  when z takes off is chaotic. At the defaults (a 1-nat target, lambda
+  raised by the multiplier) 6 of 6 runs here had taken off by step 600,
+  MI 1.18 to 2.81 (in most the multiplier had not come back down yet). A
+  fixed lambda 3 without a target, used before, had not in 2 of 8 (MI 0.39
+  and 0.77)."""
   tmp_path = tmp_path_factory.mktemp("runs")
   plain = train.run(_config(tmp_path, "plain", max_steps=600))
-  critic = train.run(_config(
-      tmp_path, "self", max_steps=600, critic="self",
-      objective=objective.ObjectiveConfig(critic_weight=3.0,
-                                          critic_target=critics.NO_TARGET)))
+  critic = train.run(_config(tmp_path, "self", max_steps=600, critic="self"))
   print("\nplain VAE:", _rounded(plain))
   print("self critic:", _rounded(critic))
   return tmp_path, plain, critic
@@ -73,7 +78,13 @@ def test_plain_vae_collapses_and_self_critic_keeps_information(plain_and_critic)
   _, plain, critic = plain_and_critic
   assert plain["mi"] < 0.2
   assert plain["kl"] < 0.5
-  assert critic["mi"] >= plain["mi"] + 1.0
+  # Over 4 noise-floor deviations (mi_noise_std, 0.16 nats) above the plain
+  # VAE, and the critic certifies most of its 1-nat target (runs here:
+  # MI 1.18 to 2.81, bound 1.04 to 2.67; the fixed lambda 3's runs that had
+  # not taken off read 0.39 and 0.77).
+  assert critic["mi"] >= plain["mi"] + 0.75
+  assert critic["mi"] >= plain["mi"] + 4 * plain["mi_noise_std"]
+  assert critic["infonce_bound"] >= 0.75
   assert critic["au"] >= 1
   # The InfoNCE bound is a lower bound on the MI it reports beside it.
   assert critic["infonce_bound"] <= critic["mi"] + 0.1

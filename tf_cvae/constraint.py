@@ -20,12 +20,14 @@ With proportional = 0 and lr_scale = 1 this is plain dual ascent (lambda is
 the integral). It can cycle: an encoder that collapses needs a larger lambda
 to take off again than it needs to stay informative, so an integral that
 reacts only to the lagged average overshoots both ways, and the bound swings
-between ~0 and twice the target. Two dampers, both off in DualConfig:
-`proportional` (a PI controller, as in PID Lagrangian methods) moves lambda
-at once with the shortfall, and `follow_learning_rate` scales the integral's
-step by the learning rate over its initial value (lr_scale), so lambda
-slows down as the encoder it steers does (RESULTS.md measures both on
-the text setups: the self_lr and self_kp1 rows). The loss then carries
+between ~0 and twice the target. Two dampers: `proportional` (a PI
+controller, as in PID Lagrangian methods) moves lambda at once with the
+shortfall, and `follow_learning_rate` scales the integral's step by the
+learning rate over its initial value (lr_scale), so lambda slows down as
+the encoder it steers does. Both are off in DualConfig; ObjectiveConfig
+turns the first on (critic_lambda_kp = 1), which settled the self critic
+on PTB where plain dual ascent cycled (RESULTS.md: the self_default,
+self_undamped and self_lr rows). The loss then carries
 lambda * critic cross-entropy with lambda held constant by the gradient;
 the user says how many nats the critic should certify instead of hunting a
 lambda on a steep cliff. The state is three variables (lambda is a function
