@@ -78,11 +78,14 @@ def test_the_caveats_say_how_the_runs_ended_and_at_which_settings():
 def test_a_critic_without_a_default_is_not_written_as_a_choice():
   """Only a chosen setting is a bold "critic: setting" line (what the
   library's DEFAULTS are checked against); no choice bolds the name alone."""
-  choice = {"self": {"per_setup": {}, "overall": None, "gain": 0.0}}
+  choice = {"self": {"per_setup": {}, "overall": {"text": None},
+                     "gain": {"text": 0.0}}}
   lines = tradeoff.defaults_section(choice, {})
-  assert ("- **self**: no setting is within the rule on every swept setup; "
-          "no default is chosen from this evidence.") in lines
-  assert not any(re.match(r"^- \*\*self: ", line) for line in lines)
+  assert ("- **self on text data**: no setting is within the rule on every "
+          "swept text setup; no default is chosen from this evidence."
+          ) in lines
+  assert not any(re.match(r"^- \*\*self on text data: ", line)
+                 for line in lines)
 
 
 def test_a_multiplier_settles_when_its_last_epochs_hold_still():
