@@ -251,9 +251,10 @@ NO_TARGET = math.inf    # a critic_target that is never reached: no hinge
 # the rule; on Omniglot 2 nats for the hybrid and 3 for the self critic
 # did. Plain dual ascent (kp 0) let the self critic's multiplier cycle on
 # PTB between a collapsed code and about 2 nats in 3 of 5 seeds; with kp 1
-# it settled in 5 of 5 within 1%. The NN critic (text only, not swept)
-# takes the hybrid's (both learn a network over x); the model critic, not
-# swept, the self critic's.
+# it settled in 5 of 5 within 1%. The NN critic, not swept, takes the
+# hybrid's (both learn a network over x); the model critic, not swept, the
+# self critic's. The images' targets rest on 3-epoch Omniglot runs: treat
+# them as provisional until its sweep is run to convergence.
 DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
     "text": {
         "none": (0.0, NO_TARGET),
