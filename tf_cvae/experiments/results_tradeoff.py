@@ -153,7 +153,10 @@ def defaults_section(choice: dict, stats: dict) -> list[str]:
            f"IW-NLL is within {tolerance} of the plain VAE's at the same "
            "budget; the default for a kind of data (text, image) is the one "
            "within it on every swept setup of that kind with the most mean "
-           "MI. The test split plays no part.", ""]
+           "MI. The test split plays no part. Each setup is read at its "
+           "budget: where its runs end at the epoch cap rather than on the "
+           "learning-rate rule, they may still be moving, and a choice read "
+           "there is provisional.", ""]
   for critic, c in choice.items():
     for setup, pick in c["per_setup"].items():
       vae = stats.get((setup, "vae", None), {})
