@@ -155,10 +155,11 @@ def test_defaults_pick_most_mi_within_one_percent():
   # The test split plays no part: a test NLL far over 1% changes nothing,
   # a validation NLL over 1% rules the point out.
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(100.9, 2.0, 150.0)
-  assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
+  as_text = {"omni": "text"}
+  assert tradeoff.choose_defaults(stats, families, ["omni"], as_text)["self"][
       "overall"]["text"] == (4.0, 1.0, "hinge")
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(101.1, 2.0, 100.0)
-  assert tradeoff.choose_defaults(stats, families, ["omni"])["self"][
+  assert tradeoff.choose_defaults(stats, families, ["omni"], as_text)["self"][
       "overall"]["text"] == (1.0, None, "hinge")
   summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
   assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
@@ -185,7 +186,8 @@ def test_defaults_are_chosen_per_kind_of_data():
   np.testing.assert_allclose(choice["self"]["gain"]["image"], 3.0)
   # Pooled as one kind, no setting is within the rule everywhere.
   assert choice["self"]["overall"]["text"] != tradeoff.choose_defaults(
-      stats, families, list(kinds))["self"]["overall"]["text"]
+      stats, families, list(kinds), dict.fromkeys(kinds, "text"))["self"][
+          "overall"]["text"]
   text = "\n".join(tradeoff.defaults_section(choice, stats))
   assert "- **self on image data: lambda 4, no target**" in text
 

@@ -91,17 +91,16 @@ def setting(family, knob) -> tuple:
 
 
 def choose_defaults(stats: dict, families: list, setups: list,
-                    kinds: dict | None = None) -> dict:
+                    kinds: dict) -> dict:
   """critic -> {"per_setup": {setup: (setting, stats) or None},
   "overall": {kind: setting or None}, "gain": {kind: nats}}, read on the
   validation split (CHOOSE_NLL, CHOOSE_MI): per setup, the setting of the
   `defaults` families with the most MI (ties within 0.01 nats by MI full)
   whose NLL is within NLL_TOLERANCE of the plain VAE's; per kind of data
-  (`kinds`: setup -> "text" or "image"; None: all "text"), the setting
+  (`kinds`: setup -> "text" or "image"), the setting
   within it on every setup of that kind with the most mean MI, and its
   mean MI above the VAE's. A setting is setting()'s (lambda, target,
   constraint)."""
-  kinds = kinds or {setup: "text" for setup in setups}
   out = {}
   nll, mi = CHOOSE_NLL, CHOOSE_MI
   for critic in sorted({f.method for f in families if f.defaults}):
