@@ -4,6 +4,7 @@ writes RESULTS.md and its figures.
   tf-cvae-reproduce --scale=cpu --dry_run  # the plan and its time
   tf-cvae-reproduce --scale=cpu            # table, sweep and K
   tf-cvae-reproduce --only=table --seeds=1
+  tf-cvae-reproduce --methods=vae,self_default,hybrid_default --dry_run
   tf-cvae-reproduce --scale=cpu --report_only  # what has finished
 
 Runs live under --out_dir (default runs/reproduce/<scale>), one directory a
@@ -11,6 +12,7 @@ run; a finished one is read, an interrupted one resumes. RESULTS.md and the
 PNGs are rewritten after each part from whatever has finished.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -43,6 +45,9 @@ flags.DEFINE_list("only", list(repro.PARTS), "Parts to run: table (the "
 flags.DEFINE_list("setups", None, "Setups to run (default: all of the "
                   "scale's, e.g. ptb,synthetic_text); the report covers "
                   "only these.")
+flags.DEFINE_list("methods", None, "Table methods to run (default: all of "
+                  "the scale's, e.g. vae,self_default,hybrid_default: the "
+                  "core rows); the sweep and k parts are not filtered.")
 flags.DEFINE_integer("seeds", None, "Seeds of the table part (default: the "
                      "scale's, 3 on cpu); sweep and k use seed 0.",
                      lower_bound=1)
@@ -68,7 +73,7 @@ def _command() -> str:
   words = ["python runners/reproduce.py", f"--scale={FLAGS.scale}"]
   if set(FLAGS.only) != set(repro.PARTS):
     words.append(f"--only={','.join(FLAGS.only)}")
-  for name in ("setups", "seeds", "out_dir", "results_md", "plots_dir"):
+  for name in ("setups", "methods", "seeds", "out_dir", "results_md", "plots_dir"):
     value = FLAGS[name].value
     if FLAGS[name].present and value:
       words.append(f"--{name}=" + (",".join(value) if isinstance(value, list)
@@ -88,6 +93,13 @@ def _main(argv):
     sys.exit(2)
   common.setup_logging()
   scale = scales.SCALES[FLAGS.scale]
+  if FLAGS.methods:
+    unknown = sorted(set(FLAGS.methods) - set(scale.methods))
+    if unknown:
+      raise app.UsageError(f"--methods: unknown {unknown}; --scale="
+                           f"{FLAGS.scale} has {list(scale.methods)}")
+    scale = dataclasses.replace(scale, methods=tuple(
+        m for m in scale.methods if m in FLAGS.methods))
   parts = [p for p in repro.PARTS if p in FLAGS.only]
   out_dir = FLAGS.out_dir or os.path.join("runs", "reproduce", FLAGS.scale)
   data_dir = FLAGS.data_dir or data_lib.default_data_dir()

@@ -232,13 +232,18 @@ def test_runner_refuses_an_unknown_part(run_runner):
   result = run_runner("reproduce.py", "--only=table,nope")
   assert result.returncode != 0
   assert "--only: unknown ['nope']" in result.stderr, result.stderr[-2000:]
+  result = run_runner("reproduce.py", "--methods=vae,selfish")
+  assert result.returncode != 0
+  assert "--methods: unknown ['selfish']" in result.stderr, (
+      result.stderr[-2000:])
 
 
 def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
                                                        run_runner):
   md = tmp_path / "R.md"
   result = run_runner("reproduce.py", "--scale=smoke", "--report_only",
-                      "--only=table", f"--out_dir={tmp_path / 'runs'}",
+                      "--only=table", "--methods=vae,self_default,nn_default",
+                      f"--out_dir={tmp_path / 'runs'}",
                       f"--data_dir={data_dir}", f"--results_md={md}",
                       f"--plots_dir={tmp_path / 'png'}")
   assert result.returncode == 0, result.stderr[-2000:]
@@ -246,6 +251,10 @@ def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
   assert "re-measured (incomplete: 0 of" in text      # nothing trained
   assert "| vae | 0 | not run yet |" in text
   assert "| self_default | 0 | not run yet |" in text
+  assert "| hybrid_default |" not in text         # --methods leaves it out
+  assert "Table seeds: 2 per method (mnist_mlp 1: fewer, for their " \
+         "cost); the sweep: 1 per point" in text
+  assert "--methods=vae,self_default,nn_default" in text   # the command
   assert "## The critics' defaults" in text          # no sweep in it
   assert not (tmp_path / "runs").exists()
   assert "ptb_mi_per_epoch.png" in os.listdir(tmp_path / "png")

@@ -31,13 +31,14 @@ def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,
   lines = report.header(scale_name, {n: s for n, s in scale.setups.items()
                                      if n in used}, parts, counts, command)
   seeds = 1 + max([r.seed for r in runs if r.part == "table"], default=0)
-  caps = list(scale.method_seeds) + [
+  caps = [(m, n) for m, n in scale.method_seeds if m in scale.methods] + [
       (name, s.seeds) for name, s in scale.setups.items()
       if s.seeds and name in used]
   capped = ", ".join(f"{name} {n}" for name, n in caps if n < seeds)
   lines += [f"Table seeds: {seeds} per method" + (
       f" ({capped}: fewer, for their cost)" if capped else "")
-            + "; the sweep and K parts: seed 0.", ""]
+            + f"; the sweep: {scale.sweep_seeds} per point; K: seed 0.",
+            ""]
   png = lambda name: os.path.join(plots_dir, f"{name}.png")
   link = lambda path, alt: report.image(path, results_md, alt)
   choice = {}
