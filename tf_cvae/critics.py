@@ -1,13 +1,10 @@
 """Contrastive critics and the one InfoNCE function they all share.
 
 A critic scores every (x_i, z_j) pair of a batch: `critic_logits[i, j] =
-f(x_i, z_j)`, a [K, K] matrix. For each z_j the critic must pick, by a K-way
-softmax over i, the x it was drawn from (the diagonal). Every critic here is
-separable: x and z are embedded separately, so a batch costs 2K network
-passes, never K^2.
-
-The critics' registry (`CRITICS`, `build_critic`) and their default weight
-and target (`DEFAULTS`, `defaults`) live here, with the critics.
+f(x_i, z_j)`, [K, K]; for each z_j it must pick, by a K-way softmax over i,
+the x it was drawn from (the diagonal). Every critic here is separable (a
+batch costs 2K network passes, never K^2). The registry (`CRITICS`,
+`build_critic`) and the defaults (`DEFAULTS`, `defaults`) live here too.
 """
 
 import math
@@ -95,13 +92,26 @@ class DotProductCritic(Critic):
   critic's gradient); with a network of its own, the NN critic. Normalizing
   makes the scores independent of the features' scale (word embeddings start
   at U(-0.1, 0.1), where raw dot products are too flat to learn from).
+
+  `center_rate` (the NN critic's): the x head's output minus its moving
+  average over earlier training batches (frozen at evaluation, so a score
+  depends on (x_i, z_j) alone and the InfoNCE bound stays a bound). While
+  z carries nothing, the x side's gradient is mostly a push shared by every
+  x; uncentred, the NN critic's own network followed it on PTB until every
+  sentence had one embedding (mean pairwise cosine 0.9995) and z never
+  took off, whatever lambda. Centring removes the shared part.
   """
 
   def __init__(self, x_features: keras.layers.Layer, hidden_dim: int = 128,
-               proj_dim: int = 64, temperature: float = 0.1, **kwargs):
+               proj_dim: int = 64, temperature: float = 0.1,
+               center_rate: float | None = None, **kwargs):
     super().__init__(**kwargs)
     self.x_features = x_features
     self.temperature = temperature
+    self.center_rate = center_rate
+    self.x_mean = None if center_rate is None else self.add_weight(
+        shape=(proj_dim,), initializer="zeros", trainable=False,
+        aggregation="mean", name="x_mean")
     self.x_head = keras.Sequential([
         keras.layers.LayerNormalization(),
         keras.layers.Dense(hidden_dim, activation="relu"),
@@ -113,8 +123,15 @@ class DotProductCritic(Critic):
   def x_side(self, batch, mu, logvar, training=False):
     """Unit-norm embeddings u of the x's: [K, proj_dim]."""
     del mu, logvar
-    return tf.math.l2_normalize(
-        self.x_head(self.x_features(batch, training=training)), axis=-1)
+    h = self.x_head(self.x_features(batch, training=training))
+    if self.x_mean is not None:
+      mean = tf.convert_to_tensor(self.x_mean)   # earlier batches' average
+      if training:
+        moved = (self.center_rate * mean + (1.0 - self.center_rate)
+                 * tf.reduce_mean(tf.stop_gradient(h), axis=0))
+        self.x_mean.assign(tf.where(tf.math.is_finite(moved), moved, mean))
+      h = h - mean
+    return tf.math.l2_normalize(h, axis=-1)
 
   def score(self, x_side, z):
     """[N_x, K] scores cos(u_i, v_j) / temperature."""
@@ -165,29 +182,23 @@ class ImageFeatures(layers.Composite):
 class NegativeQueue(tf.Module):
   """Earlier batches' x_side rows kept as extra negatives (MoCo-style).
 
-  The InfoNCE bound can raise the MI by at most log K; a queue of Q rows makes
-  K = batch + Q without a larger batch. Rows are stale (computed with earlier
-  parameters) and carry no gradient. For the self critic a row is a
-  posterior's (mu, logvar), so the queue costs Q * 2 * latent floats.
+  The InfoNCE bound is capped at log K; Q rows make K = batch + Q. Rows are
+  stale (earlier parameters) and carry no gradient; for the self critic a
+  row is a posterior's (mu, logvar): Q * 2 * latent floats.
   """
 
   def __init__(self, size: int, row_dim: int, name: str = "negative_queue"):
     super().__init__(name=name)
     self.size = size
-    # Under a strategy every replica pushes the same (gathered) rows.
-    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA   # rows: gathered
     self.rows = tf.Variable(tf.zeros([size, row_dim]), trainable=False,
                             name="rows", aggregation=first)
     self.filled = tf.Variable(0, dtype=tf.int32, trainable=False,
                               name="filled", aggregation=first)
 
   def score(self, critic: Critic, x_side: tf.Tensor, z: tf.Tensor):
-    """Critic logits of z against the batch and the queue.
-
-    Returns:
-      (critic_logits [K + size, K], num_candidates): unfilled queue rows get
-      -1e9 logits and are not counted among the candidates.
-    """
+    """(critic_logits [K + size, K] of z against the batch and the queue,
+    num_candidates): unfilled rows get -1e9 and are not counted."""
     num = tf.shape(x_side)[0]
     logits = critic.score(
         tf.concat([x_side, tf.stop_gradient(self.rows)], axis=0), z)
@@ -211,14 +222,17 @@ def _x_features(dataset) -> keras.layers.Layer:
   return ImageFeatures(name="x_features")
 
 
+# The NN critic's centring (DotProductCritic): the last ~100 batches.
+NN_CENTER_RATE = 0.99
+
 # name -> builder(vae, dataset) of an inference critic; "none": plain VAE.
 CRITICS: dict[str, Callable | None] = {
     "none": None,
     "self": lambda vae, data: SelfCritic(name="self_critic"),
     "hybrid": lambda vae, data: DotProductCritic(vae.encoder.early,
                                                  name="hybrid_critic"),
-    "nn": lambda vae, data: DotProductCritic(_x_features(data),
-                                             name="nn_critic"),
+    "nn": lambda vae, data: DotProductCritic(
+        _x_features(data), center_rate=NN_CENTER_RATE, name="nn_critic"),
 }
 
 
@@ -239,22 +253,15 @@ def build_model_critic(dataset) -> Critic:
 
 NO_TARGET = math.inf    # a critic_target that is never reached: no hinge
 
-# kind of data ("text", "image") -> critic -> (lambda, target in nats or
-# NO_TARGET): what a TrainConfig naming the critic gets when it leaves
-# critic_weight / critic_target unset. A target is held by the Lagrange
-# multiplier, lambda starting at the value given, with the proportional
-# damper on (ObjectiveConfig.critic_lambda_kp). The reproduction's target
-# sweep, read on the validation split (RESULTS.md states the rule: the most
-# MI with an NLL within 1% of the plain VAE's on every swept setup of the
-# kind), chose them per kind, because text and images want different
-# targets: on synthetic text and PTB only 1 nat kept the critics within
-# the rule; on Omniglot 2 nats for the hybrid and 3 for the self critic
-# did. Plain dual ascent (kp 0) let the self critic's multiplier cycle on
-# PTB between a collapsed code and about 2 nats in 3 of 5 seeds; with kp 1
-# it settled in 5 of 5 within 1%. The NN critic, not swept, takes the
-# hybrid's (both learn a network over x); the model critic, not swept, the
-# self critic's. The images' targets rest on 3-epoch Omniglot runs: treat
-# them as provisional until its sweep is run to convergence.
+# kind of data -> critic -> (lambda, target in nats or NO_TARGET): what a
+# TrainConfig naming the critic gets with critic_weight / critic_target
+# unset; a target is held by the Lagrange multiplier from that lambda, with
+# the proportional damper (critic_lambda_kp). The reproduction's sweep chose
+# them on the validation split (RESULTS.md's rule: the most MI within 1% of
+# the plain VAE's NLL on every swept setup of the kind): 1 nat on text
+# (synthetic, PTB), on Omniglot 2 for the hybrid and 3 for the self critic
+# (3-epoch runs: provisional). The NN critic (unswept) takes the hybrid's,
+# the model critic (unswept) the self critic's.
 DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
     "text": {
         "none": (0.0, NO_TARGET),
