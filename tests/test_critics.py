@@ -136,6 +136,44 @@ def test_nn_critic_has_its_own_network_and_trains_the_encoder():
                                      for v in critic.trainable_variables))
 
 
+def test_nn_critic_centres_x_by_the_batch_and_evaluates_by_the_average(
+    tmp_path):
+  """The NN critic centres its x head's outputs: in training by the batch's
+  mean, moving the average of means by (1 - rate) towards it; at
+  evaluation by that average, without moving it, row by row (a row alone
+  scores as in its batch); the average is checkpointed."""
+  vae, batch, dataset = _small_text_vae()
+  critic = critics.build_critic("nn", vae, dataset)
+  rate = critics.NN_CENTER_RATE
+  assert critic.center_rate == rate
+  head = lambda: critic.x_head(critic.x_features(batch)).numpy()
+  u_eval = critic.x_side(batch, None, None, training=False).numpy()
+  np.testing.assert_array_equal(critic.x_mean.numpy(), 0.0)   # not moved
+  h = head()
+  unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+  np.testing.assert_allclose(u_eval, unit(h), atol=1e-5)      # average: 0
+  u_train = critic.x_side(batch, None, None, training=True).numpy()
+  np.testing.assert_allclose(u_train, unit(h - h.mean(axis=0)), atol=1e-5)
+  np.testing.assert_allclose(critic.x_mean.numpy(),
+                             (1 - rate) * h.mean(axis=0), rtol=1e-4,
+                             atol=1e-7)
+  # Evaluation: each row depends on its own x only (a row alone scores
+  # as in the batch), centred by the stored average.
+  mean = critic.x_mean.numpy()
+  expected = unit(h - mean)
+  one = {k: v[:1] for k, v in batch.items()}
+  np.testing.assert_allclose(
+      critic.x_side(one, None, None, training=False).numpy(), expected[:1],
+      atol=1e-5)
+  np.testing.assert_allclose(critic.x_side(batch, None, None).numpy(),
+                             expected, atol=1e-5)
+  restored = critics.build_critic("nn", vae, dataset)
+  restored.x_side(batch, None, None)
+  path = tf.train.Checkpoint(critic=critic).save(str(tmp_path / "ckpt"))
+  tf.train.Checkpoint(critic=restored).restore(path).assert_consumed()
+  np.testing.assert_array_equal(restored.x_mean.numpy(), mean)
+
+
 def _model_critic_gradient_norm(dataset_name, model_config):
   dataset = data_lib.load(data_lib.DataConfig(name=dataset_name))
   vae = registry.build_vae(model_config, dataset)

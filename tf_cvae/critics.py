@@ -93,13 +93,14 @@ class DotProductCritic(Critic):
   makes the scores independent of the features' scale (word embeddings start
   at U(-0.1, 0.1), where raw dot products are too flat to learn from).
 
-  `center_rate` (the NN critic's): the x head's output minus its moving
-  average over earlier training batches (frozen at evaluation, so a score
-  depends on (x_i, z_j) alone and the InfoNCE bound stays a bound). While
-  z carries nothing, the x side's gradient is mostly a push shared by every
-  x; uncentred, the NN critic's own network followed it on PTB until every
-  sentence had one embedding (mean pairwise cosine 0.9995) and z never
-  took off, whatever lambda. Centring removes the shared part.
+  `center_rate` (the NN critic's): in training the x head's outputs are
+  centred by their batch mean, which also takes the part shared by every x
+  out of their gradient; at evaluation by a moving average of those means
+  (decay `center_rate` a step), so a test score depends on (x_i, z_j) alone
+  and the test bound stays a bound (as batch normalization does). While z
+  carries nothing that shared part is most of the x side's gradient:
+  uncentred (or centred by the average alone) the NN critic gave every PTB
+  sentence one embedding (pairwise cosine 0.9995); z never took off.
   """
 
   def __init__(self, x_features: keras.layers.Layer, hidden_dim: int = 128,
@@ -124,13 +125,15 @@ class DotProductCritic(Critic):
     """Unit-norm embeddings u of the x's: [K, proj_dim]."""
     del mu, logvar
     h = self.x_head(self.x_features(batch, training=training))
-    if self.x_mean is not None:
-      mean = tf.convert_to_tensor(self.x_mean)   # earlier batches' average
-      if training:
-        moved = (self.center_rate * mean + (1.0 - self.center_rate)
-                 * tf.reduce_mean(tf.stop_gradient(h), axis=0))
-        self.x_mean.assign(tf.where(tf.math.is_finite(moved), moved, mean))
-      h = h - mean
+    if self.x_mean is not None and training:
+      batch_mean = tf.reduce_mean(h, axis=0)
+      mean = tf.convert_to_tensor(self.x_mean)
+      moved = (self.center_rate * mean + (1.0 - self.center_rate)
+               * tf.stop_gradient(batch_mean))
+      self.x_mean.assign(tf.where(tf.math.is_finite(moved), moved, mean))
+      h = h - batch_mean
+    elif self.x_mean is not None:
+      h = h - self.x_mean
     return tf.math.l2_normalize(h, axis=-1)
 
   def score(self, x_side, z):
