@@ -94,9 +94,15 @@ def test_two_replicas_take_the_single_device_steps(name, tmp_path):
   lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
   assert result.returncode == 0 and lines, result.stderr[-3000:]
   worst = json.loads(lines[-1][len("RESULT "):])
+  # The NN critic centres its x embeddings by the global batch mean before
+  # normalizing them: at initialization the images' embeddings nearly agree,
+  # so the replicas' other summation order is amplified (measured: bound
+  # and weights 3e-4 and 1e-3 apart after 4 steps; 2e-7 and 1e-6 with the
+  # centring off).
+  tolerance = 3e-3 if CASES[name]["critic"] == "nn" else 1e-4
   assert worst["loss"] < 1e-4 * max(1.0, abs(worst["loss_value"])), worst
-  assert worst["bound"] < 1e-4, worst
-  assert worst["weights"] < 1e-4, worst
+  assert worst["bound"] < tolerance, worst
+  assert worst["weights"] < tolerance, worst
 
 
 TINY = ("--embed_dim=16", "--hidden_dim=32", "--latent_dim=4",

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from tf_cvae import errors
+from tf_cvae import replicas
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import latent
 from tf_cvae.models import layers
@@ -94,13 +95,13 @@ class DotProductCritic(Critic):
   at U(-0.1, 0.1), where raw dot products are too flat to learn from).
 
   `center_rate` (the NN critic's): in training the x head's outputs are
-  centred by their batch mean, which also takes the part shared by every x
-  out of their gradient; at evaluation by a moving average of those means
-  (decay `center_rate` a step), so a test score depends on (x_i, z_j) alone
-  and the test bound stays a bound (as batch normalization does). While z
-  carries nothing that shared part is most of the x side's gradient:
-  uncentred (or centred by the average alone) the NN critic gave every PTB
-  sentence one embedding (pairwise cosine 0.9995); z never took off.
+  centred by their (global) batch mean, which takes the part shared by
+  every x out of their gradient; at evaluation by a moving average of those
+  means (decay `center_rate` a step): a test score depends on (x_i, z_j)
+  alone and the test bound stays a bound. While z carries nothing, that
+  shared part is most of the x side's gradient: uncentred (or centred by
+  the average alone) the NN critic gave every PTB sentence one embedding
+  (pairwise cosine 0.9995) and z never took off.
   """
 
   def __init__(self, x_features: keras.layers.Layer, hidden_dim: int = 128,
@@ -126,10 +127,9 @@ class DotProductCritic(Critic):
     del mu, logvar
     h = self.x_head(self.x_features(batch, training=training))
     if self.x_mean is not None and training:
-      batch_mean = tf.reduce_mean(h, axis=0)
-      mean = tf.convert_to_tensor(self.x_mean)
-      moved = (self.center_rate * mean + (1.0 - self.center_rate)
-               * tf.stop_gradient(batch_mean))
+      batch_mean = tf.reduce_mean(replicas.gather(h), axis=0)   # global
+      mean, rate = tf.convert_to_tensor(self.x_mean), self.center_rate
+      moved = rate * mean + (1.0 - rate) * tf.stop_gradient(batch_mean)
       self.x_mean.assign(tf.where(tf.math.is_finite(moved), moved, mean))
       h = h - batch_mean
     elif self.x_mean is not None:
