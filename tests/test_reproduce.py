@@ -4,6 +4,7 @@ finished runs skipped), run naming, the defaults rule and the estimate."""
 import dataclasses
 import os
 import re
+import shutil
 import time
 
 from matplotlib import image as mpimg
@@ -15,6 +16,7 @@ from tf_cvae.experiments import methods
 from tf_cvae.experiments import families as families_lib
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
+from tf_cvae.experiments import rereadings
 from tf_cvae.experiments import results
 from tf_cvae.experiments import scales
 from tf_cvae.experiments import results_measure as measure
@@ -87,6 +89,37 @@ def test_second_invocation_skips_finished_runs(grid):
   assert {r["status"] for r in again.values()} == {"skipped"}
   assert time.time() - started < 10
   assert again.keys() == records.keys()
+
+
+def test_table_seed_zero_reads_iw_convergence_without_the_old_protocol(
+    grid, tmp_path):
+  """A table run read with fewer than 500 IW samples gets its IW-NLL at 20,
+  100 and 500 samples on seed 0 even without an earlier-protocol reading;
+  other seeds and the sweep's runs are not measured again."""
+  _, runs, _ = grid
+  def copied(run, name):
+    out = str(tmp_path / name)
+    shutil.copytree(run.config.out_dir, out)
+    for cached in (rereadings.CONVERGENCE_FILE, rereadings.OLD_PROTOCOL_FILE):
+      if os.path.exists(os.path.join(out, cached)):
+        os.remove(os.path.join(out, cached))
+    return dataclasses.replace(
+        run, old_eval=None, config=dataclasses.replace(run.config,
+                                                       out_dir=out))
+  table = [r for r in runs if r.part == "table" and r.family == "self"]
+  first = copied(next(r for r in table if r.seed == 0), "seed0")
+  readings = rereadings.all_of(first)
+  assert "old_protocol" not in readings
+  c = readings["iw_convergence"]
+  assert 0 < c["num_examples"] <= 500
+  assert c["nll_iw500"] <= c["nll_iw20"] + 0.5     # the bound tightens
+  assert os.path.exists(os.path.join(first.config.out_dir,
+                                     rereadings.CONVERGENCE_FILE))
+  second = copied(next(r for r in table if r.seed == 1), "seed1")
+  assert "iw_convergence" not in rereadings.all_of(second)
+  sweep = copied(next(r for r in runs if r.part == "sweep" and r.seed == 0),
+                 "sweep")
+  assert "iw_convergence" not in rereadings.all_of(sweep)
 
 
 def test_changed_config_in_a_finished_directory_is_refused(grid):

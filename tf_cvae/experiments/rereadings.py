@@ -99,13 +99,17 @@ def validation(run, measure_it: bool = True) -> dict | None:
 
 
 def all_of(run, measure: bool = True) -> dict:
-  """A run's further readings: {"valid": ...}, and "old_protocol" and (seed
-  0) "iw_convergence" where cached or where the run is a table run tested
-  the earlier way too (run.old_eval); with measure False, only those
-  already cached. A directory shared by two parts reads the same."""
+  """A run's further readings: {"valid": ...}, "old_protocol" where cached
+  or where the run is a table run tested the earlier way too (run.old_eval),
+  and, for seed 0, "iw_convergence" where cached or where the run is a table
+  run read with fewer than 500 importance samples (so every table shows how
+  far its count is from converged); with measure False, only those already
+  cached. A directory shared by two parts reads the same."""
   earlier = measure and bool(run.old_eval)
   out = {"valid": validation(run, measure),
          "old_protocol": old_protocol(run, earlier)}
   if run.seed == 0:
-    out["iw_convergence"] = iw_convergence(run, measure_it=earlier)
+    few_samples = run.part == "table" and run.config.eval.iw_samples < 500
+    out["iw_convergence"] = iw_convergence(
+        run, measure_it=earlier or (measure and few_samples))
   return {k: v for k, v in out.items() if v is not None}
