@@ -25,6 +25,8 @@ from tf_cvae.training import evaluation
 OLD_PROTOCOL_FILE = "metrics_old_protocol.json"
 CONVERGENCE_FILE = "metrics_iw_convergence.json"
 VALID_FILE = "metrics_valid.json"
+# The importance samples iw_convergence takes as converged.
+CONVERGED_SAMPLES = 500
 
 
 def _cached(path: str, measure) -> dict | None:
@@ -65,7 +67,8 @@ def old_protocol(run, measure_it: bool = True) -> dict | None:
                  measure if measure_it else None)
 
 
-def iw_convergence(run, examples: int = 500, samples: int = 500,
+def iw_convergence(run, examples: int = 500,
+                   samples: int = CONVERGED_SAMPLES,
                    measure_it: bool = True) -> dict | None:
   """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
   last weights on a fixed subset of `examples` test examples."""
@@ -102,14 +105,16 @@ def all_of(run, measure: bool = True) -> dict:
   """A run's further readings: {"valid": ...}, "old_protocol" where cached
   or where the run is a table run tested the earlier way too (run.old_eval),
   and, for seed 0, "iw_convergence" where cached or where the run is a table
-  run read with fewer than 500 importance samples (so every table shows how
-  far its count is from converged); with measure False, only those already
-  cached. A directory shared by two parts reads the same."""
+  run read with fewer than CONVERGED_SAMPLES importance samples (so every
+  table shows how far its count is from converged); with measure False,
+  only those already cached. A directory shared by two parts reads the
+  same."""
   earlier = measure and bool(run.old_eval)
   out = {"valid": validation(run, measure),
          "old_protocol": old_protocol(run, earlier)}
   if run.seed == 0:
-    few_samples = run.part == "table" and run.config.eval.iw_samples < 500
+    few_samples = (run.part == "table"
+                   and run.config.eval.iw_samples < CONVERGED_SAMPLES)
     out["iw_convergence"] = iw_convergence(
         run, measure_it=earlier or (measure and few_samples))
   return {k: v for k, v in out.items() if v is not None}
