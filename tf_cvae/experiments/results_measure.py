@@ -234,4 +234,7 @@ def caveats(setups: dict, rows: list, methods) -> list[str]:
       "bit-reproducible without --deterministic (likely the word embedding's "
       "sparse gradient sums in a thread-dependent order), so a seed of one "
       "row is not paired with the same seed of another: read the seeds' "
-      "spread, not seed-by-seed differences.", ""]
+      "spread, not seed-by-seed differences. Wall times include whatever "
+      "else the machine ran meanwhile, so a time ratio between rows is "
+      "indicative, not a benchmark. The IW-NLL by importance samples is "
+      "read on seed 0 only.", ""]
