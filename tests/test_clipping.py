@@ -1,6 +1,7 @@
 """Gradient clipping: the negative ELBO's and the critic part's gradients are
-clipped by their own global norms ("separate") or their sum by one ("joint").
-SGD with learning rate 1 makes each update minus the applied gradient."""
+clipped by their own global norms ("separate"; the critic's before lambda
+scales it) or their sum by one ("joint"). SGD with learning rate 1 makes each
+update minus the applied gradient."""
 
 import dataclasses
 
@@ -22,6 +23,7 @@ TINY = registry.ModelConfig(embed_dim=8, hidden_dim=12, latent_dim=3,
                             decoder_dropout=0.0, init="keras")
 HUGE = 1e4          # critic weight: its gradient dwarfs the ELBO's
 CLIP, CRITIC_CLIP = 0.5, 2.0
+TIGHT = 1e-3        # a critic clip that binds whatever the batch
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +76,15 @@ def _of(step, variables, changes):
 
 
 def _parts(step, batch):
-  """The ELBO and critic parts' gradients over the main optimizer's
-  variables, by an independent tape (the step's first seed)."""
+  """The gradients of the ELBO part and of the critics' cross-entropy (before
+  lambda) over the main optimizer's variables, by an independent tape (the
+  step's first seed)."""
   main, _ = step._split(step.variables)
   with tf.GradientTape(persistent=True) as tape:
     terms = objective.forward(step.vae, step.critic, batch,
                               tf.constant([0, 0]), training=True)
-    elbo, critic = objective.loss_parts(terms, step.objective_config, 0)
+    losses = objective.loss(terms, step.objective_config, 0)
+    elbo, critic = losses.elbo, losses.critic
   dense = lambda gs: [np.zeros(v.shape) if g is None
                       else tf.convert_to_tensor(g).numpy()
                       for g, v in zip(gs, main)]
@@ -93,7 +97,7 @@ def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
   _, plain = _update(_step(dataset, batch, 0.0, "separate"), batch)
   separate_step = _step(dataset, batch, HUGE, "separate")
   out, separate = _update(separate_step, batch)
-  assert float(out["critic_grad_norm"]) > 100 * CRITIC_CLIP
+  assert HUGE * float(out["critic_grad_norm"]) > 100 * CRITIC_CLIP
   assert float(out["elbo_grad_norm"]) > CLIP           # clipping is active
   for a, b in zip(_decoder(separate_step, plain),
                   _decoder(separate_step, separate)):
@@ -108,7 +112,9 @@ def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
 @pytest.mark.parametrize("critic", ["self", "nn"])
 def test_reported_norms_and_applied_parts_match_an_independent_tape(
     dataset, batch, critic):
-  step = _step(dataset, batch, HUGE, "separate", critic=critic)
+  weight = 3.0
+  step = _step(dataset, batch, weight, "separate", critic=critic,
+               critic_clip_norm=TIGHT)
   main, elbo, critic_part = _parts(step, batch)
   out, changes = _update(step, batch)
   np.testing.assert_allclose(float(out["elbo_grad_norm"]), _norm(elbo),
@@ -116,29 +122,49 @@ def test_reported_norms_and_applied_parts_match_an_independent_tape(
   np.testing.assert_allclose(float(out["critic_grad_norm"]),
                              _norm(critic_part), rtol=1e-4)
   elbo_scale = min(1.0, CLIP / _norm(elbo))
-  critic_scale = min(1.0, CRITIC_CLIP / _norm(critic_part))
+  critic_scale = min(1.0, TIGHT / _norm(critic_part))
   assert elbo_scale < 1.0 and critic_scale < 1.0
   applied = _of(step, main, changes)
   for update, e, c in zip(applied, elbo, critic_part):
-    np.testing.assert_allclose(update, -(elbo_scale * e + critic_scale * c),
-                               rtol=1e-3, atol=1e-5)
-  # Each part within its own clip, so the sum exceeds clip_norm: the
-  # optimizer did not clip it again.
+    np.testing.assert_allclose(
+        update, -(elbo_scale * e + weight * critic_scale * c),
+        rtol=1e-3, atol=1e-6)
+  # The ELBO part within its clip; the critic's cross-entropy within its
+  # own, then times lambda: the optimizer did not clip the sum again.
   assert _norm([elbo_scale * e for e in elbo]) <= CLIP * (1 + 1e-5)
-  assert _norm([critic_scale * c for c in critic_part]) <= CRITIC_CLIP * (
-      1 + 1e-5)
-  assert _norm(applied) > CLIP
+  np.testing.assert_allclose(
+      _norm([weight * critic_scale * c for c in critic_part]),
+      weight * TIGHT, rtol=1e-4)
   if critic == "nn":    # the critic's own head is trained, by its optimizer
     own = step._split(step.variables)[1]
     assert own and all(np.abs(c).max() > 0
                        for c in _of(step, own, changes))
 
 
+@pytest.mark.parametrize("critic", ["self", "hybrid"])
+def test_lambda_scales_the_update_when_the_critic_clip_binds(dataset, batch,
+                                                             critic):
+  # Clipped before lambda: with the critic's clip binding, each 10 more of
+  # lambda moves the model 10 x the clip further (the ELBO part, clipped
+  # apart, is the same in every step).
+  changes = {}
+  for weight in (10.0, 20.0, 30.0):
+    step = _step(dataset, batch, weight, "separate", critic=critic,
+                 critic_clip_norm=TIGHT)
+    out, change = _update(step, batch)
+    changes[weight] = _of(step, step._split(step.variables)[0], change)
+    assert float(out["critic_grad_norm"]) > 10 * TIGHT   # the clip binds
+  plus_10 = [a - b for a, b in zip(changes[20.0], changes[10.0])]
+  plus_20 = [a - b for a, b in zip(changes[30.0], changes[10.0])]
+  np.testing.assert_allclose(_norm(plus_10), 10.0 * TIGHT, rtol=1e-2)
+  np.testing.assert_allclose(_norm(plus_20), 20.0 * TIGHT, rtol=1e-2)
+
+
 def test_joint_clip_reports_the_norm_of_the_sum(dataset, batch):
   step = _step(dataset, batch, HUGE, "joint")
   _, elbo, critic_part = _parts(step, batch)
   out, changes = _update(step, batch)
-  total = [e + c for e, c in zip(elbo, critic_part)]
+  total = [e + HUGE * c for e, c in zip(elbo, critic_part)]
   np.testing.assert_allclose(float(out["elbo_grad_norm"]), _norm(total),
                              rtol=1e-4)
   assert float(out["critic_grad_norm"]) == 0.0

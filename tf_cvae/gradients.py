@@ -66,7 +66,8 @@ def add(a, b):
   return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
 
 
-def combine_parts(parts: list, clip_norms: list, num_clipped: int):
+def combine_parts(parts: list, clip_norms: list, num_clipped: int,
+                  scales: list | None = None):
   """One update from the gradients of a loss's parts.
 
   Args:
@@ -75,6 +76,8 @@ def combine_parts(parts: list, clip_norms: list, num_clipped: int):
     clip_norms: per part, the clip of its global norm (None: none).
     num_clipped: the first `num_clipped` variables (the main optimizer's) are
       clipped and measured; the others (the critics' own) are not.
+    scales: per part, a factor applied after the clip (e.g. lambda); None:
+      1 for every part.
 
   Returns:
     (the summed gradients, [norm of each part before clipping] float32
@@ -85,12 +88,15 @@ def combine_parts(parts: list, clip_norms: list, num_clipped: int):
     that sum, so the optimizers here must not clip (no global_clipnorm).
   """
   combined, norms = [None] * len(parts[0]), []
-  for gradients, clip_norm in zip(parts, clip_norms):
+  for gradients, clip_norm, scale in zip(parts, clip_norms,
+                                         scales or [1.0] * len(parts)):
     gradients = replicas.sum_over_replicas(gradients)
     clipped, norm = clip(gradients[:num_clipped], clip_norm)
     norms.append(norm)
-    combined = [add(c, g) for c, g in zip(
-        combined, clipped + list(gradients[num_clipped:]))]
+    part = clipped + list(gradients[num_clipped:])
+    if not (isinstance(scale, float) and scale == 1.0):
+      part = [scaled(g, scale) for g in part]
+    combined = [add(c, g) for c, g in zip(combined, part)]
   scale = 1.0 / replicas.num_replicas()
   if scale != 1.0:
     combined = [scaled(g, scale) for g in combined]

@@ -3,10 +3,14 @@
     loss = mean_i [ -log p(x_i|z_i) + beta(t) * KL(q(z|x_i) || p(z)) ]
            - lambda(t) * mean_j c_j                 (c_j <= 0: InfoNCE)
 
-All terms are in nats. The baselines of the paper are settings of the same
-objective: KL annealing (beta warms up linearly), beta-VAE (a fixed beta),
-free bits (a per-dimension floor on the batch-mean KL). `forward` returns the
-per-example terms; `total_loss` makes the explicit reductions.
+All terms are in nats. The baselines are settings of the same objective:
+KL annealing (beta warms up linearly), cyclical KL annealing (beta rises from
+0 to its weight over the first part of each cycle, Fu et al. 2019), beta-VAE
+(a fixed beta), free bits (a per-dimension floor on the batch-mean KL),
+encoder pre-training (beta = 0 until pretrain_steps, after which the training
+loop resets the decoder, Li et al. 2019). BN-VAE is a model setting
+(ModelConfig.bn_gamma). `forward` returns the per-example terms; `loss`
+makes the explicit reductions and returns a `Loss`.
 """
 
 import dataclasses
@@ -26,6 +30,11 @@ class ObjectiveConfig:
   kl_weight: float = 1.0                 # beta after warm-up; 1 is the ELBO
   kl_anneal_steps: int = 0               # linear warm-up of beta; 0: none
   kl_anneal_start: float = 0.1           # beta at step 0 of the warm-up
+  kl_cycle_steps: int = 0                # cyclical annealing: steps a cycle;
+                                         # 0: none
+  kl_cycle_ratio: float = 0.5            # the part of a cycle beta rises in
+  pretrain_steps: int = 0                # beta = 0 before this step (then
+                                         # the loop resets the decoder)
   free_bits: float = 0.0                 # nats per latent dim; 0: none
   critic_weight: float | None = None     # lambda of the paper; None: unset
                                          # (TrainConfig: the critic's default)
@@ -49,6 +58,12 @@ class ObjectiveConfig:
                                          # with the learning rate
 
   def __post_init__(self):
+    if self.kl_cycle_steps and self.kl_anneal_steps:
+      raise ValueError("kl_cycle_steps and kl_anneal_steps are two schedules "
+                       "of beta: set one of them")
+    if not 0.0 < self.kl_cycle_ratio <= 1.0:
+      raise ValueError(f"kl_cycle_ratio must lie in (0, 1], got "
+                       f"{self.kl_cycle_ratio}")
     if self.critic_constraint not in constraint.CONSTRAINTS:
       raise ValueError(f"critic_constraint must be one of "
                        f"{', '.join(constraint.CONSTRAINTS)}, got "
@@ -193,11 +208,26 @@ def _critic_weight(config: ObjectiveConfig) -> float:
   return config.critic_weight
 
 
+def kl_weight(config: ObjectiveConfig, step) -> tf.Tensor:
+  """beta at optimizer step `step` (float32 scalar): 0 while pre-training,
+  else cyclical (kl_cycle_steps), warmed up (kl_anneal_steps) or fixed."""
+  step = tf.cast(step, tf.float32)
+  if config.kl_cycle_steps:
+    rise = config.kl_cycle_ratio * config.kl_cycle_steps
+    in_cycle = tf.math.floormod(step, float(config.kl_cycle_steps))
+    beta = config.kl_weight * tf.minimum(in_cycle / rise, 1.0)
+  else:
+    beta = linear_warmup(step, config.kl_anneal_start, config.kl_weight,
+                         config.kl_anneal_steps)
+  if config.pretrain_steps:
+    beta = tf.where(step < float(config.pretrain_steps), 0.0, beta)
+  return beta
+
+
 def loss_weights(config: ObjectiveConfig, step) -> dict:
   """beta and lambda at optimizer step `step` (float32 scalars)."""
   return {
-      "kl_weight": linear_warmup(step, config.kl_anneal_start,
-                                 config.kl_weight, config.kl_anneal_steps),
+      "kl_weight": kl_weight(config, step),
       "critic_weight": linear_warmup(step, 0.0, config.critic_weight or 0.0,
                                      config.critic_warmup_steps),
   }
@@ -228,14 +258,35 @@ def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
                                config.critic_lambda_follows_lr)
 
 
-def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
-               critic_weight=None):
-  """(elbo_part, critic_part) at `step`, scalar nats each: the mean negative
-  ELBO (beta-weighted, free bits applied) and lambda times the critics'
-  losses (inference and model critic; 0 without them). Their sum is
-  `total_loss`. `critic_weight` (a float32 scalar, the multiplier's lambda)
-  replaces the configured lambda and its hinge; critic_warmup_steps scales
-  it up from 0 as it does a fixed lambda."""
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """A batch's loss in parts, scalar nats each: `elbo` the mean negative
+  ELBO (beta-weighted, free bits applied), `critic` the critics' summed
+  cross-entropy (hinged when a hinge target is set; 0 without critics),
+  `critic_weight` lambda (no gradient). The minimised loss is `total`."""
+  elbo: tf.Tensor
+  critic: tf.Tensor
+  critic_weight: tf.Tensor
+
+  @property
+  def critic_term(self) -> tf.Tensor:
+    """lambda times the critics' cross-entropy (scalar nats)."""
+    return self.critic_weight * self.critic
+
+  @property
+  def total(self) -> tf.Tensor:
+    return self.elbo + self.critic_term
+
+
+def loss(terms: dict, config: ObjectiveConfig, step=0,
+         critic_weight=None) -> Loss:
+  """The loss of `forward`'s terms at optimizer step `step`.
+
+  `critic_weight` (a float32 scalar, the multiplier's lambda) replaces the
+  configured lambda and its hinge; critic_warmup_steps scales it up from 0
+  as it does a fixed lambda. TrainStep clips the critic part's gradient
+  before it multiplies it by lambda, so lambda acts above the clip too.
+  """
   weights = loss_weights(config, step)
   hinge = config.critic_target
   has_critic = any(p + "log_softmax_positive" in terms for p in ("", "model_"))
@@ -253,16 +304,23 @@ def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
     elbo_part = tf.reduce_mean(negative_elbo(
         terms["log_likelihood"], terms["kl"], weights["kl_weight"]))
   critic_part = tf.zeros([], elbo_part.dtype)
+  weight = tf.zeros([], elbo_part.dtype)
   if config.critic_weight or critic_weight is not None:
+    weight = tf.cast(weights["critic_weight"], elbo_part.dtype)
     for prefix in ("", "model_"):
       if prefix + "log_softmax_positive" in terms:
-        critic_part += weights["critic_weight"] * critic_loss(
-            terms[prefix + "log_softmax_positive"],
-            terms[prefix + "infonce_bound"], hinge)
-  return elbo_part, critic_part
+        critic_part += critic_loss(terms[prefix + "log_softmax_positive"],
+                                   terms[prefix + "infonce_bound"], hinge)
+  return Loss(elbo_part, critic_part, weight)
+
+
+def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
+               critic_weight=None):
+  """(elbo_part, lambda * critic part) of `loss`, scalar nats each."""
+  parts = loss(terms, config, step, critic_weight)
+  return parts.elbo, parts.critic_term
 
 
 def total_loss(terms: dict, config: ObjectiveConfig, step=0) -> tf.Tensor:
   """The scalar minimized at `step`: mean negative ELBO + lambda * critics."""
-  elbo_part, critic_part = loss_parts(terms, config, step)
-  return elbo_part + critic_part
+  return loss(terms, config, step).total

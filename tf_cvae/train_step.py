@@ -29,8 +29,9 @@ class TrainStep:
   Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
   (batch estimate), with critics infonce_bound / model_infonce_bound, the
   global gradient norms before clipping elbo_grad_norm and critic_grad_norm
-  (over the main optimizer's variables), critic_term (lambda times the
-  critics' losses, 0 without them) and the nonfinite bitmask.
+  (over the main optimizer's variables; the critic's is of its cross-entropy
+  before lambda), critic_term (lambda times the critics' losses, 0 without
+  them) and the nonfinite bitmask.
   `update` picks what the step trains: "all"; "encoder" (the inference side:
   encoder and inference critic, with `encoder_optimizer`, for He et al.'s
   aggressive inner loop); "decoder" (decoder and model critic). With a
@@ -44,9 +45,10 @@ class TrainStep:
   critic_constraint_active.
 
   `clip_mode` "separate": the gradients of the ELBO part and of the critic
-  part (objective.loss_parts) are clipped apart, each by its global norm
-  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), then summed: the
-  critic's gradient never shrinks the ELBO's step. "joint": one gradient of
+  part (objective.loss) are clipped apart, each by its global norm
+  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), the critic's
+  before lambda scales it, then summed: the critic's gradient never shrinks
+  the ELBO's step, and lambda moves the update whatever the clip. "joint": one gradient of
   the sum, clipped to `clip_norm` (its norm is elbo_grad_norm; critic 0).
   The optimizers must not clip themselves (no global_clipnorm).
 
@@ -205,20 +207,24 @@ class TrainStep:
           self.vae, self.critic, batch, seed, training=True,
           model_critic=self.model_critic, negatives=self.negatives,
           model_samples=model_samples)
-      elbo_part, critic_part = objective_lib.loss_parts(
+      losses = objective_lib.loss(
           terms, self.objective_config, step, critic_weight=(
               self.multiplier and self.multiplier.value()))
-      loss = elbo_part + critic_part
+      loss = losses.total
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
+      # Separate: the critic part enters unweighted; lambda scales its
+      # gradient after the clip, so lambda still acts when the clip binds.
       shares = [p / replicas.num_replicas()
-                for p in ([elbo_part, critic_part] if separate else [loss])]
+                for p in ([losses.elbo, losses.critic] if separate
+                          else [loss])]
     main, own = self._split(self._groups[update])
     parts = [tape.gradient(share, main + own) for share in shares]
     clip_norms = [self.clip_norm, self.critic_clip_norm][:len(parts)]
+    scales = [1.0, losses.critic_weight][:len(parts)]
     optimizer = self.encoder_optimizer if update == "encoder" else (
         self.optimizer)
     gradients, norms = gradients_lib.combine_parts(parts, clip_norms,
-                                                   len(main))
+                                                   len(main), scales)
     nonfinite = _nonfinite_mask(terms, gradients)
 
     def update_fn(gradients, x_side):
@@ -245,7 +251,7 @@ class TrainStep:
     out.update(self.multiplier.state() if self.multiplier else {})
     out.update(elbo_grad_norm=norms[0],
                critic_grad_norm=norms[1] if separate else tf.zeros([]),
-               critic_term=critic_part, nonfinite=nonfinite)
+               critic_term=losses.critic_term, nonfinite=nonfinite)
     return out
 
   def __call__(self, batch: dict, update: str = "all") -> dict:
