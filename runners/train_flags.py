@@ -141,6 +141,26 @@ def define_train_flags() -> None:
   flags.DEFINE_float("free_bits", _OBJECTIVE.free_bits,
                      "Free bits: nats per latent dim under "
                      "which the KL costs nothing.", lower_bound=0.0)
+  flags.DEFINE_integer("kl_cycle_steps", _OBJECTIVE.kl_cycle_steps,
+                       "Cyclical KL annealing (Fu et al. 2019): steps of "
+                       "one cycle, in which beta rises from 0 to --kl_weight "
+                       "over the first --kl_cycle_ratio of it, then stays; "
+                       "0: none.", lower_bound=0)
+  flags.DEFINE_float("kl_cycle_ratio", _OBJECTIVE.kl_cycle_ratio,
+                     "Cyclical KL annealing: the part of each cycle beta "
+                     "rises in.", lower_bound=1e-6, upper_bound=1.0)
+  flags.DEFINE_integer("pretrain_steps", _OBJECTIVE.pretrain_steps,
+                       "Encoder pre-training (Li et al. 2019): train as an "
+                       "autoencoder (beta 0) for this many steps, then reset "
+                       "the decoder to its initial weights and train the "
+                       "ELBO (with --free_bits, their setting); 0: none.",
+                       lower_bound=0)
+  flags.DEFINE_float("bn_gamma", _MODEL.bn_gamma,
+                     "BN-VAE (Zhu et al. 2020): batch-normalise the "
+                     "posterior means with this fixed scale (and a learned "
+                     "shift), which keeps the mean KL at least "
+                     "latent_dim * bn_gamma^2 / 2 nats; 0: none.",
+                     lower_bound=0.0)
   flags.DEFINE_boolean("aggressive", _TRAIN.aggressive,
                        "He et al.'s aggressive training: "
                        "encoder-only inner loop until it converges.")

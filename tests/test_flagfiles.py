@@ -176,3 +176,20 @@ def test_train_runner_reports_an_unknown_flag_in_one_line(tmp_path,
   assert result.returncode != 0
   assert "Traceback" not in result.stderr, result.stderr[-2000:]
   assert "Unknown command line flag 'no_such_flag'" in result.stderr
+
+
+@pytest.mark.parametrize("data", ["yahoo", "omniglot"])
+def test_stronger_baseline_flagfiles_change_only_their_knob(data, parse):
+  plain = parse(f"--flagfile=flags/{data}_vae.cfg")
+  bn = parse(f"--flagfile=flags/{data}_bn_vae.cfg")
+  assert bn.model.bn_gamma == 0.6
+  assert dataclasses.replace(bn, model=plain.model) == plain
+  cyclical = parse(f"--flagfile=flags/{data}_cyclical.cfg")
+  pretrain = parse(f"--flagfile=flags/{data}_pretrain_fb.cfg")
+  steps = 31250 if data == "yahoo" else 5190       # 10 epochs
+  assert (cyclical.objective.kl_cycle_steps,
+          cyclical.objective.kl_cycle_ratio) == (steps, 0.5)
+  assert (pretrain.objective.pretrain_steps,
+          pretrain.objective.free_bits) == (steps, 0.5)
+  for config in (cyclical, pretrain):
+    assert dataclasses.replace(config, objective=plain.objective) == plain

@@ -130,7 +130,7 @@ class TrainStep:
     def trainable(*modules):
       return _unique(v for m in modules if m is not None
                      for v in m.trainable_variables)
-    inference = trainable(self.vae.encoder, self.critic)
+    inference = trainable(*self.vae.inference_layers, self.critic)
     generative = [v for v in trainable(self.vae.decoder, self.model_critic)
                   if id(v) not in {id(u) for u in inference}]
     self._groups = {"all": _unique(inference + generative),

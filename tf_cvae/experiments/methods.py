@@ -1,8 +1,9 @@
 """The methods compared by runners/compare.py and the reproduction, by name.
 
 A method is a set of changes to a TrainConfig: its top-level fields and,
-under "objective", fields of its ObjectiveConfig. Every method starts from
-the plain VAE (NEUTRAL), so a method's run holds that method alone.
+under "objective" and "model", fields of its ObjectiveConfig and
+ModelConfig. Every method starts from the plain VAE (NEUTRAL), so a method's
+run holds that method alone.
 """
 
 import dataclasses
@@ -47,6 +48,17 @@ METHODS = {
         "critic_target": None, "critic_lambda_kp": 0.0,
         "critic_lambda_follows_lr": True}},
     "model": {"critic_side": "model", "objective": {"critic_weight": 3.0}},
+    # The stronger baselines. BN-VAE (Zhu et al. 2020): the means batch-
+    # normalised with a fixed scale, so the mean KL stays above
+    # latent * gamma^2 / 2. Cyclical annealing (Fu et al. 2019): 4 cycles,
+    # beta rising over the first half of each. Encoder pre-training (Li et
+    # al. 2019): an autoencoder for the first quarter of the run, then the
+    # decoder reset and the ELBO with free bits.
+    "bn_vae": {"model": {"bn_gamma": 0.5}},
+    "cyclical": {"objective": {"kl_cycle_steps": "quarter",
+                               "kl_cycle_ratio": 0.5}},
+    "pretrain_free_bits": {"objective": {"pretrain_steps": "quarter",
+                                         "free_bits": 0.25}},
 }
 
 # What every method starts from: no critic and no baseline, whatever the
@@ -56,10 +68,16 @@ NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
 # lambda unset: the critic's default unless the method gives one; no target
 # unless the method gives one.
 NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,
+                     "kl_cycle_steps": 0, "pretrain_steps": 0,
                      "critic_weight": None, "critic_target": critics.NO_TARGET}
+NEUTRAL_MODEL = {"bn_gamma": 0.0}
+
+# Step-count fields that may be given as a fraction of the run.
+_STEP_FIELDS = ("kl_anneal_steps", "critic_warmup_steps", "kl_cycle_steps",
+                "pretrain_steps")
 
 # Values of step-count fields given as a fraction of the run's max_steps.
-_FRACTIONS = {"half": 0.5}
+_FRACTIONS = {"half": 0.5, "quarter": 0.25}
 
 
 def _steps(value, max_steps: int | None):
@@ -76,19 +94,21 @@ def method_config(base: config_lib.TrainConfig, method: str,
   """`base` reset to the plain VAE, with the changes of `method`, then
   `changes` (the same form as a METHODS entry) on top.
 
-  Step counts (kl_anneal_steps, critic_warmup_steps) may be given as "half"
-  or as a float: a fraction of base.max_steps.
+  Step counts (_STEP_FIELDS) may be given as "half", "quarter" or a float:
+  a fraction of base.max_steps.
   """
   if method not in METHODS:
     raise KeyError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
   merged = dict(NEUTRAL, **METHODS[method])
   objective = dict(NEUTRAL_OBJECTIVE, **merged.pop("objective", {}))
+  model = dict(NEUTRAL_MODEL, **merged.pop("model", {}))
   changes = dict(changes or {})
   objective.update(changes.pop("objective", {}))
+  model.update(changes.pop("model", {}))
   merged.update(changes)
-  for key in ("kl_anneal_steps", "critic_warmup_steps"):
+  for key in _STEP_FIELDS:
     if objective.get(key):
       objective[key] = _steps(objective[key], base.max_steps)
   return dataclasses.replace(
       base, objective=dataclasses.replace(base.objective, **objective),
-      **merged)
+      model=dataclasses.replace(base.model, **model), **merged)

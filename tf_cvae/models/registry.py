@@ -39,6 +39,8 @@ class ModelConfig:
   init: str = "he"                      # lstm: he | keras (encoders.INITS)
   hybrid_features: str = "hidden"       # lstm: what the hybrid critic shares
                                         # (encoders.HYBRID_FEATURES)
+  bn_gamma: float = 0.0                 # BN-VAE: the fixed scale of the
+                                        # normalised means; 0: none
 
 
 def _lstm(config: ModelConfig, dataset: data_base.Dataset):
@@ -96,4 +98,8 @@ def build_vae(config: ModelConfig, dataset: data_base.Dataset) -> vae_lib.VAE:
   """Builds the VAE named by `config` for `dataset` (variables created)."""
   name = resolve_model_name(config, dataset.kind)
   encoder, decoder = MODELS[name][1](config, dataset)
-  return vae_lib.VAE(encoder, decoder, config.latent_dim, name=f"{name}_vae")
+  if config.bn_gamma < 0:
+    raise errors.InputError(f"bn_gamma must be at least 0, got "
+                            f"{config.bn_gamma}")
+  return vae_lib.VAE(encoder, decoder, config.latent_dim,
+                     bn_gamma=config.bn_gamma, name=f"{name}_vae")

@@ -6,19 +6,54 @@ import tensorflow as tf
 from tf_cvae.models import latent
 
 
+class MeanNormalization(keras.layers.Layer):
+  """BN-VAE's batch normalisation of the posterior means (Zhu et al. 2020):
+  mu_d -> gamma * (mu_d - mean_d) / std_d + beta_d per latent dimension, with
+  gamma fixed and beta learned; batch statistics in training, moving ones at
+  evaluation. Over a training batch mean(mu_d^2) = gamma^2 + beta_d^2 (up to
+  BN's epsilon, 1e-5, against the means' variance), so the batch-mean KL is
+  at least latent * gamma^2 / 2 nats."""
+
+  def __init__(self, gamma: float, **kwargs):
+    super().__init__(**kwargs)
+    self.gamma = gamma
+    self.norm = keras.layers.BatchNormalization(center=False, scale=False,
+                                                epsilon=1e-5)
+
+  def build(self, input_shape):
+    self.beta = self.add_weight(shape=(input_shape[-1],), initializer="zeros",
+                                name="beta")
+
+  def call(self, mu, training=False):
+    return self.gamma * self.norm(mu, training=training) + self.beta
+
+
 class VAE(keras.Model):
-  """Holds encoder and decoder; every density it returns is a TFP distribution."""
+  """Holds encoder and decoder; every density it returns is a TFP distribution.
+
+  With `bn_gamma` > 0 the posterior means pass through MeanNormalization
+  (BN-VAE), which belongs to the encoder's side."""
 
   def __init__(self, encoder: keras.layers.Layer, decoder: keras.layers.Layer,
-               latent_dim: int, **kwargs):
+               latent_dim: int, bn_gamma: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.decoder = decoder
     self.latent_dim = latent_dim
+    self.mean_norm = (MeanNormalization(bn_gamma, name="mean_norm")
+                      if bn_gamma else None)
 
   def encode(self, batch: dict, training: bool = False):
     """Posterior parameters (mu, logvar), each [batch, latent]."""
-    return self.encoder(batch, training=training)
+    mu, logvar = self.encoder(batch, training=training)
+    if self.mean_norm is not None:
+      mu = self.mean_norm(mu, training=training)
+    return mu, logvar
+
+  @property
+  def inference_layers(self) -> list:
+    """The layers of q(z|x): the encoder, and BN-VAE's normalisation."""
+    return [self.encoder] + ([self.mean_norm] if self.mean_norm else [])
 
   def prior(self):
     """p(z) = N(0, I), event [latent]."""

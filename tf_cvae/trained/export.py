@@ -46,7 +46,8 @@ class EncoderModule(tf.Module):
     # The encoder's tf.Variables themselves, not their Keras wrappers: the
     # function reads these, and the TF1 loader behind saved_model_cli and
     # TF Serving finds only tracked variables (the decoder is not saved).
-    self.encoder_variables = [v.value for v in vae.encoder.variables]
+    self.encoder_variables = [v.value for layer in vae.inference_layers
+                              for v in layer.variables]
     self._vae_encode = vae.encode          # a method: not tracked
     self.encode = tf.function(self._encode,
                               input_signature=[self.inputs.spec])

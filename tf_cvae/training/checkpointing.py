@@ -22,7 +22,7 @@ class LoopState(tf.Module):
   """The loop's counters and schedules, all tf.Variables (checkpointed)."""
 
   def __init__(self, step_fn: train_step_lib.TrainStep, aggressive: bool,
-               max_bad_steps: int):
+               max_bad_steps: int, pretrain_steps: int = 0):
     super().__init__(name="loop_state")
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -33,15 +33,20 @@ class LoopState(tf.Module):
     self.aggressive = tf.Variable(aggressive, trainable=False)
     self.schedule = schedule.PlateauVariables()
     self.bad_steps = faults.BadSteps(max_bad_steps)
+    self.decoder_reset = (schedule.DecoderReset(step_fn, pretrain_steps)
+                          if pretrain_steps else None)
     self._iterations = step_fn.optimizer.iterations
 
   def checkpointed(self) -> dict:
     """The variables by their names in the checkpoint."""
-    return dict(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
-                epoch_sums=self.epoch_sums,
-                best_validation=self.best_validation,
-                aggressive=self.aggressive, lr_schedule=self.schedule,
-                bad_steps=self.bad_steps)
+    variables = dict(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+                     epoch_sums=self.epoch_sums,
+                     best_validation=self.best_validation,
+                     aggressive=self.aggressive, lr_schedule=self.schedule,
+                     bad_steps=self.bad_steps)
+    if self.decoder_reset is not None:
+      variables["decoder_reset"] = self.decoder_reset
+    return variables
 
   def book(self, outputs: dict) -> None:
     """Counts a train step's outputs (scalar tensors) on the device, inside

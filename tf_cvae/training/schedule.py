@@ -5,6 +5,7 @@ validation improvement, stop at the last allowed halving. Pure functions over Pl
 import dataclasses
 import math
 
+from absl import logging
 import tensorflow as tf
 
 from tf_cvae import train_step as train_step_lib
@@ -85,3 +86,34 @@ def halve_learning_rates(step_fn: train_step_lib.TrainStep) -> float:
     if optimizer is not None:
       optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
   return step_fn.learning_rate
+
+
+class DecoderReset(tf.Module):
+  """Encoder pre-training's switch (Li et al. 2019): once `at` optimizer
+  steps are done (beta was 0 until then), the decoder's weights return to
+  their initial draw, which knows nothing pre-training learnt, and the ELBO
+  trains from there. The initial weights and `done` are checkpointed."""
+
+  def __init__(self, step_fn: train_step_lib.TrainStep, at: int):
+    super().__init__(name="decoder_reset")
+    self.at, self._step_fn = at, step_fn
+    self._decoder = step_fn.vae.decoder.trainable_variables
+    with step_fn.strategy.scope():
+      self.initial = [tf.Variable(tf.convert_to_tensor(v), trainable=False,
+                                  name="initial") for v in self._decoder]
+      self.done = tf.Variable(False, trainable=False, name="done")
+
+  def maybe_reset(self, steps_at_least: int) -> bool:
+    """Resets the decoder if `at` steps are done and it has not been reset
+    (the loop's count, never below the true one, spares reading the device
+    before the switch); True if it reset now."""
+    if steps_at_least < self.at or bool(self.done):
+      return False
+    if self._step_fn.iterations < self.at:
+      return False
+    for variable, initial in zip(self._decoder, self.initial):
+      variable.assign(initial)
+    self.done.assign(True)
+    logging.info("step %d: encoder pre-training done; the decoder starts "
+                 "again from its initial weights", self._step_fn.iterations)
+    return True

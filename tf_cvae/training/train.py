@@ -46,7 +46,8 @@ class _Training:
     unused critic optimizer, and the checkpoint tracks what exists now."""
     self.config, self.dataset, self.step_fn = config, dataset, step_fn
     self.state = checkpointing.LoopState(step_fn, config.aggressive,
-                                         config.max_bad_steps)
+                                         config.max_bad_steps,
+                                         config.objective.pretrain_steps)
     step_fn.book_with(self.state.book)    # inside every step, on the device
     self.checkpoints = checkpointing.Checkpoints(step_fn, config.out_dir,
                                                  self.state)
@@ -122,6 +123,8 @@ class _Training:
                                 step)
       for batch in build.rest_of_epoch(self.dataset, config, state,
                                        step_fn.strategy):
+        if state.decoder_reset is not None:
+          state.decoder_reset.maybe_reset(step)
         out = self.one_step(batch, aggressive, inner_batches)
         timer.tick()
         # Counted as if no step was skipped (never below the true count),
