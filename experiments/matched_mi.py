@@ -240,6 +240,117 @@ class Study:
     return list(dict.fromkeys(points))
 
 
+def _mean_se(values) -> tuple[float, float]:
+  """(mean, standard error over seeds; nan with one value) of the finite
+  values."""
+  values = np.asarray([v for v in values if v is not None and np.isfinite(v)])
+  if not len(values):
+    return math.nan, math.nan
+  se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else (
+      math.nan)
+  return float(values.mean()), float(se)
+
+
+def _cell(mean: float, se: float, digits: int = 2) -> str:
+  if math.isnan(mean):
+    return "-"
+  if math.isnan(se):
+    return f"{mean:.{digits}f}"
+  return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+# The report's test columns: (metrics key, header, digits).
+COLUMNS = (("nll", "IW-NLL (500)", 2), ("mi", "MI", 2), ("kl", "KL", 2),
+           ("au", "AU", 1), ("z_reliance", "z reliance", 2),
+           ("probe_r2_z", "probe R² z", 2), ("probe_r2", "probe R² means", 2),
+           ("probe_r2_z_beyond_length", "R² z beyond length", 2))
+
+
+def calibration_table(study: Study, methods) -> str:
+  """Markdown: each calibrated point's validation readings (seed 0)."""
+  lines = ["| method | knob | valid MI | valid KL | valid AU | valid -ELBO "
+           "| steps | train s |", "|---|---|---|---|---|---|---|---|"]
+  for point in study.calibration_points(methods):
+    s = study.done(point, "train")
+    if s is None:
+      continue
+    knob = "" if point.knob is None else f"{point.knob:g}"
+    lines.append(
+        f"| {point.method} | {knob} | {s['valid_mi']:.2f} | "
+        f"{s['valid_kl']:.2f} | {s['valid_au']:.0f} | "
+        f"{s['valid_rec'] + s['valid_kl']:.2f} | {s['steps']} | "
+        f"{s['train_seconds']:.0f} |")
+  return "\n".join(lines)
+
+
+def level_table(study: Study, methods, level: float | None,
+                seeds: int) -> str:
+  """Markdown: test metrics (mean ± s.e. over seeds) of every method at a
+  level's chosen knob (knob-less methods as they land), with the NLL
+  against the VAE's, paired by seed, and the training time against it."""
+  vae = {p.seed: (study.done(p, "test"), study.done(p, "train"))
+         for p in (Point("vae", None, s) for s in range(seeds))}
+  header = ["method", "knob", "seeds", "ΔNLL vs VAE (%)"] + [
+      c[1] for c in COLUMNS] + ["time vs VAE"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for method in methods:
+    knob = None
+    if KNOBS[method][1] is not None:
+      knob = study.choose(method, level)
+      if knob is None:
+        lines.append(f"| {method} | cannot reach {level:g} nats | "
+                     + "| " * (len(header) - 2))
+        continue
+      knob = float(f"{knob:.3g}")
+    rows = [(p.seed, study.done(p, "test"), study.done(p, "train"))
+            for p in (Point(method, knob, s) for s in range(seeds))]
+    rows = [r for r in rows if r[1] is not None]
+    if not rows:
+      continue
+    delta = [100 * (t["nll"] / vae[s][0]["nll"] - 1) for s, t, _ in rows
+             if vae.get(s, (None,))[0] is not None]
+    time_ratio = [tr["train_seconds"] / vae[s][1]["train_seconds"]
+                  for s, _, tr in rows if vae.get(s, (None,))[0] is not None]
+    cells = [method, "" if knob is None else f"{knob:g}", str(len(rows)),
+             _cell(*_mean_se(delta))]
+    cells += [_cell(*_mean_se([t.get(key) for _, t, _ in rows]), digits)
+              for key, _, digits in COLUMNS]
+    cells.append(_cell(*_mean_se(time_ratio)) + "x")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def baselines_line(study: Study, seeds: int) -> str:
+  """The shortcut baselines and the noise floor, from the VAE's test runs."""
+  tests = [study.done(Point("vae", None, s), "test") for s in range(seeds)]
+  tests = [t for t in tests if t]
+  if not tests:
+    return ""
+  parts = []
+  for key, what in (("probe_r2_length", "probe R² of the length alone"),
+                    ("length_only_mi", "MI of a code holding only the "
+                     "length"),
+                    ("mi_noise_hi", "MI noise floor (97.5%)"),
+                    ("log_k", "size-weighted log K of the test batches")):
+    mean, se = _mean_se([t.get(key) for t in tests])
+    if not math.isnan(mean):
+      parts.append(f"{what}: {_cell(mean, se)}")
+  return "Beside every row: " + "; ".join(parts) + "."
+
+
+def report(study: Study, methods, levels, seeds: int) -> str:
+  """The setup's Markdown report: calibration, then a table per level."""
+  out = [f"## {study.name}: every method at matched MI", "",
+         "Calibration (seed 0, validation split, last weights):", "",
+         calibration_table(study, methods), ""]
+  for level in levels:
+    out += [f"### MI at about {level:g} nats (knobs chosen on validation; "
+            f"test split, last weights, mean ± s.e. over seeds)", "",
+            level_table(study, methods, level, seeds), ""]
+  out += [baselines_line(study, seeds), ""]
+  return "\n".join(out)
+
+
 def _estimate(study: Study, points: list[Point]) -> float:
   """Seconds the points not yet trained should take, by the mean time of
   the same method's finished runs (else every finished run's)."""
@@ -286,6 +397,13 @@ def main(argv):
           f"{_estimate(study, points) / 3600:.1f} h of training")
     for point in left:
       print("  " + point.name)
+    return
+  if FLAGS.stage == "report":
+    text = report(study, FLAGS.methods, LEVELS, seeds)
+    path = os.path.join(study.results_dir, "REPORT.md")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(text)
+    print(text)
     return
   started = time.time()
   for point in points:
