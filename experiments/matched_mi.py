@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from tf_cvae import data as data_lib
+from tf_cvae import errors
 from tf_cvae.experiments import methods as methods_lib
 from tf_cvae.models import registry
 from tf_cvae.trained import restore
@@ -174,7 +175,14 @@ class Study:
     config = config_of(self.name, point, self.runs_dir)
     logging.info("training %s/%s", self.name, point.name)
     keras.backend.clear_session()
-    results = train.run(config)
+    try:
+      results = train.run(config)
+    except errors.TrainingError as error:     # recorded, not retried
+      logging.warning("%s/%s: %s", self.name, point.name, error)
+      summary = dict(method=point.method, knob=point.knob, seed=point.seed,
+                     run_dir=config.out_dir, failed=str(error))
+      self._save(point, "train", summary)
+      return summary
     with open(os.path.join(config.out_dir, "history.jsonl"),
               encoding="utf-8") as f:
       last = [json.loads(line) for line in f][-1]
@@ -218,7 +226,8 @@ class Study:
       summary = self.done(Point(method, value, 0), "train")
       if summary is None:
         raise ValueError(f"{method} at {value} is not calibrated yet")
-      readings.append((value, summary["valid_mi"]))
+      if "failed" not in summary:
+        readings.append((value, summary["valid_mi"]))
     for (k0, m0), (k1, m1) in zip(readings, readings[1:]):
       if min(m0, m1) <= level <= max(m0, m1) and m0 != m1:
         return float(k0 + (level - m0) * (k1 - k0) / (m1 - m0))
@@ -273,6 +282,10 @@ def calibration_table(study: Study, methods) -> str:
   for point in study.calibration_points(methods):
     s = study.done(point, "train")
     if s is None:
+      continue
+    if "failed" in s:
+      lines.append(f"| {point.method} | {point.knob:g} | failed: "
+                   f"{s['failed'].split(';')[0]} |||||||")
       continue
     knob = "" if point.knob is None else f"{point.knob:g}"
     lines.append(
@@ -409,7 +422,8 @@ def main(argv):
   for point in points:
     if FLAGS.stage in ("calibrate", "matched"):
       study.train(point)
-    elif FLAGS.stage == "measure" and study.done(point, "train"):
+    elif FLAGS.stage == "measure" and "failed" not in (
+        study.done(point, "train") or {"failed": 1}):
       study.measure(point)
   logging.info("%s %s done in %.0f s", FLAGS.setup, FLAGS.stage,
                time.time() - started)

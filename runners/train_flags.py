@@ -6,7 +6,6 @@ into configs with common.train_config_from_flags.
 
 from absl import flags
 
-from tf_cvae import constraint
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
@@ -99,7 +98,7 @@ def define_train_flags() -> None:
                      "tf_cvae/critics.py DEFAULTS; inf: no target, a fixed "
                      "lambda).")
   flags.DEFINE_enum("critic_constraint", _OBJECTIVE.critic_constraint,
-                    list(constraint.CONSTRAINTS), "How --critic_target "
+                    list(objective.CONSTRAINTS), "How --critic_target "
                     "holds: lagrangian = lambda follows dual ascent from "
                     "--critic_weight, rising while the bound's moving "
                     "average is below the target and falling (never below "

@@ -16,16 +16,16 @@ from tf_cvae.training import train
 def test_kl_annealing_schedule_values():
   config = objective.ObjectiveConfig(kl_weight=1.0, kl_anneal_steps=100,
                                      kl_anneal_start=0.2)
-  values = [float(objective.loss_weights(config, s)["kl_weight"])
+  values = [float(objective.kl_weight(config, s))
             for s in (0, 25, 50, 100, 1000)]
   np.testing.assert_allclose(values, [0.2, 0.4, 0.6, 1.0, 1.0], rtol=1e-6)
   beta = objective.ObjectiveConfig(kl_weight=0.5)     # beta-VAE: constant
-  assert float(objective.loss_weights(beta, 7)["kl_weight"]) == 0.5
+  assert float(objective.kl_weight(beta, 7)) == 0.5
 
 
 def test_critic_weight_warmup_values():
   config = objective.ObjectiveConfig(critic_weight=4.0, critic_warmup_steps=10)
-  values = [float(objective.loss_weights(config, s)["critic_weight"])
+  values = [float(objective.CriticWeight(config)(s))
             for s in (0, 5, 10, 20)]
   np.testing.assert_allclose(values, [0.0, 2.0, 4.0, 4.0], rtol=1e-6)
 
@@ -44,9 +44,9 @@ def test_free_bits_changes_the_total_loss():
   terms = {"log_likelihood": tf.constant([-3.0, -5.0]),
            "kl": tf.constant([0.4, 0.4]),
            "kl_per_dim": tf.constant([[0.2, 0.2], [0.2, 0.2]])}
-  plain = objective.total_loss(terms, objective.ObjectiveConfig())
-  floored = objective.total_loss(terms, objective.ObjectiveConfig(
-      free_bits=1.0))
+  plain = objective.loss(terms, objective.ObjectiveConfig()).total
+  floored = objective.loss(terms, objective.ObjectiveConfig(
+      free_bits=1.0)).total
   assert float(plain) == pytest.approx(4.4)
   assert float(floored) == pytest.approx(6.0)
 

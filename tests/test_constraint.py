@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cvae import constraint
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae.models import registry
@@ -27,9 +26,9 @@ def _run(multiplier, bounds):
 def test_a_bound_below_target_raises_lambda_linearly():
   """A constant bound b: the debiased average is b from the first step, so
   lambda_n = lambda_0 + n * step_size * (target - b)."""
-  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+  config = objective.DualConfig(target=2.0, initial_weight=1.0,
                                  step_size=0.05, rate=0.9)
-  states = _run(constraint.CriticMultiplier(config), [0.5] * 20)
+  states = _run(objective.CriticMultiplier(config), [0.5] * 20)
   for n, state in enumerate(states, start=1):
     assert state["critic_bound_average"] == pytest.approx(0.5, abs=1e-5)
     assert state["critic_lambda"] == pytest.approx(1.0 + n * 0.05 * 1.5,
@@ -38,9 +37,9 @@ def test_a_bound_below_target_raises_lambda_linearly():
 
 
 def test_a_bound_above_target_lowers_lambda_to_zero_and_not_below():
-  config = constraint.DualConfig(target=1.0, initial_weight=0.3,
+  config = objective.DualConfig(target=1.0, initial_weight=0.3,
                                  step_size=0.1, rate=0.5)
-  states = _run(constraint.CriticMultiplier(config), [2.0] * 6)
+  states = _run(objective.CriticMultiplier(config), [2.0] * 6)
   lambdas = [s["critic_lambda"] for s in states]
   np.testing.assert_allclose(lambdas[:3], [0.2, 0.1, 0.0], atol=1e-6)
   assert lambdas[3:] == [0.0, 0.0, 0.0]
@@ -50,9 +49,9 @@ def test_a_bound_above_target_lowers_lambda_to_zero_and_not_below():
 def test_lambda_stops_at_its_ceiling_while_the_target_stays_out_of_reach():
   """A bound stuck 1 nat short: lambda rises by step_size a step up to
   max_weight, stays there, and the constraint stays active."""
-  config = constraint.DualConfig(target=3.0, initial_weight=1.0,
+  config = objective.DualConfig(target=3.0, initial_weight=1.0,
                                  step_size=0.5, rate=0.5, max_weight=4.0)
-  states = _run(constraint.CriticMultiplier(config), [2.0] * 10)
+  states = _run(objective.CriticMultiplier(config), [2.0] * 10)
   lambdas = [s["critic_lambda"] for s in states]
   np.testing.assert_allclose(lambdas[:6], [1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
                              atol=1e-6)
@@ -80,7 +79,7 @@ def test_the_average_follows_a_step_in_the_bound_at_its_rate():
   """After 10 steps at 0 and k at 1 the average is (1 - rate^k), debiased by
   the weight of all 10 + k steps, 1 - rate^(10 + k)."""
   rate = 0.8
-  multiplier = constraint.CriticMultiplier(constraint.DualConfig(
+  multiplier = objective.CriticMultiplier(objective.DualConfig(
       target=5.0, initial_weight=0.0, rate=rate))
   states = _run(multiplier, [0.0] * 10 + [1.0] * 5)
   for k, state in enumerate(states[10:], start=1):
@@ -95,7 +94,7 @@ def test_dual_ascent_drives_a_toy_bound_to_its_target(target):
   lambda 0.5 settles the bound's average at the target (within 0.05 nats)
   and lambda at the toy's l* = c * target / (b_max - target)."""
   b_max, c, lag = 3.47, 2.0, 0.9       # log 32 nats; lambda's half-effect
-  multiplier = constraint.CriticMultiplier(constraint.DualConfig(
+  multiplier = objective.CriticMultiplier(objective.DualConfig(
       target=target, initial_weight=0.5, step_size=0.05, rate=0.99))
   lagged = 0.5
   for _ in range(1500):
@@ -110,13 +109,13 @@ def test_dual_ascent_drives_a_toy_bound_to_its_target(target):
 def test_the_proportional_term_adds_its_gain_times_the_shortfall():
   """A constant bound b: lambda_n = lambda_0 + n * step * (target - b)
   + kp * (target - b), the integral alone clipped at 0 and lambda too."""
-  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+  config = objective.DualConfig(target=2.0, initial_weight=1.0,
                                  step_size=0.05, rate=0.9, proportional=0.5)
-  states = _run(constraint.CriticMultiplier(config), [0.5] * 10)
+  states = _run(objective.CriticMultiplier(config), [0.5] * 10)
   for n, state in enumerate(states, start=1):
     assert state["critic_lambda"] == pytest.approx(
         1.0 + n * 0.05 * 1.5 + 0.5 * 1.5, rel=1e-5)
-  above = constraint.CriticMultiplier(dataclasses.replace(
+  above = objective.CriticMultiplier(dataclasses.replace(
       config, initial_weight=0.2, proportional=1.0))
   state = _run(above, [3.0])[0]          # 0.2 - 0.05 - 1.0 < 0
   assert state["critic_lambda"] == 0.0
@@ -126,11 +125,11 @@ def test_the_proportional_term_adds_its_gain_times_the_shortfall():
 def test_a_step_that_follows_the_learning_rate_shrinks_with_it():
   """lr_scale 0.5 (one halving) halves the integral's step; without
   follow_learning_rate the scale is ignored."""
-  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+  config = objective.DualConfig(target=2.0, initial_weight=1.0,
                                  step_size=0.1, rate=0.5,
                                  follow_learning_rate=True)
-  following = constraint.CriticMultiplier(config)
-  fixed = constraint.CriticMultiplier(dataclasses.replace(
+  following = objective.CriticMultiplier(config)
+  fixed = objective.CriticMultiplier(dataclasses.replace(
       config, follow_learning_rate=False))
   for _ in range(4):
     following.update(1.0, lr_scale=0.5)
@@ -143,7 +142,7 @@ def _lagged_toy(config, steps=4000, lag=0.99):
   """The saturating toy below, answering lambda with a 100-step lag (an
   encoder that takes about an epoch to follow): (min, max) of its bound
   over the last 1000 steps, in nats."""
-  multiplier = constraint.CriticMultiplier(config)
+  multiplier = objective.CriticMultiplier(config)
   lagged, bounds = config.initial_weight, []
   for _ in range(steps):
     lagged = lag * lagged + (1 - lag) * float(multiplier.value())
@@ -156,7 +155,7 @@ def test_a_proportional_term_damps_the_cycle_of_a_steep_integral():
   """With a 100-step lag and a step of 0.03, dual ascent alone overshoots
   into a cycle (the bound swings by more than 1 nat around its 1-nat target,
   as the self critic's did on PTB); kp = 3 settles it within 0.01 nats."""
-  config = constraint.DualConfig(target=1.0, initial_weight=0.5,
+  config = objective.DualConfig(target=1.0, initial_weight=0.5,
                                  step_size=0.03, rate=0.99)
   low, high = _lagged_toy(config)
   assert high - low > 1.0
@@ -165,14 +164,14 @@ def test_a_proportional_term_damps_the_cycle_of_a_steep_integral():
 
 
 def test_a_restored_multiplier_continues_exactly(tmp_path):
-  config = constraint.DualConfig(target=2.0, initial_weight=1.0,
+  config = objective.DualConfig(target=2.0, initial_weight=1.0,
                                  step_size=0.02, rate=0.95)
   bounds = np.linspace(0.0, 3.0, 12)
-  whole = _run(constraint.CriticMultiplier(config), bounds)
-  first = constraint.CriticMultiplier(config)
+  whole = _run(objective.CriticMultiplier(config), bounds)
+  first = objective.CriticMultiplier(config)
   _run(first, bounds[:5])
   path = tf.train.Checkpoint(multiplier=first).save(str(tmp_path / "ckpt"))
-  second = constraint.CriticMultiplier(config)
+  second = objective.CriticMultiplier(config)
   tf.train.Checkpoint(multiplier=second).restore(path).assert_consumed()
   for resumed, uninterrupted in zip(_run(second, bounds[5:]), whole[5:]):
     assert resumed == pytest.approx(uninterrupted, rel=1e-6)
@@ -271,9 +270,10 @@ def test_the_warm_up_scales_the_multipliers_lambda_too():
            "log_softmax_positive": tf.constant([-1.0, -2.0]),
            "infonce_bound": tf.constant(0.5)}
   config = objective.ObjectiveConfig(critic_weight=4.0, critic_target=1.0,
-                                     critic_warmup_steps=10)
-  parts = [float(objective.loss_parts(terms, config, step,
-                                      critic_weight=tf.constant(4.0))[1])
+                                     critic_warmup_steps=10,
+                                     critic_lambda_kp=0.0)
+  weight = objective.CriticWeight(config)     # the multiplier's lambda: 4
+  parts = [float(objective.loss(terms, config, step, weight).critic_term)
            for step in (0, 5, 10, 20)]
   np.testing.assert_allclose(parts, [0.0, 2.0 * 1.5, 4.0 * 1.5, 4.0 * 1.5],
                              rtol=1e-6)

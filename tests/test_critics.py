@@ -272,14 +272,16 @@ def test_a_critic_named_in_python_trains_with_its_default_term():
                             training=False)
   # The target is held by a Lagrange multiplier starting at the weight.
   assert float(step.multiplier.weight) == weight
-  _, critic_part = objective.loss_parts(terms, step.objective_config,
-                                        critic_weight=step.multiplier.weight)
+  critic_part = objective.loss(terms, step.objective_config, 0,
+                               step.critic_weight).critic_term
   cross_entropy = -float(tf.reduce_mean(terms["log_softmax_positive"]))
   assert float(terms["infonce_bound"]) < target   # lambda will rise
-  np.testing.assert_allclose(float(critic_part), weight * cross_entropy,
+  # Before any update the damper adds kp * (target - 0) to the integral.
+  np.testing.assert_allclose(float(critic_part),
+                             (weight + 1.0 * target) * cross_entropy,
                              rtol=1e-5)
   with np.testing.assert_raises(ValueError):   # lambda must come with it
-    objective.loss_parts(terms, step.objective_config)
+    objective.loss(terms, step.objective_config)
   with np.testing.assert_raises(ValueError):   # a bare config has no default
     objective.has_critic_term(objective.ObjectiveConfig(), step.critic, None)
 

@@ -45,6 +45,6 @@ def test_total_loss_adds_lambda_times_critic_cross_entropy():
            "infonce_bound": tf.constant(0.0)}
   config = objective.ObjectiveConfig(critic_weight=4.0)
   # mean neg. ELBO 5.5, critic cross-entropy 1.0.
-  np.testing.assert_allclose(float(objective.total_loss(terms, config)), 9.5)
+  np.testing.assert_allclose(float(objective.loss(terms, config).total), 9.5)
   plain = objective.ObjectiveConfig(critic_weight=0.0)
-  np.testing.assert_allclose(float(objective.total_loss(terms, plain)), 5.5)
+  np.testing.assert_allclose(float(objective.loss(terms, plain).total), 5.5)

@@ -192,7 +192,7 @@ def test_hundred_adam_steps_lower_the_negative_elbo(dataset):
   def step(batch, seed):
     with tf.GradientTape() as tape:
       terms = objective.forward(vae, None, batch, seed, training=True)
-      loss = objective.total_loss(terms, config)
+      loss = objective.loss(terms, config).total
     gradients = tape.gradient(loss, vae.trainable_variables)
     optimizer.apply_gradients(zip(gradients, vae.trainable_variables))
     return loss

@@ -3,10 +3,11 @@ contrastive critic whose InfoNCE cross-entropy joins the ELBO.
 
 Reading order. The method, at the top of the package:
   critics      infonce(), the critics, their registry and default weights
-  objective    the loss: negative ELBO + lambda * critic cross-entropy
-  constraint   lambda as a Lagrange multiplier holding the bound at a target
-  train_step   TrainStep, the one tf.function that trains both (gradients:
-               their clipping)
+  objective    the loss: negative ELBO + lambda * critic cross-entropy, and
+               lambda (fixed, or a Lagrange multiplier holding the bound at
+               a target)
+  train_step   TrainStep, the one tf.function that trains both, with the
+               clipping of their gradients
   metrics      KL, MI and its noise floor, active units, IW-NLL
   replicas     the contrast across tf.distribute replicas
   models/      latent, encoders, decoders, the model registry

@@ -18,10 +18,103 @@ import math
 
 import tensorflow as tf
 
-from tf_cvae import constraint
 from tf_cvae import critics
 from tf_cvae import replicas
 from tf_cvae.models import latent
+
+
+# lambda, the critic term's weight, is one object (CriticWeight): the fixed
+# lambda warmed up from 0, or a Lagrange multiplier holding the InfoNCE bound
+# at a target by dual ascent (docs/design.md: why, and its dampers):
+#     bound_avg <- rate * bound_avg + (1 - rate) * bound      (debiased)
+#     integral  <- clip(integral + step * lr_scale * (target - bound_avg),
+#                       0, max_weight)
+#     lambda     = clip(integral + proportional * (target - bound_avg),
+#                       0, max_weight)
+
+# How a target on the bound is enforced (ObjectiveConfig.critic_constraint).
+CONSTRAINTS = ("lagrangian", "hinge")
+
+
+@dataclasses.dataclass(frozen=True)
+class DualConfig:
+  """The multiplier's dynamics; step_size is lambda per nat of shortfall
+  per step, rate the moving average's decay per step."""
+  target: float                 # nats of the InfoNCE bound c + log K
+  initial_weight: float         # lambda at step 0
+  step_size: float = 0.01
+  rate: float = 0.99
+  max_weight: float = math.inf  # lambda's ceiling (inf: none)
+  proportional: float = 0.0     # lambda per nat short, on top of the integral
+  follow_learning_rate: bool = False  # integral step x lr / initial lr
+
+
+class CriticMultiplier(tf.Module):
+  """lambda and the bound's moving average, updated once a step.
+
+  Variables are float32 scalars created in the surrounding distribution
+  strategy's scope; updates assume the bound is already the same on every
+  replica (the all-reduced mean), so each replica writes the same value.
+  """
+
+  def __init__(self, config: DualConfig, name: str = "critic_multiplier"):
+    super().__init__(name=name)
+    self.config = config
+    aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    # The integral part (lambda itself without a proportional term).
+    self.weight = tf.Variable(float(config.initial_weight), trainable=False,
+                              name="weight", aggregation=aggregation)
+    self.bound_sum = tf.Variable(0.0, trainable=False, name="bound_sum",
+                                 aggregation=aggregation)
+    self.updates = tf.Variable(0.0, trainable=False, name="updates",
+                               aggregation=aggregation)
+
+  def bound_average(self) -> tf.Tensor:
+    """The debiased moving average of the bound (nats; 0 before any step)."""
+    rate = self.config.rate
+    seen = 1.0 - tf.pow(rate, self.updates)
+    return tf.math.divide_no_nan(self.bound_sum, seen)
+
+  def value(self) -> tf.Tensor:
+    """lambda as the loss uses it: the integral plus the proportional term
+    on the average's shortfall, within [0, max_weight] (float32 scalar)."""
+    if not self.config.proportional:
+      return tf.identity(self.weight)
+    shortfall = self.config.target - self.bound_average()
+    return tf.clip_by_value(self.weight + self.config.proportional * shortfall,
+                            0.0, self.config.max_weight)
+
+  def update(self, bound: tf.Tensor, lr_scale=1.0, saturated=False) -> dict:
+    """Folds this step's bound (scalar nats) into the average, then takes
+    one dual step, its size times `lr_scale` (the learning rate over its
+    initial value; used only with follow_learning_rate), never upward while
+    `saturated` (the critic's gradient clip binds: anti-windup); returns
+    {critic_lambda, critic_bound_average, critic_constraint_active} after
+    the update (float32 scalars)."""
+    rate = self.config.rate
+    bound = tf.cast(bound, tf.float32)
+    self.bound_sum.assign(rate * self.bound_sum + (1.0 - rate) * bound)
+    self.updates.assign_add(1.0)
+    average = self.bound_average()
+    step_size = self.config.step_size * (
+        tf.cast(lr_scale, tf.float32) if self.config.follow_learning_rate
+        else 1.0)
+    change = step_size * (self.config.target - average)
+    change = tf.where(tf.cast(saturated, tf.bool), tf.minimum(change, 0.0),
+                      change)
+    self.weight.assign(tf.clip_by_value(self.weight + change, 0.0,
+                                        self.config.max_weight))
+    return self.state()
+
+  def state(self) -> dict:
+    """{critic_lambda, critic_bound_average, critic_constraint_active}:
+    active is 1 while the average lies below the target (lambda at its
+    ceiling and still active: a target out of reach)."""
+    average = self.bound_average()
+    return {"critic_lambda": self.value(),
+            "critic_bound_average": average,
+            "critic_constraint_active": tf.cast(
+                average < self.config.target, tf.float32)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +157,9 @@ class ObjectiveConfig:
     if not 0.0 < self.kl_cycle_ratio <= 1.0:
       raise ValueError(f"kl_cycle_ratio must lie in (0, 1], got "
                        f"{self.kl_cycle_ratio}")
-    if self.critic_constraint not in constraint.CONSTRAINTS:
+    if self.critic_constraint not in CONSTRAINTS:
       raise ValueError(f"critic_constraint must be one of "
-                       f"{', '.join(constraint.CONSTRAINTS)}, got "
+                       f"{', '.join(CONSTRAINTS)}, got "
                        f"{self.critic_constraint!r}")
 
 
@@ -224,15 +317,6 @@ def kl_weight(config: ObjectiveConfig, step) -> tf.Tensor:
   return beta
 
 
-def loss_weights(config: ObjectiveConfig, step) -> dict:
-  """beta and lambda at optimizer step `step` (float32 scalars)."""
-  return {
-      "kl_weight": kl_weight(config, step),
-      "critic_weight": linear_warmup(step, 0.0, config.critic_weight or 0.0,
-                                     config.critic_warmup_steps),
-  }
-
-
 def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
   """Whether the loss has a critic part (a weight and a critic to weigh).
   Raises ValueError for a critic with an unset weight."""
@@ -241,7 +325,7 @@ def has_critic_term(config: ObjectiveConfig, critic, model_critic) -> bool:
   return bool(_critic_weight(config)) or dual_config(config) is not None
 
 
-def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
+def dual_config(config: ObjectiveConfig) -> DualConfig | None:
   """The multiplier's settings when lambda follows a target by dual ascent
   (a finite target, critic_constraint "lagrangian", a critic weight to start
   from, 0 included), else None: lambda is the fixed (warmed-up)
@@ -250,12 +334,36 @@ def dual_config(config: ObjectiveConfig) -> constraint.DualConfig | None:
   if (target is None or math.isinf(target) or config.critic_weight is None
       or config.critic_constraint != "lagrangian"):
     return None
-  return constraint.DualConfig(target, config.critic_weight,
+  return DualConfig(target, config.critic_weight,
                                config.critic_lambda_step,
                                config.critic_bound_rate,
                                config.critic_lambda_max,
                                config.critic_lambda_kp,
                                config.critic_lambda_follows_lr)
+
+
+class CriticWeight:
+  """lambda at an optimizer step, resolved in one place from an
+  ObjectiveConfig whose critic_weight is set (TrainConfig fills it from the
+  critic's defaults): with a lagrangian target, the multiplier's lambda
+  (`multiplier`, its variables created in the current strategy's scope);
+  else the fixed critic_weight, a hinge target applied by `loss`. Either is
+  warmed up from 0 over critic_warmup_steps."""
+
+  def __init__(self, config: ObjectiveConfig):
+    self.config = config
+    dual = dual_config(config)
+    self.multiplier = CriticMultiplier(dual) if dual else None
+    target = config.critic_target
+    self.hinge = (None if self.multiplier is not None or target is None
+                  or math.isinf(target) else target)
+
+  def __call__(self, step) -> tf.Tensor:
+    """lambda at `step` (float32 scalar, no gradient)."""
+    base = (self.multiplier.value() if self.multiplier is not None
+            else tf.constant(_critic_weight(self.config), tf.float32))
+    return tf.stop_gradient(base) * linear_warmup(
+        step, 0.0, 1.0, self.config.critic_warmup_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,48 +387,35 @@ class Loss:
 
 
 def loss(terms: dict, config: ObjectiveConfig, step=0,
-         critic_weight=None) -> Loss:
+         critic_weight: CriticWeight | None = None) -> Loss:
   """The loss of `forward`'s terms at optimizer step `step`.
 
-  `critic_weight` (a float32 scalar, the multiplier's lambda) replaces the
-  configured lambda and its hinge; critic_warmup_steps scales it up from 0
-  as it does a fixed lambda. TrainStep clips the critic part's gradient
-  before it multiplies it by lambda, so lambda acts above the clip too.
+  `critic_weight` gives lambda (TrainStep passes its own, which holds the
+  multiplier); None builds one from `config`, which a lagrangian target
+  refuses (its lambda lives in the multiplier's state). TrainStep clips the
+  critic part's gradient after lambda (and holds the multiplier's lambda
+  while that clip binds).
   """
-  weights = loss_weights(config, step)
-  hinge = config.critic_target
   has_critic = any(p + "log_softmax_positive" in terms for p in ("", "model_"))
-  if critic_weight is not None:      # the multiplier's, warmed up as well
-    weights["critic_weight"] = tf.stop_gradient(critic_weight) * linear_warmup(
-        step, 0.0, 1.0, config.critic_warmup_steps)
-    hinge = None
-  elif has_critic and dual_config(config):
-    raise ValueError("a lagrangian target needs the multiplier's lambda: "
-                     "pass critic_weight (TrainStep does)")
+  if critic_weight is None:
+    if has_critic and dual_config(config):
+      raise ValueError("a lagrangian target needs the multiplier's lambda: "
+                       "pass critic_weight (TrainStep does)")
+    critic_weight = CriticWeight(config) if has_critic else None
+  beta = kl_weight(config, step)
   if config.free_bits > 0:
-    elbo_part = (-tf.reduce_mean(terms["log_likelihood"]) + weights[
-        "kl_weight"] * free_bits_kl(terms["kl_per_dim"], config.free_bits))
+    elbo_part = (-tf.reduce_mean(terms["log_likelihood"])
+                 + beta * free_bits_kl(terms["kl_per_dim"], config.free_bits))
   else:
-    elbo_part = tf.reduce_mean(negative_elbo(
-        terms["log_likelihood"], terms["kl"], weights["kl_weight"]))
+    elbo_part = tf.reduce_mean(negative_elbo(terms["log_likelihood"],
+                                             terms["kl"], beta))
   critic_part = tf.zeros([], elbo_part.dtype)
   weight = tf.zeros([], elbo_part.dtype)
-  if config.critic_weight or critic_weight is not None:
-    weight = tf.cast(weights["critic_weight"], elbo_part.dtype)
+  if has_critic:
+    weight = tf.cast(critic_weight(step), elbo_part.dtype)
     for prefix in ("", "model_"):
       if prefix + "log_softmax_positive" in terms:
         critic_part += critic_loss(terms[prefix + "log_softmax_positive"],
-                                   terms[prefix + "infonce_bound"], hinge)
+                                   terms[prefix + "infonce_bound"],
+                                   critic_weight.hinge)
   return Loss(elbo_part, critic_part, weight)
-
-
-def loss_parts(terms: dict, config: ObjectiveConfig, step=0,
-               critic_weight=None):
-  """(elbo_part, lambda * critic part) of `loss`, scalar nats each."""
-  parts = loss(terms, config, step, critic_weight)
-  return parts.elbo, parts.critic_term
-
-
-def total_loss(terms: dict, config: ObjectiveConfig, step=0) -> tf.Tensor:
-  """The scalar minimized at `step`: mean negative ELBO + lambda * critics."""
-  return loss(terms, config, step).total

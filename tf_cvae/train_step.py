@@ -1,15 +1,13 @@
 """The train step: one `tf.function` that computes the ELBO and the critic loss
-together, clips their gradients and applies the update (aggressive.py drives
-it for He et al.'s aggressive training).
+together (objective.py), clips their gradients (here) and applies the update
+(aggressive.py drives it for He et al.'s aggressive training).
 
 A TrainStep is a library object: build it from a VAE, critics and optimizers,
 call it with batches. Tests call it directly.
 """
 
-from tf_cvae import constraint
 from tf_cvae import critics as critics_lib
 from tf_cvae import errors
-from tf_cvae import gradients as gradients_lib
 from tf_cvae import metrics
 from tf_cvae import objective as objective_lib
 from tf_cvae import replicas
@@ -29,9 +27,10 @@ class TrainStep:
   Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
   (batch estimate), with critics infonce_bound / model_infonce_bound, the
   global gradient norms before clipping elbo_grad_norm and critic_grad_norm
-  (over the main optimizer's variables; the critic's is of its cross-entropy
-  before lambda), critic_term (lambda times the critics' losses, 0 without
-  them) and the nonfinite bitmask.
+  (over the main optimizer's variables), critic_term (lambda times the critics' losses, 0 without
+  them), with a critic critic_lambda (lambda as the step used it, warmed
+  up) and critic_lambda_effective (lambda times the share of the critic's
+  gradient its clip kept), and the nonfinite bitmask.
   `update` picks what the step trains: "all"; "encoder" (the inference side:
   encoder and inference critic, with `encoder_optimizer`, for He et al.'s
   aggressive inner loop); "decoder" (decoder and model critic). With a
@@ -46,9 +45,10 @@ class TrainStep:
 
   `clip_mode` "separate": the gradients of the ELBO part and of the critic
   part (objective.loss) are clipped apart, each by its global norm
-  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), the critic's
-  before lambda scales it, then summed: the critic's gradient never shrinks
-  the ELBO's step, and lambda moves the update whatever the clip. "joint": one gradient of
+  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), then summed: the
+  critic's gradient never shrinks the ELBO's step. While the critic's clip
+  binds, the multiplier's lambda does not rise (more of it would not move
+  the update). "joint": one gradient of
   the sum, clipped to `clip_norm` (its norm is elbo_grad_norm; critic 0).
   The optimizers must not clip themselves (no global_clipnorm).
 
@@ -93,10 +93,10 @@ class TrainStep:
     self.negatives, self._groups, self._book = None, None, None
     # Before any restore: the rate the multiplier's step is scaled against.
     self._initial_lr = float(tf.convert_to_tensor(optimizer.learning_rate))
-    dual = objective_lib.dual_config(objective_config)
-    with self.strategy.scope():   # lambda by dual ascent (None: fixed)
-      self.multiplier = (constraint.CriticMultiplier(dual) if dual and (
+    with self.strategy.scope():   # lambda: fixed, or the multiplier's
+      self.critic_weight = (objective_lib.CriticWeight(objective_config) if (
           critic is not None or model_critic is not None) else None)
+    self.multiplier = self.critic_weight and self.critic_weight.multiplier
     self._steps = self._trace()
 
   def _trace(self) -> dict:
@@ -207,24 +207,29 @@ class TrainStep:
           self.vae, self.critic, batch, seed, training=True,
           model_critic=self.model_critic, negatives=self.negatives,
           model_samples=model_samples)
-      losses = objective_lib.loss(
-          terms, self.objective_config, step, critic_weight=(
-              self.multiplier and self.multiplier.value()))
+      losses = objective_lib.loss(terms, self.objective_config, step,
+                                  self.critic_weight)
       loss = losses.total
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
-      # Separate: the critic part enters unweighted; lambda scales its
-      # gradient after the clip, so lambda still acts when the clip binds.
       shares = [p / replicas.num_replicas()
-                for p in ([losses.elbo, losses.critic] if separate
+                for p in ([losses.elbo, losses.critic_term] if separate
                           else [loss])]
     main, own = self._split(self._groups[update])
     parts = [tape.gradient(share, main + own) for share in shares]
     clip_norms = [self.clip_norm, self.critic_clip_norm][:len(parts)]
-    scales = [1.0, losses.critic_weight][:len(parts)]
     optimizer = self.encoder_optimizer if update == "encoder" else (
         self.optimizer)
-    gradients, norms = gradients_lib.combine_parts(parts, clip_norms,
-                                                   len(main), scales)
+    gradients, norms = combine_parts(parts, clip_norms, len(main))
+    # Where the critic's clip binds, lambda * gradient is cut back to the
+    # clip: the effective weight is lambda * clip / norm, and more lambda
+    # would change nothing, so the multiplier's integral may not rise.
+    critic_clip = self.critic_clip_norm if separate else None
+    critic_norm = norms[1] if separate else tf.zeros([])
+    clipped = (tf.logical_and(critic_norm > critic_clip, critic_clip > 0)
+               if critic_clip else tf.constant(False))
+    effective_weight = losses.critic_weight * (
+        tf.minimum(1.0, critic_clip / tf.maximum(critic_norm, 1e-12))
+        if critic_clip else 1.0)
     nonfinite = _nonfinite_mask(terms, gradients)
 
     def update_fn(gradients, x_side):
@@ -236,7 +241,8 @@ class TrainStep:
       if self.multiplier is not None and update != "encoder":
         self.multiplier.update(replicas.mean(terms.get(
             "infonce_bound", terms.get("model_infonce_bound"))),
-            lr_scale=self.optimizer.learning_rate / self._initial_lr)
+            lr_scale=self.optimizer.learning_rate / self._initial_lr,
+            saturated=clipped)
     # A step with a non-finite term or gradient changes nothing.
     replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
                       terms.get("x_side", tf.zeros([0])))
@@ -249,6 +255,9 @@ class TrainStep:
     out.update({k: terms[k] for k in ("infonce_bound", "model_infonce_bound")
                 if k in terms})
     out.update(self.multiplier.state() if self.multiplier else {})
+    if self.critic_weight is not None:   # lambda as this step used it
+      out.update(critic_lambda=losses.critic_weight,
+                 critic_lambda_effective=effective_weight)
     out.update(elbo_grad_norm=norms[0],
                critic_grad_norm=norms[1] if separate else tf.zeros([]),
                critic_term=losses.critic_term, nonfinite=nonfinite)
@@ -275,6 +284,97 @@ class TrainStep:
           f"lost a worker of the multi_worker run ({reason}); start every "
           f"worker again: they resume from the chief's last checkpoint"
       ) from None
+
+
+# Gradient lists: one entry per variable, a dense tensor, a tf.IndexedSlices
+# (embeddings; an index may repeat) or None (no path).
+
+
+def _dense_rows(gradient):
+  """An IndexedSlices as the dense tensor it stands for (repeated indices
+  summed; a scatter XLA compiles, unlike tf.unique); others unchanged."""
+  if not isinstance(gradient, tf.IndexedSlices):
+    return gradient
+  return tf.math.unsorted_segment_sum(gradient.values, gradient.indices,
+                                      gradient.dense_shape[0])
+
+
+def global_norm(gradients: list) -> tf.Tensor:
+  """The L2 norm of all gradients as one vector (as if dense), float32
+  scalar; 0 when every entry is None."""
+  present = [_dense_rows(g) for g in gradients if g is not None]
+  if not present:
+    return tf.zeros([])
+  return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in present]))
+
+
+def scaled(gradient, scale):
+  """gradient * scale for dense gradients, IndexedSlices (embeddings), None."""
+  if gradient is None:
+    return None
+  if isinstance(gradient, tf.IndexedSlices):
+    return tf.IndexedSlices(gradient.values * scale, gradient.indices,
+                            gradient.dense_shape)
+  return gradient * scale
+
+
+def clip(gradients: list, clip_norm: float | None):
+  """(gradients scaled to global norm <= clip_norm, their norm before).
+
+  No clip_norm (None or 0): unchanged. A non-finite norm makes every
+  gradient NaN (the step's non-finite mask then skips it).
+  """
+  norm = global_norm(gradients)
+  if not clip_norm:
+    return list(gradients), norm
+  scale = clip_norm / tf.maximum(norm, clip_norm)
+  scale += norm - norm               # NaN when the norm is inf or NaN
+  return [scaled(g, scale) for g in gradients], norm
+
+
+def add(a, b):
+  """a + b for gradients of one variable; None is zero, and two
+  IndexedSlices stay IndexedSlices (their rows concatenated)."""
+  if a is None:
+    return b
+  if b is None:
+    return a
+  if isinstance(a, tf.IndexedSlices) and isinstance(b, tf.IndexedSlices):
+    return tf.IndexedSlices(tf.concat([a.values, b.values], 0),
+                            tf.concat([a.indices, b.indices], 0),
+                            a.dense_shape)
+  return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+
+
+def combine_parts(parts: list, clip_norms: list, num_clipped: int):
+  """One update from the gradients of a loss's parts.
+
+  Args:
+    parts: gradient lists over the same variables, one per part of the
+      loss (this replica's gradient of its share, loss / R).
+    clip_norms: per part, the clip of its global norm (None: none).
+    num_clipped: the first `num_clipped` variables (the main optimizer's) are
+      clipped and measured; the others (the critics' own) are not.
+
+  Returns:
+    (the summed gradients, [norm of each part before clipping] float32
+    scalars). Under a strategy each part is first summed over the replicas
+    (the single-device gradient; each replica then holds the same values),
+    and the result is divided by R: the optimizer's own sum over replicas
+    restores it. Keras optimizers would clip each replica's share before
+    that sum, so the optimizers here must not clip (no global_clipnorm).
+  """
+  combined, norms = [None] * len(parts[0]), []
+  for gradients, clip_norm in zip(parts, clip_norms):
+    gradients = replicas.sum_over_replicas(gradients)
+    clipped, norm = clip(gradients[:num_clipped], clip_norm)
+    norms.append(norm)
+    combined = [add(c, g) for c, g in zip(
+        combined, clipped + list(gradients[num_clipped:]))]
+  scale = 1.0 / replicas.num_replicas()
+  if scale != 1.0:
+    combined = [scaled(g, scale) for g in combined]
+  return combined, norms
 
 
 # How the ELBO's and the critic part's gradients are clipped (TrainStep).

@@ -75,19 +75,16 @@ def step_scalars(outputs: dict, step_fn, step: int, skipped_steps) -> dict:
   floats."""
   objective_config = step_fn.objective_config
   values = {k: v for k, v in outputs.items() if k != "nonfinite"}
-  weights = objective.loss_weights(objective_config, step - 1)
-  values.update(beta=weights["kl_weight"], skipped_steps=skipped_steps,
+  values.update(beta=objective.kl_weight(objective_config, step - 1),
+                skipped_steps=skipped_steps,
                 learning_rate=step_fn.learning_rate)
   if not objective.has_critic_term(objective_config, step_fn.critic,
                                    step_fn.model_critic):
     values.pop("critic_term", None)
+    values.pop("critic_lambda", None)
     return values
-  if "critic_lambda" in outputs:      # the multiplier's, warmed up as used
-    values["critic_lambda"] = outputs["critic_lambda"] * (
-        objective.linear_warmup(step - 1, 0.0, 1.0,
-                                objective_config.critic_warmup_steps))
+  if step_fn.multiplier is not None:   # its active flag is in the outputs
     return values
-  values["critic_lambda"] = weights["critic_weight"]
   target = objective_config.critic_target
   bound = outputs.get("infonce_bound", outputs.get("model_infonce_bound"))
   if target is not None and not math.isinf(target) and bound is not None:
