@@ -89,19 +89,10 @@ class DotProductCritic(Critic):
 
   x_i -> x_features -> LayerNorm, MLP -> u_i; z_j -> MLP -> v_j;
   f(x_i, z_j) = cos(u_i, v_j) / temperature. With `x_features` the encoder's
-  early layers this is the paper's hybrid critic (the shared layers get the
-  critic's gradient); with a network of its own, the NN critic. Normalizing
-  makes the scores independent of the features' scale (word embeddings start
-  at U(-0.1, 0.1), where raw dot products are too flat to learn from).
-
-  `center_rate` (the NN critic's): in training the x head's outputs are
-  centred by their (global) batch mean, which takes the part shared by
-  every x out of their gradient; at evaluation by a moving average of those
-  means (decay `center_rate` a step): a test score depends on (x_i, z_j)
-  alone and the test bound stays a bound. While z carries nothing, that
-  shared part is most of the x side's gradient: uncentred (or centred by
-  the average alone) the NN critic gave every PTB sentence one embedding
-  (pairwise cosine 0.9995) and z never took off.
+  early layers this is the paper's hybrid critic; with a network of its
+  own, the NN critic. `center_rate` (the NN critic's): in training u is
+  centred by its global batch mean, at evaluation by a moving average of
+  those means (decay `center_rate` a step); docs/design.md says why.
   """
 
   def __init__(self, x_features: keras.layers.Layer, hidden_dim: int = 128,

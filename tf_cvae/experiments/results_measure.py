@@ -67,7 +67,7 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
       f"{_mean(vae, 'mi_noise_std'):.3f} nats (standard deviation; 97.5% "
       f"point {_mean(vae, 'mi_noise_hi'):.3f}) on these {n:.0f} test "
       "examples, for the batch estimate and the full one alike. A reading "
-      "below that point shows no information.")
+      "below that point is not distinguishable from zero at this size.")
   if "length_only_mi" in vae:
     lines.append(
         f"- **Length-only control.** A code that holds only the sentence "
@@ -227,7 +227,8 @@ def caveats(setups: dict, rows: list, methods) -> list[str]:
       f"**What not to conclude.** {ended} {settings} An NLL difference "
       "smaller than about "
       "two standard errors is no difference. MI below the noise floor's "
-      "97.5% point is no information, and a full MI up to the length-only "
+      "97.5% point is not distinguishable from zero at this size, and a "
+      "full MI up to the length-only "
       "control may be the sentence length alone; on the synthetic text, MI "
       "without a higher probe R² on z samples and without z reliance is "
       "information the decoder does not use. Text runs are not "

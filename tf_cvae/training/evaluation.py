@@ -94,7 +94,7 @@ class Evaluator:
         weighted by batch size (capped at log K); mi_full: q(z) over the
         whole split (capped at log N); mi_noise_std, mi_noise_hi: what both
         read for a posterior that ignores x (metrics.mi_noise_floor; an
-        estimate below mi_noise_hi shows no information);
+        estimate below mi_noise_hi is not distinguishable from zero);
       au (count); infonce_bound (c + log K per batch, averaged; the run's
         critic, or the self critic for a plain VAE);
       z_reliance: rec with each z given to another row of its batch minus
