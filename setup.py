@@ -3,7 +3,7 @@ import setuptools
 
 # Console commands: tf-cvae-<name> runs tf_cvae_runners.<name>.main.
 COMMANDS = ("train", "evaluate", "export", "encode", "sample", "compare",
-            "reproduce", "benchmark", "quickstart")
+            "benchmark", "quickstart")
 
 setuptools.setup(
     name="tf_cvae",
@@ -34,8 +34,9 @@ setuptools.setup(
         "importlib_resources",   # tensorflow-datasets' builders read with it
     ],
     extras_require={
-        "test": ["pytest>=7", "matplotlib>=3.5"],
-        # tf-cvae-reproduce's figures and the notebook's latent plot
+        "test": ["pytest>=7", "matplotlib>=3.5", "mkdocs>=1.5",
+                 "mkdocstrings[python]>=0.24"],
+        # experiments/reproduce.py's figures and the notebook's latent plot
         # (notebooks/colab_quickstart.ipynb).
         "plots": ["matplotlib>=3.5"],
         # `tensorboard --logdir runs` to view what runs write in tensorboard/.

@@ -36,7 +36,7 @@ import numpy as np
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae.experiments import methods as methods_lib
+from tf_cvae import methods as methods_lib
 from tf_cvae.models import registry
 from tf_cvae.trained import restore
 from tf_cvae.training import build

@@ -1,7 +1,7 @@
 """tf_cvae_runners: the command-line programs (this folder, runners/).
 
 Each command module (train, evaluate, export, encode, sample, compare,
-reproduce, benchmark, quickstart) is both a script (python runners/train.py)
+benchmark, quickstart) is both a script (python runners/train.py)
 and the tf-cvae-* console script (tf_cvae_runners.train:main). Only this
 package reads flags: each command defines its absl flags, turns them into the
 library's config dataclasses (common.py) and calls tf_cvae; launch.run

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from tf_cvae_runners import launch
-from tf_cvae.experiments import benchmarking
+from tf_cvae import benchmarking
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 from tf_cvae.training import checkpointing

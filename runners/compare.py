@@ -21,14 +21,14 @@ from absl import flags
 
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
-from tf_cvae.experiments import methods as methods_lib
+from tf_cvae import methods as methods_lib
 from tf_cvae.training import train
 
 common.define_train_flags()
 flags.DEFINE_list("datasets", ["synthetic_text", "synthetic_images"],
                   "Data sets to compare on.")
 flags.DEFINE_list("methods", None,
-                  "Methods (default: all of tf_cvae.experiments.methods.METHODS).")
+                  "Methods (default: all of tf_cvae.methods.METHODS).")
 flags.DEFINE_string("out", "runs/compare", "Parent of the run directories.")
 
 

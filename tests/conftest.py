@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The experiments (not installed) import as experiments.<module>.
+if _REPO_ROOT not in sys.path:
+  sys.path.append(_REPO_ROOT)
 
 
 def _missing(message: str) -> None:
@@ -49,6 +52,19 @@ def run_runner():
     return subprocess.run(
         [sys.executable, os.path.join(_REPO_ROOT, "runners", script), *args],
         capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
+
+  return run
+
+
+@pytest.fixture(scope="session")
+def run_experiment():
+  """run_experiment("reproduce.py", *flags) -> CompletedProcess of
+  experiments/<script>, from the repository root."""
+
+  def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(_REPO_ROOT, "experiments", script),
+         *args], capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
 
   return run
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cvae.experiments import benchmarking
+from tf_cvae import benchmarking
 from tf_cvae.models import registry
 from tf_cvae.training import build
 

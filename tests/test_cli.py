@@ -209,12 +209,13 @@ def test_resume_command_adds_the_run_directory(tmp_path, train_flags_parsed):
 
 def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  script = ("import sys; sys.modules['matplotlib'] = None; "   # not installed
-            "sys.argv = ['tf-cvae-reproduce', '--only=table']; "
-            "from tf_cvae_runners import reproduce; reproduce.main()")
+  script = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+            "sys.argv = ['experiments/reproduce.py', '--only=table']; "
+            f"runpy.run_path({os.path.join(_REPO_ROOT, 'experiments', 'reproduce.py')!r},"
+            " run_name='__main__')")
   result = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, cwd=str(tmp_path), env=env, timeout=600)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
-      "error: tf-cvae-reproduce draws its figures with matplotlib: "
+      "error: experiments/reproduce.py draws its figures with matplotlib: "
       "pip install \"tf_cvae[plots]\""]

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from tf_cvae import critics
-from tf_cvae.experiments import methods
-from tf_cvae.experiments import families as families_lib
-from tf_cvae.experiments import reproduction as repro
-from tf_cvae.experiments import reproduction_sizes as sizes
-from tf_cvae.experiments import rereadings
-from tf_cvae.experiments import results
-from tf_cvae.experiments import scales
-from tf_cvae.experiments import results_measure as measure
-from tf_cvae.experiments import results_report as report
-from tf_cvae.experiments import results_tradeoff as tradeoff
+from tf_cvae import methods
+from experiments.reproduction import families as families_lib
+from experiments.reproduction import reproduction as repro
+from experiments.reproduction import reproduction_sizes as sizes
+from experiments.reproduction import rereadings
+from experiments.reproduction import results
+from experiments.reproduction import scales
+from experiments.reproduction import results_measure as measure
+from experiments.reproduction import results_report as report
+from experiments.reproduction import results_tradeoff as tradeoff
 from tf_cvae.training import config as config_lib
 
 TINY = repro.Setup(
@@ -261,20 +261,20 @@ def test_the_plan_times_a_run_by_finished_runs_of_its_kind():
   assert "finished runs took 5.0 minutes" in lines[-1]
 
 
-def test_runner_refuses_an_unknown_part(run_runner):
-  result = run_runner("reproduce.py", "--only=table,nope")
+def test_runner_refuses_an_unknown_part(run_experiment):
+  result = run_experiment("reproduce.py", "--only=table,nope")
   assert result.returncode != 0
   assert "--only: unknown ['nope']" in result.stderr, result.stderr[-2000:]
-  result = run_runner("reproduce.py", "--methods=vae,selfish")
+  result = run_experiment("reproduce.py", "--methods=vae,selfish")
   assert result.returncode != 0
   assert "--methods: unknown ['selfish']" in result.stderr, (
       result.stderr[-2000:])
 
 
 def test_report_only_writes_the_report_of_what_finished(tmp_path, data_dir,
-                                                       run_runner):
+                                                       run_experiment):
   md = tmp_path / "R.md"
-  result = run_runner("reproduce.py", "--scale=smoke", "--report_only",
+  result = run_experiment("reproduce.py", "--scale=smoke", "--report_only",
                       "--only=table", "--methods=vae,self_default,nn_default",
                       f"--out_dir={tmp_path / 'runs'}",
                       f"--data_dir={data_dir}", f"--results_md={md}",

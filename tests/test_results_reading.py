@@ -4,10 +4,10 @@ seeds' interval; aggressive training's cost as total training time."""
 import re
 import types
 
-from tf_cvae.experiments import reproduction as repro
-from tf_cvae.experiments import results_measure as measure
-from tf_cvae.experiments import results_report as report
-from tf_cvae.experiments import results_tradeoff as tradeoff
+from experiments.reproduction import reproduction as repro
+from experiments.reproduction import results_measure as measure
+from experiments.reproduction import results_report as report
+from experiments.reproduction import results_tradeoff as tradeoff
 
 
 def _stat(mean, std, n):

@@ -17,9 +17,9 @@ import time
 import keras
 
 from tf_cvae import aggressive as aggressive_lib
-from tf_cvae.experiments import methods as methods_lib
-from tf_cvae.experiments import reproduction as repro
-from tf_cvae.experiments import results_report as report
+from tf_cvae import methods as methods_lib
+from experiments.reproduction import reproduction as repro
+from experiments.reproduction import results_report as report
 from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import timing

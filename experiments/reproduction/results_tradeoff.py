@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from tf_cvae.experiments import results_report as report
+from experiments.reproduction import results_report as report
 
 CLIFF_GAIN = 1.0          # nats of MI above the VAE that mark the cliff
 

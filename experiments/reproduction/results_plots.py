@@ -12,8 +12,8 @@ from matplotlib import pyplot as plt
 from matplotlib import ticker
 import numpy as np
 
-from tf_cvae.experiments import results_report as report
-from tf_cvae.experiments import results_tradeoff as tradeoff
+from experiments.reproduction import results_report as report
+from experiments.reproduction import results_tradeoff as tradeoff
 
 
 def _save(fig, path: str) -> str:

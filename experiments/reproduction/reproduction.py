@@ -24,9 +24,9 @@ from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective as objective_lib
-from tf_cvae.experiments import families as families_lib
-from tf_cvae.experiments import methods as methods_lib
-from tf_cvae.experiments import rereadings
+from experiments.reproduction import families as families_lib
+from tf_cvae import methods as methods_lib
+from experiments.reproduction import rereadings
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation

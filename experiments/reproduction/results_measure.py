@@ -10,7 +10,7 @@ runs read as the earlier protocol read them.
 
 import numpy as np
 
-from tf_cvae.experiments import results_report as report
+from experiments.reproduction import results_report as report
 
 cell = report.cell
 

@@ -20,7 +20,7 @@ Omniglot 200): the old protocol against the new, one and two clips.
 
 import dataclasses
 
-from tf_cvae.experiments import reproduction as repro
+from experiments.reproduction import reproduction as repro
 
 _TABLE_METHODS = ("vae", "kl_annealing", "beta_0.5", "free_bits_0.25",
                   "aggressive", "self", "hybrid", "nn", "model")

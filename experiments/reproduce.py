@@ -1,11 +1,11 @@
 """The reproduction in one command: trains what is not yet trained, then
 writes RESULTS.md and its figures.
 
-  tf-cvae-reproduce --scale=cpu --dry_run  # the plan and its time
-  tf-cvae-reproduce --scale=cpu            # table, sweep and K
-  tf-cvae-reproduce --only=table --seeds=1
-  tf-cvae-reproduce --methods=vae,self_default,hybrid_default --dry_run
-  tf-cvae-reproduce --scale=cpu --report_only  # what has finished
+  python experiments/reproduce.py --scale=cpu --dry_run  # the plan and its time
+  python experiments/reproduce.py --scale=cpu            # table, sweep and K
+  python experiments/reproduce.py --only=table --seeds=1
+  python experiments/reproduce.py --methods=vae,self_default,hybrid_default --dry_run
+  python experiments/reproduce.py --scale=cpu --report_only  # what has finished
 
 Runs live under --out_dir (default runs/reproduce/<scale>), one directory a
 run; a finished one is read, an interrupted one resumes. RESULTS.md and the
@@ -16,7 +16,10 @@ import dataclasses
 import os
 import sys
 
-import tf_cvae_runners  # first: TensorFlow starts without its chatter
+# experiments/ is a folder of the repository, not of the installed package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tf_cvae_runners  # noqa: E402  first: TensorFlow starts quietly
 
 from absl import app
 from absl import flags
@@ -24,16 +27,16 @@ from absl import flags
 from tf_cvae_runners import common
 from tf_cvae import data as data_lib
 from tf_cvae_runners import launch
-from tf_cvae.experiments import reproduction as repro
-from tf_cvae.experiments import reproduction_sizes as sizes
+from experiments.reproduction import reproduction as repro
+from experiments.reproduction import reproduction_sizes as sizes
 try:      # its figures need matplotlib, an extra: tf_cvae[plots]
-  from tf_cvae.experiments import results
+  from experiments.reproduction import results
 except ModuleNotFoundError as missing:
   if missing.name != "matplotlib":
     raise
   results = None
-from tf_cvae.experiments import results_tradeoff as tradeoff
-from tf_cvae.experiments import scales
+from experiments.reproduction import results_tradeoff as tradeoff
+from experiments.reproduction import scales
 
 flags.DEFINE_enum("scale", "cpu", list(scales.SCALES), "cpu: runs that "
                   "converge on 2 CPU cores; cpu_short: the measurement's "
@@ -88,7 +91,7 @@ def _main(argv):
   if unknown or not FLAGS.only:
     raise app.UsageError(f"--only: unknown {unknown}; known {repro.PARTS}")
   if results is None and not FLAGS.dry_run:
-    print('error: tf-cvae-reproduce draws its figures with matplotlib: '
+    print('error: experiments/reproduce.py draws its figures with matplotlib: '
           'pip install "tf_cvae[plots]"', file=sys.stderr)
     sys.exit(2)
   common.setup_logging()
@@ -145,8 +148,7 @@ def _main(argv):
 
 
 def main():
-  """The tf-cvae-reproduce command: reads the command line, then
-  runs the reproduction."""
+  """Reads the command line, then runs the reproduction."""
   launch.run(_main)
 
 

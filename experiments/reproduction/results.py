@@ -6,12 +6,12 @@ import os
 
 from tf_cvae import critics
 from tf_cvae import data as data_lib
-from tf_cvae.experiments import families as families_lib
-from tf_cvae.experiments import reproduction as repro
-from tf_cvae.experiments import results_measure as measure
-from tf_cvae.experiments import results_plots as plots
-from tf_cvae.experiments import results_report as report
-from tf_cvae.experiments import results_tradeoff as tradeoff
+from experiments.reproduction import families as families_lib
+from experiments.reproduction import reproduction as repro
+from experiments.reproduction import results_measure as measure
+from experiments.reproduction import results_plots as plots
+from experiments.reproduction import results_report as report
+from experiments.reproduction import results_tradeoff as tradeoff
 
 
 def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,

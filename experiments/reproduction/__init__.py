@@ -1,0 +1,2 @@
+"""The reproduction as data (its plan, sizes, re-readings) and the reports
+written from its runs (results*)."""
