@@ -66,6 +66,23 @@ def test_bucket_batching_stays_reachable_and_mixes_lengths(synthetic_text):
   assert sum(mixed) > 0.7 * len(mixed)
 
 
+def test_full_batching_fills_every_batch_but_the_last(synthetic_text):
+  bounds = synthetic_text.bucket_boundaries()
+  for shuffle in (False, True):
+    seen, sizes, mixed = [], [], 0
+    for batch in synthetic_text.batches("valid", 32, batching="full",
+                                        shuffle=shuffle, seed=3,
+                                        with_index=True):
+      seen.extend(batch["index"].numpy().tolist())
+      sizes.append(len(batch["index"]))
+      mixed += len(set(_lengths(batch))) > 1
+      assert batch["tokens"].shape[1] in bounds
+    assert sorted(seen) == list(range(1000))
+    assert sorted(sizes) == [8] + [32] * 31        # 1000 = 31 * 32 + 8
+    assert mixed > 25
+  assert synthetic_text.batching == "exact"        # the override is per call
+
+
 def test_held_out_validation_split_is_disjoint_from_training(synthetic_text):
   held = data_lib.hold_out(synthetic_text, 0.1, seed=3)
   assert held.num_examples("valid") == 1000
@@ -183,5 +200,83 @@ def test_a_collapsed_encoder_reads_inside_the_noise_floor(synthetic_text):
   assert results["au"] == 0
   assert abs(results["probe_r2"]) < 0.05
   assert abs(results["probe_r2_z"]) < 0.05
-  assert results["length_only_mi"] == 0.0                # one length a batch
+  # Batches of 32 (one of 16): lengths mix, so a length code reads > 0.
+  assert results["log_k"] == pytest.approx(
+      (384 * math.log(32) + 16 * math.log(16)) / 400)
+  assert results["mean_batch_size"] == pytest.approx(400 / 13)
+  assert 0.5 < results["length_only_mi"] < results["length_only_mi_full"]
   assert results["length_only_mi_full"] > 1.5            # lengths 4-20 words
+  exact = evaluation.evaluate(vae, None, synthetic_text, evaluation.EvalConfig(
+      iw_samples=0, max_examples=400, seed=7, text_batching="exact",
+      probe=False))
+  assert exact["length_only_mi"] == 0.0                  # one length a batch
+  assert exact["mean_batch_size"] < 25
+
+
+def test_small_splits_are_read_at_log_k_of_the_full_batch(synthetic_text):
+  """337 sentences (PTB's held-out validation size): exact-length batches
+  average about 20 rows; full batches are 10 of 32 and one of 17."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=337, probe=False)
+  full = evaluation.evaluate(vae, None, synthetic_text, config)
+  exact = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, text_batching="exact"))
+  assert full["log_k"] == pytest.approx(
+      (320 * math.log(32) + 17 * math.log(17)) / 337)     # 3.434
+  assert math.log(32) - full["log_k"] < 0.035
+  assert full["mean_batch_size"] == pytest.approx(337 / 11)
+  assert exact["mean_batch_size"] < 22
+  assert exact["log_k"] < full["log_k"] - 0.4
+  # The same examples and draws of z per row differ only in the batching:
+  # per-example terms agree.
+  assert full["kl"] == pytest.approx(exact["kl"], rel=1e-4)
+
+
+def _planted_codes(vae, latent_dim=8):
+  """An encoder whose mean is (sentence length, first word id, 0, ...) with
+  a vanishing spread."""
+  def encode(batch, training=False):
+    del training
+    tokens = batch["tokens"]
+    mu = tf.concat([
+        tf.reduce_sum(tf.cast(tokens != 0, tf.float32), axis=1)[:, None],
+        tf.cast(tokens[:, 1:2], tf.float32),
+        tf.zeros([tf.shape(tokens)[0], latent_dim - 2])], axis=1)
+    return mu, tf.fill(tf.shape(mu), -20.0)
+  vae.encode = encode
+
+
+def test_z_reliance_pairs_rows_of_one_length_in_mixed_batches(synthetic_text):
+  """Decoders planted on a planted code: one that ignores z reads 0; one
+  that reads only the length from z reads 0 too (partners share the
+  length, though batches mix lengths); one that reads the first word from
+  z reads far above 0."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  vae(next(iter(synthetic_text.batches("test", 4))))
+  _planted_codes(vae)
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=300, probe=False)
+  def length(batch):
+    return tf.reduce_sum(tf.cast(batch["tokens"] != 0, tf.float32), axis=1)
+  readings = {}
+  for name, log_likelihood in {
+      "ignores z": lambda batch, z: -length(batch),
+      "length only": lambda batch, z: -100.0 * (z[:, 0] - length(batch)) ** 2,
+      "first word": lambda batch, z: -(z[:, 1] - tf.cast(
+          batch["tokens"][:, 1], tf.float32)) ** 2,
+  }.items():
+    vae.log_likelihood = lambda batch, z, training=False, f=log_likelihood: (
+        f(batch, z))
+    readings[name] = evaluation.evaluate(vae, None, synthetic_text, config)
+  assert readings["ignores z"]["z_reliance"] == 0.0
+  assert abs(readings["length only"]["z_reliance"]) < 1e-3
+  assert readings["first word"]["z_reliance"] > 100.0
+  assert readings["length only"]["length_only_mi"] > 0.5   # mixed batches
+  # Rows alone with their length in their batch are left out and counted.
+  alone = 0
+  for batch in synthetic_text.batches(
+      "test", 32, batching="full",
+      examples=evaluation.example_subset(1000, 300)):
+    _, paired = metrics.same_length_partners(_lengths(batch))
+    alone += int(np.sum(~paired))
+  assert readings["first word"]["z_reliance_unpaired"] == alone
+  assert alone < 30
