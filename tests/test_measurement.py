@@ -238,11 +238,12 @@ def _planted_codes(vae, latent_dim=8):
   def encode(batch, training=False):
     del training
     tokens = batch["tokens"]
-    mu = tf.concat([
+    mu = tf.pad(tf.concat([
         tf.reduce_sum(tf.cast(tokens != 0, tf.float32), axis=1)[:, None],
-        tf.cast(tokens[:, 1:2], tf.float32),
-        tf.zeros([tf.shape(tokens)[0], latent_dim - 2])], axis=1)
-    return mu, tf.fill(tf.shape(mu), -20.0)
+        tf.cast(tokens[:, 1:2], tf.float32)], axis=1),
+                [[0, 0], [0, latent_dim - 2]])
+    mu = tf.ensure_shape(mu, [None, latent_dim])
+    return mu, tf.zeros_like(mu) - 20.0
   vae.encode = encode
 
 
@@ -280,3 +281,95 @@ def test_z_reliance_pairs_rows_of_one_length_in_mixed_batches(synthetic_text):
     alone += int(np.sum(~paired))
   assert readings["first word"]["z_reliance_unpaired"] == alone
   assert alone < 30
+
+
+def _with_latents(dataset, latent_of):
+  """`dataset` whose latents are latent_of(sentence ids) [d] per sentence."""
+  return dataclasses.replace(dataset, latents={
+      split: np.asarray([latent_of(s) for s in sentences], np.float64)
+      for split, sentences in dataset.splits.items()})
+
+
+def test_length_probes_split_a_latent_into_length_and_the_rest(
+    synthetic_text):
+  """With the planted code (length, first word): a latent made of the
+  length reads as length and about 0 beyond it; a latent made of the first
+  word reads about 0 from length and fully beyond it."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  vae(next(iter(synthetic_text.batches("test", 4))))
+  _planted_codes(vae)
+  noise = np.random.default_rng(0)
+  by_length = _with_latents(synthetic_text, lambda s: [
+      len(s) / 10 + 0.1 * noise.normal()])
+  by_word = _with_latents(synthetic_text, lambda s: [s[1] / 100.0])
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=500)
+  length = evaluation.evaluate(vae, None, by_length, config)
+  word = evaluation.evaluate(vae, None, by_word, config)
+  assert length["probe_r2_length"] > 0.9
+  assert abs(length["probe_r2_beyond_length"]) < 0.03
+  assert abs(length["probe_r2_z_beyond_length"]) < 0.03
+  assert length["probe_r2"] > 0.9                  # the code holds length
+  assert abs(word["probe_r2_length"]) < 0.05
+  assert word["probe_r2_beyond_length"] > 0.95
+  assert word["probe_r2_z_beyond_length"] > 0.95
+  assert word["probe_r2_z"] > 0.95
+
+
+def test_label_probes_read_a_planted_class_and_not_a_random_one():
+  """Images whose class (3 levels of ink) the planted code holds one-hot
+  read accuracy 1; a random class reads about its majority rate."""
+  images = data_lib.load(data_lib.DataConfig(name="synthetic_images"))
+  draw = np.random.default_rng(1)          # one binary draw of every split
+  images = dataclasses.replace(images, binarization=dict.fromkeys(
+      images.splits, "none"), splits={
+          s: (draw.random(x.shape) < x).astype(np.float32)
+          for s, x in images.splits.items()})
+  vae = registry.build_vae(registry.ModelConfig(hidden_dim=16, latent_dim=4),
+                           images)
+  vae(next(iter(images.batches("test", 4))))
+  cuts = np.quantile(images.splits["train"].sum((1, 2, 3)), [1 / 3, 2 / 3])
+  def encode(batch, training=False):
+    del training
+    ink = tf.reduce_sum(batch["image"], axis=[1, 2, 3])
+    level = tf.reduce_sum(tf.cast(
+        tf.constant(cuts, tf.float32)[None, :] < ink[:, None], tf.int32), 1)
+    mu = tf.pad(tf.one_hot(level, 3), [[0, 0], [0, 1]])
+    return mu, tf.zeros_like(mu) - 20.0
+  vae.encode = encode
+  rng = np.random.default_rng(0)
+  labels = {}
+  for split, x in images.splits.items():
+    labels[split] = {
+        "ink": np.searchsorted(cuts, x.sum((1, 2, 3))).astype(np.int64),
+        "random": (rng.random(len(x)) < 0.6) + rng.integers(0, 2, len(x))}
+  labelled = dataclasses.replace(images, labels=labels)
+  results = evaluation.evaluate(vae, None, labelled, evaluation.EvalConfig(
+      iw_samples=0, max_examples=600))
+  assert results["probe_acc_ink"] == 1.0
+  assert results["probe_acc_z_ink"] == 1.0
+  assert results["probe_acc_ink_chance"] == pytest.approx(1 / 3)
+  assert 0.25 < results["probe_acc_ink_majority"] < 0.42
+  assert results["probe_acc_random_chance"] == pytest.approx(1 / 3)
+  assert 0.4 < results["probe_acc_random_majority"] < 0.6   # class 1: 0.5
+  assert abs(results["probe_acc_z_random"]
+             - results["probe_acc_random_majority"]) < 0.05
+
+
+def test_iw_nll_on_the_fixed_subset(synthetic_text):
+  """nll_iw<S>_subset reads the same rows whatever max_examples, from the
+  full pass's draws or from a pass of its own (other draws: close)."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  config = evaluation.EvalConfig(iw_samples=5, iw_report=(), probe=False,
+                                 subset_iw_samples=5, subset_examples=60)
+  whole = evaluation.evaluate(vae, None, synthetic_text, config)
+  own_pass = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, iw_samples=0, max_examples=100))
+  assert whole["subset_examples"] == own_pass["subset_examples"] == 60
+  assert "nll" not in own_pass
+  assert own_pass["nll_iw5_subset"] == pytest.approx(
+      whole["nll_iw5_subset"], rel=0.01)
+  # The subset's rows are not the whole split's: their mean differs.
+  assert whole["nll_iw5_subset"] != pytest.approx(whole["nll"], rel=1e-4)
+  off = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, subset_iw_samples=0, iw_samples=0, max_examples=50))
+  assert not any(k.endswith("_subset") for k in off)
