@@ -96,6 +96,12 @@ def hold_out(dataset: base.Dataset, fraction: float, seed: int) -> base.Dataset:
       dataset.latents, train=dataset.latents["train"][train_rows],
       valid=dataset.latents["train"][valid_rows])
   changes = dict(splits=splits, latents=latents)
+  if getattr(dataset, "labels", None):      # {split: {name: [N]}}
+    train_labels = dataset.labels["train"]
+    changes["labels"] = dict(
+        dataset.labels,
+        train={k: v[train_rows] for k, v in train_labels.items()},
+        valid={k: v[valid_rows] for k, v in train_labels.items()})
   if dataset.kind == "image":     # held-out images get one fixed draw
     train_mode = dataset.binarization["train"]
     changes["binarization"] = dict(dataset.binarization, valid=(
