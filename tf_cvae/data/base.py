@@ -124,12 +124,17 @@ class TextDataset:
 
   `latents[split]` ([N, d]), when the data were generated from a known
   latent, holds each sentence's true z. `batching` is one of TEXT_BATCHINGS.
+  When the vocabulary was built from the training sentences, `words[split]`
+  keeps the sentences as token lists and `vocab_options` the arguments of
+  Vocabulary.from_sentences, so a subset of train can rebuild it.
   """
   name: str
   vocab: vocab_lib.Vocabulary
   splits: dict[str, list[np.ndarray]]
   latents: dict[str, np.ndarray] | None = None
   batching: str = "exact"
+  words: dict[str, list[list[str]]] | None = None
+  vocab_options: dict | None = None
   kind: str = dataclasses.field(default="text", init=False)
 
   def __post_init__(self):
