@@ -36,7 +36,8 @@ class DataConfig:
   long_sentences: str = "drop"         # "drop" or "truncate" past max_length
   vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
-  text_batching: str = "exact"         # exact: one length a batch; bucket
+  text_batching: str = "exact"         # exact: one length a batch; bucket;
+                                       # full (base.TEXT_BATCHINGS)
   valid_from_train: float = 0.0        # > 0: hold out this fraction of train
                                        # as the valid split (the valid file
                                        # is then not read as validation)
