@@ -373,3 +373,29 @@ def test_iw_nll_on_the_fixed_subset(synthetic_text):
   off = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
       config, subset_iw_samples=0, iw_samples=0, max_examples=50))
   assert not any(k.endswith("_subset") for k in off)
+
+
+def test_ptb_held_out_validation_is_read_at_the_full_batch(data_file):
+  """PTB with ptb.valid.txt for training and 10% of it held out (337
+  sentences): exact-length batches held about 7 sentences, full batches 32
+  (10 of them and one of 17)."""
+  ptb = data_lib.load(data_lib.DataConfig(
+      name="text", train_file=data_file("ptb/ptb.valid.txt"),
+      valid_file=data_file("ptb/ptb.valid.txt"),
+      test_file=data_file("ptb/ptb.test.txt"), valid_from_train=0.1))
+  assert ptb.num_examples("valid") == 337
+  vae = registry.build_vae(TINY_TEXT, ptb)
+  config = evaluation.EvalConfig(split="valid", iw_samples=0, probe=False)
+  full = evaluation.evaluate(vae, None, ptb, config)
+  exact = evaluation.evaluate(vae, None, ptb, dataclasses.replace(
+      config, text_batching="exact"))
+  assert full["log_k"] == pytest.approx(
+      (320 * math.log(32) + 17 * math.log(17)) / 337)
+  # Exact: each length's sentences in batches of 32 and one smaller.
+  counts = np.unique(ptb.lengths("valid"), return_counts=True)[1]
+  sizes = [s for c in counts for s in [32] * (c // 32) + [c % 32] if s]
+  assert exact["mean_batch_size"] == pytest.approx(337 / len(sizes))
+  assert exact["mean_batch_size"] < 8
+  assert exact["log_k"] == pytest.approx(
+      sum(s * math.log(s) for s in sizes) / 337)
+  assert exact["log_k"] < full["log_k"] - 1.2          # 2.23 against 3.43
