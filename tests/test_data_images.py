@@ -251,3 +251,48 @@ def test_registered_kinds():
     assert data.kind(name) == "image"
   for name in ("text", "ptb", "yahoo", "yelp"):
     assert data.kind(name) == "text"
+
+
+def test_omniglot_keeps_alphabet_and_character_labels(omniglot):
+  """images_background_small1: 5 alphabets, 136 characters of 20 drawers."""
+  labels = omniglot.labels
+  for split in ("train", "valid", "test"):
+    assert set(labels[split]) == {"alphabet", "character"}
+    assert len(labels[split]["alphabet"]) == omniglot.num_examples(split)
+  every = {k: np.concatenate([labels[s][k] for s in labels]) for k in
+           ("alphabet", "character")}
+  assert len(every["character"]) == 2720
+  assert sorted(set(every["alphabet"])) == list(range(5))
+  np.testing.assert_array_equal(np.bincount(every["character"]),
+                                np.full(136, 20))
+  # A character lies in one alphabet.
+  pairs = set(zip(every["character"].tolist(), every["alphabet"].tolist()))
+  assert len(pairs) == 136
+  # Held out of train, each row keeps its labels.
+  held = data.hold_out(omniglot, 0.1, seed=3)
+  assert len(held.labels["valid"]["character"]) == held.num_examples("valid")
+  count = omniglot.num_examples("train")
+  order = np.random.default_rng(3).permutation(count)
+  valid_rows = np.sort(order[:round(0.1 * count)])
+  np.testing.assert_array_equal(held.labels["valid"]["character"],
+                                omniglot.labels["train"]["character"][valid_rows])
+  assert len(held.labels["train"]["alphabet"]) == count - len(valid_rows)
+  assert held.labels["test"] is omniglot.labels["test"]
+
+
+def test_small_omniglot_zip_labels_come_from_folders(tmp_path):
+  members = {f"s/{a}/character{c:02d}/0001_{i:02d}.png": _png()
+             for a in ("Bb", "Aa") for c in (1, 2) for i in range(1, 4)}
+  _zip(tmp_path / "omniglot/images_background_small1.zip", members)
+  ds = _load("omniglot", tmp_path)
+  every = {k: np.concatenate([ds.labels[s][k] for s in base_splits()])
+           for k in ("alphabet", "character")}
+  assert np.bincount(every["alphabet"]).tolist() == [6, 6]   # Aa 0, Bb 1
+  assert np.bincount(every["character"]).tolist() == [3, 3, 3, 3]
+  # Characters number (alphabet, character) pairs: Aa's first.
+  assert set(zip(every["character"], every["alphabet"])) == {
+      (0, 0), (1, 0), (2, 1), (3, 1)}
+
+
+def base_splits():
+  return ("train", "valid", "test")

@@ -238,3 +238,50 @@ def test_saved_vocabulary_is_reused(ptb, data_file, tmp_path):
   assert reused.vocab.tokens == small.vocab.tokens
   np.testing.assert_array_equal(reused.splits["test"][0],
                                 small.splits["test"][0])
+
+
+def test_held_out_valid_leaves_the_vocabulary_to_the_training_part(tmp_path):
+  """10 training lines, 2 held out (seed 0): the vocabulary counts the 8
+  kept lines only; a word of the held-out lines alone reads unknown."""
+  lines = [f"common w{i} w{i}" for i in range(10)]
+  held_rows = np.sort(np.random.default_rng(0).permutation(10)[:2])
+  kept_rows = sorted(set(range(10)) - set(held_rows.tolist()))
+  full = _text(tmp_path, train="\n".join(lines) + "\n", valid="w0\n",
+               test=f"w{held_rows[0]} common\n")
+  assert len(full.vocab) == 4 + 11
+  held = data.load(data.DataConfig(
+      name="text", train_file=str(tmp_path / "train.txt"),
+      valid_file=str(tmp_path / "valid.txt"),
+      test_file=str(tmp_path / "test.txt"), valid_from_train=0.2))
+  assert held.num_examples("valid") == 2 and held.num_examples("train") == 8
+  assert held.vocab.tokens[4:] == ["common"] + [f"w{i}" for i in kept_rows]
+  assert len(held.vocab) == 4 + 9
+  for sentence, row in zip(held.splits["valid"], held_rows):
+    assert held.vocab.decode(sentence) == ["common", "<unk>", "<unk>"]
+    assert lines[row].split()[1] not in held.vocab.tokens
+  assert held.vocab.decode(held.splits["test"][0]) == ["<unk>", "common"]
+  for sentence, row in zip(held.splits["train"], kept_rows):
+    assert held.vocab.decode(sentence) == lines[row].split()
+  # The same options: min_count 2 over the kept part keeps every w<i> (twice
+  # a line) and "common"; max_vocab caps after them by frequency.
+  capped = data.load(data.DataConfig(
+      name="text", train_file=str(tmp_path / "train.txt"),
+      valid_file=str(tmp_path / "valid.txt"),
+      test_file=str(tmp_path / "test.txt"), valid_from_train=0.2,
+      max_vocab=4 + 3, min_count=2))
+  assert capped.vocab.tokens[4:] == ["common"] + [f"w{i}" for i in kept_rows[:2]]
+
+
+def test_held_out_valid_keeps_a_given_vocabulary_file(tmp_path):
+  lines = "\n".join(f"w{i}" for i in range(10)) + "\n"
+  full = _text(tmp_path, train=lines, valid="w0\n", test="w1\n")
+  full.vocab.save(str(tmp_path / "vocab.txt"))
+  held = data.load(data.DataConfig(
+      name="text", train_file=str(tmp_path / "train.txt"),
+      valid_file=str(tmp_path / "valid.txt"),
+      test_file=str(tmp_path / "test.txt"), valid_from_train=0.2,
+      vocab_file=str(tmp_path / "vocab.txt")))
+  assert held.vocab.tokens == full.vocab.tokens
+  assert [held.vocab.decode(s) for s in held.splits["valid"]] != [["<unk>"]] * 2
+  assert "<unk>" not in {w for s in held.splits["valid"]
+                         for w in held.vocab.decode(s)}

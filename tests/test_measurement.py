@@ -66,6 +66,23 @@ def test_bucket_batching_stays_reachable_and_mixes_lengths(synthetic_text):
   assert sum(mixed) > 0.7 * len(mixed)
 
 
+def test_full_batching_fills_every_batch_but_the_last(synthetic_text):
+  bounds = synthetic_text.bucket_boundaries()
+  for shuffle in (False, True):
+    seen, sizes, mixed = [], [], 0
+    for batch in synthetic_text.batches("valid", 32, batching="full",
+                                        shuffle=shuffle, seed=3,
+                                        with_index=True):
+      seen.extend(batch["index"].numpy().tolist())
+      sizes.append(len(batch["index"]))
+      mixed += len(set(_lengths(batch))) > 1
+      assert batch["tokens"].shape[1] in bounds
+    assert sorted(seen) == list(range(1000))
+    assert sorted(sizes) == [8] + [32] * 31        # 1000 = 31 * 32 + 8
+    assert mixed > 25
+  assert synthetic_text.batching == "exact"        # the override is per call
+
+
 def test_held_out_validation_split_is_disjoint_from_training(synthetic_text):
   held = data_lib.hold_out(synthetic_text, 0.1, seed=3)
   assert held.num_examples("valid") == 1000
@@ -183,5 +200,202 @@ def test_a_collapsed_encoder_reads_inside_the_noise_floor(synthetic_text):
   assert results["au"] == 0
   assert abs(results["probe_r2"]) < 0.05
   assert abs(results["probe_r2_z"]) < 0.05
-  assert results["length_only_mi"] == 0.0                # one length a batch
+  # Batches of 32 (one of 16): lengths mix, so a length code reads > 0.
+  assert results["log_k"] == pytest.approx(
+      (384 * math.log(32) + 16 * math.log(16)) / 400)
+  assert results["mean_batch_size"] == pytest.approx(400 / 13)
+  assert 0.5 < results["length_only_mi"] < results["length_only_mi_full"]
   assert results["length_only_mi_full"] > 1.5            # lengths 4-20 words
+  exact = evaluation.evaluate(vae, None, synthetic_text, evaluation.EvalConfig(
+      iw_samples=0, max_examples=400, seed=7, text_batching="exact",
+      probe=False))
+  assert exact["length_only_mi"] == 0.0                  # one length a batch
+  assert exact["mean_batch_size"] < 25
+
+
+def test_small_splits_are_read_at_log_k_of_the_full_batch(synthetic_text):
+  """337 sentences (PTB's held-out validation size): exact-length batches
+  average about 20 rows; full batches are 10 of 32 and one of 17."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=337, probe=False)
+  full = evaluation.evaluate(vae, None, synthetic_text, config)
+  exact = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, text_batching="exact"))
+  assert full["log_k"] == pytest.approx(
+      (320 * math.log(32) + 17 * math.log(17)) / 337)     # 3.434
+  assert math.log(32) - full["log_k"] < 0.035
+  assert full["mean_batch_size"] == pytest.approx(337 / 11)
+  assert exact["mean_batch_size"] < 22
+  assert exact["log_k"] < full["log_k"] - 0.4
+  # The same examples and draws of z per row differ only in the batching:
+  # per-example terms agree.
+  assert full["kl"] == pytest.approx(exact["kl"], rel=1e-4)
+
+
+def _planted_codes(vae, latent_dim=8):
+  """An encoder whose mean is (sentence length, first word id, 0, ...) with
+  a vanishing spread."""
+  def encode(batch, training=False):
+    del training
+    tokens = batch["tokens"]
+    mu = tf.pad(tf.concat([
+        tf.reduce_sum(tf.cast(tokens != 0, tf.float32), axis=1)[:, None],
+        tf.cast(tokens[:, 1:2], tf.float32)], axis=1),
+                [[0, 0], [0, latent_dim - 2]])
+    mu = tf.ensure_shape(mu, [None, latent_dim])
+    return mu, tf.zeros_like(mu) - 20.0
+  vae.encode = encode
+
+
+def test_z_reliance_pairs_rows_of_one_length_in_mixed_batches(synthetic_text):
+  """Decoders planted on a planted code: one that ignores z reads 0; one
+  that reads only the length from z reads 0 too (partners share the
+  length, though batches mix lengths); one that reads the first word from
+  z reads far above 0."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  vae(next(iter(synthetic_text.batches("test", 4))))
+  _planted_codes(vae)
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=300, probe=False)
+  def length(batch):
+    return tf.reduce_sum(tf.cast(batch["tokens"] != 0, tf.float32), axis=1)
+  readings = {}
+  for name, log_likelihood in {
+      "ignores z": lambda batch, z: -length(batch),
+      "length only": lambda batch, z: -100.0 * (z[:, 0] - length(batch)) ** 2,
+      "first word": lambda batch, z: -(z[:, 1] - tf.cast(
+          batch["tokens"][:, 1], tf.float32)) ** 2,
+  }.items():
+    vae.log_likelihood = lambda batch, z, training=False, f=log_likelihood: (
+        f(batch, z))
+    readings[name] = evaluation.evaluate(vae, None, synthetic_text, config)
+  assert readings["ignores z"]["z_reliance"] == 0.0
+  assert abs(readings["length only"]["z_reliance"]) < 1e-3
+  assert readings["first word"]["z_reliance"] > 100.0
+  assert readings["length only"]["length_only_mi"] > 0.5   # mixed batches
+  # Rows alone with their length in their batch are left out and counted.
+  alone = 0
+  for batch in synthetic_text.batches(
+      "test", 32, batching="full",
+      examples=evaluation.example_subset(1000, 300)):
+    _, paired = metrics.same_length_partners(_lengths(batch))
+    alone += int(np.sum(~paired))
+  assert readings["first word"]["z_reliance_unpaired"] == alone
+  assert alone < 30
+
+
+def _with_latents(dataset, latent_of):
+  """`dataset` whose latents are latent_of(sentence ids) [d] per sentence."""
+  return dataclasses.replace(dataset, latents={
+      split: np.asarray([latent_of(s) for s in sentences], np.float64)
+      for split, sentences in dataset.splits.items()})
+
+
+def test_length_probes_split_a_latent_into_length_and_the_rest(
+    synthetic_text):
+  """With the planted code (length, first word): a latent made of the
+  length reads as length and about 0 beyond it; a latent made of the first
+  word reads about 0 from length and fully beyond it."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  vae(next(iter(synthetic_text.batches("test", 4))))
+  _planted_codes(vae)
+  noise = np.random.default_rng(0)
+  by_length = _with_latents(synthetic_text, lambda s: [
+      len(s) / 10 + 0.1 * noise.normal()])
+  by_word = _with_latents(synthetic_text, lambda s: [s[1] / 100.0])
+  config = evaluation.EvalConfig(iw_samples=0, max_examples=500)
+  length = evaluation.evaluate(vae, None, by_length, config)
+  word = evaluation.evaluate(vae, None, by_word, config)
+  assert length["probe_r2_length"] > 0.9
+  assert abs(length["probe_r2_beyond_length"]) < 0.03
+  assert abs(length["probe_r2_z_beyond_length"]) < 0.03
+  assert length["probe_r2"] > 0.9                  # the code holds length
+  assert abs(word["probe_r2_length"]) < 0.05
+  assert word["probe_r2_beyond_length"] > 0.95
+  assert word["probe_r2_z_beyond_length"] > 0.95
+  assert word["probe_r2_z"] > 0.95
+
+
+def test_label_probes_read_a_planted_class_and_not_a_random_one():
+  """Images whose class (3 levels of ink) the planted code holds one-hot
+  read accuracy 1; a random class reads about its majority rate."""
+  images = data_lib.load(data_lib.DataConfig(name="synthetic_images"))
+  draw = np.random.default_rng(1)          # one binary draw of every split
+  images = dataclasses.replace(images, binarization=dict.fromkeys(
+      images.splits, "none"), splits={
+          s: (draw.random(x.shape) < x).astype(np.float32)
+          for s, x in images.splits.items()})
+  vae = registry.build_vae(registry.ModelConfig(hidden_dim=16, latent_dim=4),
+                           images)
+  vae(next(iter(images.batches("test", 4))))
+  cuts = np.quantile(images.splits["train"].sum((1, 2, 3)), [1 / 3, 2 / 3])
+  def encode(batch, training=False):
+    del training
+    ink = tf.reduce_sum(batch["image"], axis=[1, 2, 3])
+    level = tf.reduce_sum(tf.cast(
+        tf.constant(cuts, tf.float32)[None, :] < ink[:, None], tf.int32), 1)
+    mu = tf.pad(tf.one_hot(level, 3), [[0, 0], [0, 1]])
+    return mu, tf.zeros_like(mu) - 20.0
+  vae.encode = encode
+  rng = np.random.default_rng(0)
+  labels = {}
+  for split, x in images.splits.items():
+    labels[split] = {
+        "ink": np.searchsorted(cuts, x.sum((1, 2, 3))).astype(np.int64),
+        "random": (rng.random(len(x)) < 0.6) + rng.integers(0, 2, len(x))}
+  labelled = dataclasses.replace(images, labels=labels)
+  results = evaluation.evaluate(vae, None, labelled, evaluation.EvalConfig(
+      iw_samples=0, max_examples=600))
+  assert results["probe_acc_ink"] == 1.0
+  assert results["probe_acc_z_ink"] == 1.0
+  assert results["probe_acc_ink_chance"] == pytest.approx(1 / 3)
+  assert 0.25 < results["probe_acc_ink_majority"] < 0.42
+  assert results["probe_acc_random_chance"] == pytest.approx(1 / 3)
+  assert 0.4 < results["probe_acc_random_majority"] < 0.6   # class 1: 0.5
+  assert abs(results["probe_acc_z_random"]
+             - results["probe_acc_random_majority"]) < 0.05
+
+
+def test_iw_nll_on_the_fixed_subset(synthetic_text):
+  """nll_iw<S>_subset reads the same rows whatever max_examples, from the
+  full pass's draws or from a pass of its own (other draws: close)."""
+  vae = registry.build_vae(TINY_TEXT, synthetic_text)
+  config = evaluation.EvalConfig(iw_samples=5, iw_report=(), probe=False,
+                                 subset_iw_samples=5, subset_examples=60)
+  whole = evaluation.evaluate(vae, None, synthetic_text, config)
+  own_pass = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, iw_samples=0, max_examples=100))
+  assert whole["subset_examples"] == own_pass["subset_examples"] == 60
+  assert "nll" not in own_pass
+  assert own_pass["nll_iw5_subset"] == pytest.approx(
+      whole["nll_iw5_subset"], rel=0.01)
+  # The subset's rows are not the whole split's: their mean differs.
+  assert whole["nll_iw5_subset"] != pytest.approx(whole["nll"], rel=1e-4)
+  off = evaluation.evaluate(vae, None, synthetic_text, dataclasses.replace(
+      config, subset_iw_samples=0, iw_samples=0, max_examples=50))
+  assert not any(k.endswith("_subset") for k in off)
+
+
+def test_ptb_held_out_validation_is_read_at_the_full_batch(data_file):
+  """PTB with ptb.valid.txt for training and 10% of it held out (337
+  sentences): exact-length batches held about 7 sentences, full batches 32
+  (10 of them and one of 17)."""
+  ptb = data_lib.load(data_lib.DataConfig(
+      name="text", train_file=data_file("ptb/ptb.valid.txt"),
+      valid_file=data_file("ptb/ptb.valid.txt"),
+      test_file=data_file("ptb/ptb.test.txt"), valid_from_train=0.1))
+  assert ptb.num_examples("valid") == 337
+  vae = registry.build_vae(TINY_TEXT, ptb)
+  config = evaluation.EvalConfig(split="valid", iw_samples=0, probe=False)
+  full = evaluation.evaluate(vae, None, ptb, config)
+  exact = evaluation.evaluate(vae, None, ptb, dataclasses.replace(
+      config, text_batching="exact"))
+  assert full["log_k"] == pytest.approx(
+      (320 * math.log(32) + 17 * math.log(17)) / 337)
+  # Exact: each length's sentences in batches of 32 and one smaller.
+  counts = np.unique(ptb.lengths("valid"), return_counts=True)[1]
+  sizes = [s for c in counts for s in [32] * (c // 32) + [c % 32] if s]
+  assert exact["mean_batch_size"] == pytest.approx(337 / len(sizes))
+  assert exact["mean_batch_size"] < 8
+  assert exact["log_k"] == pytest.approx(
+      sum(s * math.log(s) for s in sizes) / 337)
+  assert exact["log_k"] < full["log_k"] - 1.2          # 2.23 against 3.43

@@ -132,3 +132,81 @@ def test_iw_nll_normalizes_by_exactly_num_samples(num_samples):
 
 def test_perplexity_is_exp_of_nll_per_token():
   assert abs(metrics.perplexity(200.0, 100) - math.exp(2.0)) < 1e-9
+
+
+def _planted_lengths(rng, count):
+  return rng.integers(5, 25, size=count)
+
+
+def test_a_latent_carried_by_length_reads_as_length_and_nothing_beyond():
+  rng = np.random.default_rng(0)
+  lengths = _planted_lengths(rng, 4000)
+  # The latent is a function of length plus a part the code never sees.
+  truth = np.stack([np.sin(lengths / 3.0), lengths / 10.0], 1)
+  truth = truth + 0.05 * rng.normal(size=truth.shape)
+  codes = metrics.one_hot(lengths, np.unique(lengths)) @ rng.normal(
+      size=(20, 8)) + 0.01 * rng.normal(size=(4000, 8))
+  tr, te = slice(0, 3000), slice(3000, None)
+  by_length = metrics.length_probe_r2(lengths[tr], truth[tr], lengths[te],
+                                      truth[te])
+  rest_train, rest = metrics.beyond_length(lengths[tr], truth[tr],
+                                           lengths[te], truth[te])
+  beyond = metrics.linear_probe_r2(codes[tr], rest_train, codes[te], rest)
+  assert by_length > 0.95
+  assert abs(beyond) < 0.03
+  # The residuals are the latent less its per-length training mean.
+  at_7 = lengths[tr] == 7
+  np.testing.assert_allclose(rest_train[at_7].mean(0), 0.0, atol=1e-12)
+
+
+def test_a_latent_independent_of_length_reads_fully_beyond_length():
+  rng = np.random.default_rng(1)
+  lengths = _planted_lengths(rng, 4000)
+  truth = rng.normal(size=(4000, 2))
+  codes = truth @ rng.normal(size=(2, 8)) + 0.05 * rng.normal(size=(4000, 8))
+  tr, te = slice(0, 3000), slice(3000, None)
+  by_length = metrics.length_probe_r2(lengths[tr], truth[tr], lengths[te],
+                                      truth[te])
+  rest_train, rest = metrics.beyond_length(lengths[tr], truth[tr],
+                                           lengths[te], truth[te])
+  beyond = metrics.linear_probe_r2(codes[tr], rest_train, codes[te], rest)
+  assert abs(by_length) < 0.03
+  assert beyond > 0.97
+  # A length never seen in training subtracts the training mean.
+  _, unseen = metrics.beyond_length(np.array([3, 3, 4]),
+                                    np.array([[1.0], [3.0], [8.0]]),
+                                    np.array([3, 9]), np.array([[2.0], [4.0]]))
+  np.testing.assert_allclose(unseen, [[0.0], [0.0]])
+
+
+def test_classification_probe_reads_separable_classes_and_random_codes():
+  rng = np.random.default_rng(2)
+  # 10 classes of unequal size (class 0 a third of the rows).
+  labels = np.where(rng.random(6000) < 1 / 3, 0, rng.integers(1, 10, 6000))
+  centres = 3.0 * rng.normal(size=(10, 16))
+  codes = centres[labels] + 0.3 * rng.normal(size=(6000, 16))
+  tr, te = slice(0, 4000), slice(4000, None)
+  read = metrics.linear_probe_accuracy(codes[tr], labels[tr], codes[te],
+                                       labels[te])
+  assert read["accuracy"] > 0.99
+  assert read["chance"] == pytest.approx(0.1)
+  assert read["majority"] == pytest.approx(np.mean(labels[te] == 0))
+  assert 0.3 < read["majority"] < 0.37
+  noise = rng.normal(size=(6000, 16))
+  blind = metrics.linear_probe_accuracy(noise[tr], labels[tr], noise[te],
+                                        labels[te])
+  assert abs(blind["accuracy"] - blind["majority"]) < 0.03
+
+
+def test_same_length_partners_pair_only_rows_of_one_length():
+  partner, paired = metrics.same_length_partners(
+      np.array([5, 7, 5, 9, 5, 7]))
+  np.testing.assert_array_equal(partner, [2, 5, 4, 3, 0, 1])
+  np.testing.assert_array_equal(paired, [1, 1, 1, 0, 1, 1])
+
+
+def test_size_weighted_log_k_of_a_known_batch_layout():
+  expected = (2 * 32 * math.log(32) + 4 * math.log(4)) / 68
+  assert metrics.size_weighted_log_k([32, 32, 4]) == pytest.approx(expected)
+  assert expected == pytest.approx(3.3434, abs=1e-4)
+  assert metrics.size_weighted_log_k([32] * 5) == pytest.approx(math.log(32))

@@ -103,3 +103,29 @@ def test_a_multiplier_settles_when_its_last_epochs_hold_still():
   assert measure.settles(records) == "1 of 2"
   assert measure.settles([record(cycling, False)]) == ""
   assert measure.settles([record(cycling[:3])]) == ""   # too short to tell
+
+
+def test_measurement_lines_show_the_baselines_beside_each_probe():
+  vae = {"mi_noise_std": (0.01, 0, 1), "mi_noise_hi": (0.02, 0, 1),
+         "num_examples": (3761, 0, 1), "mi": (1.0, 0, 1),
+         "length_only_mi": (1.3, 0, 1), "length_only_mi_full": (2.5, 0, 1),
+         "log_k": (3.43, 0, 1), "mean_batch_size": (31.9, 0, 1),
+         "probe_r2": (0.5, 0, 1), "probe_r2_z": (0.4, 0, 1),
+         "probe_r2_length": (0.12, 0, 1),
+         "probe_r2_z_beyond_length": (0.31, 0, 1),
+         "probe_acc_alphabet": (0.52, 0, 1),
+         "probe_acc_z_alphabet": (0.41, 0, 1),
+         "probe_acc_alphabet_majority": (0.27, 0, 1),
+         "probe_acc_alphabet_chance": (0.2, 0, 1)}
+  text = "\n".join(measure.section("x", [], {("x", "vae", None): vae},
+                                   ["vae"]))
+  assert "batches mix lengths" in text and "1.30 nats as batch MI" in text
+  assert "31.9 examples on average" in text and "log K = 3.43" in text
+  row = next(line for line in text.split("\n") if line.startswith("| vae"))
+  assert row.endswith("| 0.50 | 0.40 | 0.31 | 0.52 | 0.41 |")
+  assert "probe R² 0.12" in text
+  assert "majority rate is 0.27 and chance 0.200" in text
+  vae["length_only_mi"] = (0.0, 0, 1)
+  text = "\n".join(measure.section("x", [], {("x", "vae", None): vae},
+                                   ["vae"]))
+  assert "every batch holds one length" in text

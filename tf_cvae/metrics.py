@@ -207,3 +207,92 @@ def linear_probe_r2(train_features: np.ndarray, train_targets: np.ndarray,
 def perplexity(total_nll: float, total_tokens: int) -> float:
   """exp(total NLL / total predicted tokens, </s> included)."""
   return math.exp(total_nll / total_tokens)
+
+
+def one_hot(values: np.ndarray, categories: np.ndarray) -> np.ndarray:
+  """float [N, len(categories)]: 1 where values[i] == categories[j]; a value
+  outside `categories` (e.g. a length unseen in training) is all zeros."""
+  return (np.asarray(values)[:, None] == np.asarray(categories)[None, :]
+          ).astype(np.float64)
+
+
+def length_probe_r2(train_lengths: np.ndarray, train_targets: np.ndarray,
+                    lengths: np.ndarray, targets: np.ndarray) -> float:
+  """linear_probe_r2 of the targets [N, k] from the one-hot sentence length
+  alone (lengths [N], categories those of train): what length explains."""
+  categories = np.unique(train_lengths)
+  return linear_probe_r2(one_hot(train_lengths, categories), train_targets,
+                         one_hot(lengths, categories), targets)
+
+
+def beyond_length(train_lengths: np.ndarray, train_targets: np.ndarray,
+                  lengths: np.ndarray, targets: np.ndarray):
+  """The targets [N, k] less what their length explains: (train residuals,
+  split residuals).
+
+  The least-squares fit of the targets on the one-hot length, on train, is
+  the mean target of each length; both sets subtract it (a length unseen in
+  training subtracts the training mean).
+  """
+  train_targets = np.asarray(train_targets, np.float64)
+  overall = train_targets.mean(0)
+  means = {n: train_targets[train_lengths == n].mean(0)
+           for n in np.unique(train_lengths)}
+  def explained(values):
+    return np.stack([means.get(n, overall) for n in values])
+  return (train_targets - explained(train_lengths),
+          np.asarray(targets, np.float64) - explained(lengths))
+
+
+def linear_probe_accuracy(train_features: np.ndarray,
+                          train_labels: np.ndarray,
+                          test_features: np.ndarray, test_labels: np.ndarray,
+                          ridge: float = 1e-3) -> dict:
+  """How well a linear classifier of the codes recovers a known class.
+
+  Ridge regression of the one-hot class (classes seen in train) on the
+  standardized features [N, d], fit on train; a test row's prediction is the
+  argmax. Returns {"accuracy": fraction of test rows right, "majority": the
+  test rate of train's most frequent class, "chance": 1 / classes in train}.
+  """
+  classes, counts = np.unique(train_labels, return_counts=True)
+  mean, std = train_features.mean(0), train_features.std(0) + 1e-8
+  def design(features):
+    return np.concatenate([(features - mean) / std,
+                           np.ones((len(features), 1))], axis=1)
+  a = design(train_features)
+  penalty = ridge * len(a) * np.eye(a.shape[1])
+  penalty[-1, -1] = 0.0
+  weights = np.linalg.solve(a.T @ a + penalty,
+                            a.T @ one_hot(train_labels, classes))
+  predicted = classes[np.argmax(design(test_features) @ weights, axis=1)]
+  test_labels = np.asarray(test_labels)
+  return {"accuracy": float(np.mean(predicted == test_labels)),
+          "majority": float(np.mean(test_labels == classes[np.argmax(counts)])),
+          "chance": 1.0 / len(classes)}
+
+
+def same_length_partners(lengths: np.ndarray):
+  """For a batch's sentence lengths [B]: (partner [B] int, paired [B] bool).
+
+  Row i's partner is another row of the same length (the next one of that
+  length, cyclically), so swapping codes between partners keeps length out;
+  a row alone with its length is its own partner and not paired.
+  """
+  lengths = np.asarray(lengths)
+  partner = np.arange(len(lengths))
+  paired = np.zeros(len(lengths), bool)
+  for n in np.unique(lengths):
+    rows = np.flatnonzero(lengths == n)
+    if len(rows) > 1:
+      partner[rows] = np.roll(rows, -1)
+      paired[rows] = True
+  return partner, paired
+
+
+def size_weighted_log_k(batch_sizes) -> float:
+  """sum_b n_b log n_b / sum_b n_b over the batches evaluated (nats): the
+  cap log K that per-batch MI and InfoNCE estimates averaged with weights
+  n_b were read at."""
+  sizes = np.asarray(batch_sizes, np.float64)
+  return float(np.sum(sizes * np.log(sizes)) / np.sum(sizes))

@@ -69,17 +69,33 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
       "examples, for the batch estimate and the full one alike. A reading "
       "below that point is not distinguishable from zero at this size.")
   if "length_only_mi" in vae:
+    per_batch = _mean(vae, "length_only_mi")
+    where = ("every batch holds one length, so the length cannot score "
+             "there" if per_batch < 1e-9 else "batches mix lengths, so a "
+             "batch MI up to that much can be the length alone")
     lines.append(
         f"- **Length-only control.** A code that holds only the sentence "
-        f"length reads {_mean(vae, 'length_only_mi'):.2f} nats as batch MI "
-        "(every batch holds one length, so the length cannot score there) "
+        f"length reads {per_batch:.2f} nats as batch MI ({where}) "
         f"and {_mean(vae, 'length_only_mi_full'):.2f} nats as full MI: a "
         "full MI up to that much can be the length alone.")
+  if "log_k" in vae:
+    lines.append(
+        f"- **Batch size read at.** Test batches held "
+        f"{_mean(vae, 'mean_batch_size'):.1f} examples on average: batch MI "
+        f"and the InfoNCE bound are capped at log K = "
+        f"{_mean(vae, 'log_k'):.2f} nats (size-weighted).")
   header = ("| method | seeds | MI above the floor | multiplier settled | "
             "MI | MI full | AU | z reliance (nats) |")
   has_probe = "probe_r2" in vae
   if has_probe:
     header += " probe R² (means) | probe R² (z samples) |"
+  beyond = "probe_r2_length" in vae
+  if beyond:
+    header += " probe R² beyond length (z samples) |"
+  labels = [k[len("probe_acc_z_"):] for k in report.METRICS
+            if k.startswith("probe_acc_z_") and k in vae]
+  for label in labels:
+    header += f" {label} accuracy (means) | {label} accuracy (z samples) |"
   lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
   for method in methods:
     s = stats.get((name, method, None), {})
@@ -92,6 +108,11 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
            f"{cell(s.get('z_reliance'))} |")
     if has_probe:
       row += f" {cell(s.get('probe_r2'))} | {cell(s.get('probe_r2_z'))} |"
+    if beyond:
+      row += f" {cell(s.get('probe_r2_z_beyond_length'))} |"
+    for label in labels:
+      row += (f" {cell(s.get(f'probe_acc_{label}'))} | "
+              f"{cell(s.get(f'probe_acc_z_{label}'))} |")
     lines.append(row)
   lines += ["", f"Multiplier settled: the validation bound of the last "
             f"{SETTLE_EPOCHS} epochs stayed within {SETTLE_SWING:g} nats "
@@ -104,6 +125,17 @@ def section(name: str, rows: list, stats: dict, methods) -> list[str]:
             "scores R² on the test split; on means it also counts variations "
             "far smaller than the posterior's noise, on samples it does not.",
             ""]
+  if beyond:
+    lines += [
+        f"Sentence length alone gives the VAE's probe R² "
+        f"{cell(vae.get('probe_r2_length'))} (a one-hot of the length, fit on "
+        "train); beyond length probes the latent less what length explains.",
+        ""]
+  for label in labels:
+    lines += [
+        f"{label}: a linear classifier of the codes fit on train; the test "
+        f"split's majority rate is {cell(vae.get(f'probe_acc_{label}_majority'))}"
+        f" and chance {cell(vae.get(f'probe_acc_{label}_chance'), 3)}.", ""]
   lines += _convergence(by_method, methods) + _before_after(
       name, stats, methods) + clipping(rows, name)
   return lines

@@ -35,7 +35,14 @@ METRICS = ("nll", "kl", "mi", "mi_full", "au", "infonce_bound", "wall",
            "length_only_mi_full", "num_examples", "old:nll", "old:mi",
            "old:mi_full", "old:kl", "old:au", "test_best:mi", "test_best:nll",
            "valid:nll", "valid:kl", "valid:mi", "valid:mi_full", "valid:au",
-           "valid:infonce_bound", "critic_lambda", "train_seconds", "epochs")
+           "valid:infonce_bound", "critic_lambda", "train_seconds", "epochs",
+           "log_k", "mean_batch_size", "z_reliance_unpaired",
+           "probe_r2_length", "probe_r2_beyond_length",
+           "probe_r2_z_beyond_length", "nll_iw500_subset") + tuple(
+               f"probe_acc{side}_{label}{rate}"
+               for label in ("alphabet", "character")
+               for side, rate in (("", ""), ("_z", ""), ("", "_majority"),
+                                  ("", "_chance")))
 NLL_TOLERANCE = 0.01          # the defaults: most MI within 1% of the VAE
 MI_GAIN = 0.3                 # nats above the VAE that count as a gain
 

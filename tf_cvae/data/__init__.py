@@ -36,7 +36,8 @@ class DataConfig:
   long_sentences: str = "drop"         # "drop" or "truncate" past max_length
   vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
-  text_batching: str = "exact"         # exact: one length a batch; bucket
+  text_batching: str = "exact"         # exact: one length a batch; bucket;
+                                       # full (base.TEXT_BATCHINGS)
   valid_from_train: float = 0.0        # > 0: hold out this fraction of train
                                        # as the valid split (the valid file
                                        # is then not read as validation)
@@ -96,11 +97,36 @@ def hold_out(dataset: base.Dataset, fraction: float, seed: int) -> base.Dataset:
       dataset.latents, train=dataset.latents["train"][train_rows],
       valid=dataset.latents["train"][valid_rows])
   changes = dict(splits=splits, latents=latents)
+  if getattr(dataset, "labels", None):      # {split: {name: [N]}}
+    train_labels = dataset.labels["train"]
+    changes["labels"] = dict(
+        dataset.labels,
+        train={k: v[train_rows] for k, v in train_labels.items()},
+        valid={k: v[valid_rows] for k, v in train_labels.items()})
+  if dataset.kind == "text" and dataset.vocab_options is not None:
+    changes.update(_training_part_vocabulary(dataset, train_rows, valid_rows))
   if dataset.kind == "image":     # held-out images get one fixed draw
     train_mode = dataset.binarization["train"]
     changes["binarization"] = dict(dataset.binarization, valid=(
         "none" if train_mode == "none" else "fixed"))
   return dataclasses.replace(dataset, **changes)
+
+
+def _training_part_vocabulary(dataset: base.TextDataset, train_rows,
+                              valid_rows) -> dict:
+  """vocab, splits and words of a text set whose train split keeps only
+  train_rows: the vocabulary rebuilt from those sentences (same options), so
+  words seen only in the held-out rows become unknown; every split
+  re-encoded."""
+  train = dataset.words["train"]
+  words = dict(dataset.words, train=[train[i] for i in train_rows],
+               valid=[train[i] for i in valid_rows])
+  vocab = text.training_vocabulary(
+      words["train"], dataset.vocab_options,
+      f"{dataset.name} (the training part after holding out valid)")
+  splits = {split: [vocab.encode(s) for s in sentences]
+            for split, sentences in words.items()}
+  return dict(vocab=vocab, splits=splits, words=words)
 
 
 def names() -> list[str]:

@@ -24,8 +24,12 @@ SPLITS = ("train", "valid", "test")
 #   "exact":  every batch holds sentences of one length (He et al. 2019), so
 #             nothing the code learns about x can be its length alone; a
 #             length's leftover sentences form one smaller batch;
-#   "bucket": sentences of 4 length ranges mixed in a batch, full batches.
-TEXT_BATCHINGS = ("exact", "bucket")
+#   "bucket": sentences of 4 length ranges mixed in a batch, full batches
+#             but for one leftover batch per range;
+#   "full":   sentences ordered by length range (lengths mix within a range)
+#             and cut into batches of batch_size: only the last is smaller
+#             (evaluation, so every estimate capped at log K sees K rows).
+TEXT_BATCHINGS = ("exact", "bucket", "full")
 # [height, width, channels] of every image data set's examples.
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -85,18 +89,52 @@ def exact_length_batches(lengths: np.ndarray, batch_size: int, *,
   return batches
 
 
+def full_batches(lengths: np.ndarray, boundaries, batch_size: int, *,
+                 shuffle: bool, seed: int, multiple_of: int = 1
+                 ) -> list[np.ndarray]:
+  """Row indices of batches of `batch_size` that mix lengths within a range.
+
+  Rows are ordered by the smallest of `boundaries` that holds their length
+  (stable: split order within a range; shuffled first if asked) and cut into
+  consecutive batches, so every batch but the last is full (the last rounded
+  down to a multiple of `multiple_of`; dropped if empty). Shuffled, the
+  order of the batches is permuted too.
+  """
+  rng = np.random.default_rng(seed)
+  rows = np.arange(len(lengths))
+  if shuffle:
+    rng.shuffle(rows)
+  bounds = np.asarray(boundaries)
+  bucket = np.searchsorted(bounds, np.asarray(lengths)[rows])
+  rows = rows[np.argsort(bucket, kind="stable")]
+  batches = [rows[start:start + batch_size]
+             for start in range(0, len(rows), batch_size)]
+  if batches:
+    last = batches[-1]
+    batches[-1] = last[:len(last) - len(last) % multiple_of]
+  batches = [b for b in batches if len(b)]
+  if shuffle:
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+  return batches
+
+
 @dataclasses.dataclass
 class TextDataset:
   """Sentences as id arrays (each framed by <s> ... </s>) and their vocabulary.
 
   `latents[split]` ([N, d]), when the data were generated from a known
   latent, holds each sentence's true z. `batching` is one of TEXT_BATCHINGS.
+  When the vocabulary was built from the training sentences, `words[split]`
+  keeps the sentences as token lists and `vocab_options` the arguments of
+  Vocabulary.from_sentences, so a subset of train can rebuild it.
   """
   name: str
   vocab: vocab_lib.Vocabulary
   splits: dict[str, list[np.ndarray]]
   latents: dict[str, np.ndarray] | None = None
   batching: str = "exact"
+  words: dict[str, list[list[str]]] | None = None
+  vocab_options: dict | None = None
   kind: str = dataclasses.field(default="text", init=False)
 
   def __post_init__(self):
@@ -126,7 +164,8 @@ class TextDataset:
   def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
               seed: int = 0, drop_remainder: bool = False,
               with_index: bool = False, examples=None,
-              multiple_of: int = 1) -> tf.data.Dataset:
+              multiple_of: int = 1, batching: str | None = None
+              ) -> tf.data.Dataset:
     """One pass over `split` as {"tokens": int32 [batch, padded_time]}.
 
     Every batch is padded to the smallest bucket boundary that holds it, so
@@ -135,16 +174,29 @@ class TextDataset:
     length's leftover rows make a smaller batch (see exact_length_batches;
     `drop_remainder` only refuses a split smaller than one batch); with
     "bucket", lengths within a bucket mix and `drop_remainder` drops the
-    incomplete batches. `seed` fixes the
+    incomplete batches; with "full", only the last batch is smaller (see
+    full_batches). `seed` fixes the
     shuffle order (pass a new seed each epoch); `examples` restricts the pass
-    to those row indices of the split.
+    to those row indices of the split; `batching` overrides self.batching.
     """
+    batching = batching or self.batching
+    if batching not in TEXT_BATCHINGS:
+      raise errors.InputError(f"text batching must be one of "
+                              f"{', '.join(TEXT_BATCHINGS)}, got {batching!r}")
     sentences = self.splits[split]
     rows = _rows(len(sentences), examples)
     _check_batch(self.name, split, len(rows), batch_size, drop_remainder)
-    if self.batching == "exact":
-      return self._exact_batches(split, rows, batch_size, shuffle, seed,
-                                 with_index, multiple_of)
+    if batching in ("exact", "full"):
+      lengths = self.lengths(split)[rows]
+      if batching == "exact":
+        groups = exact_length_batches(lengths, batch_size, shuffle=shuffle,
+                                      seed=seed, multiple_of=multiple_of)
+      else:
+        groups = full_batches(lengths, self.bucket_boundaries(), batch_size,
+                              shuffle=shuffle, seed=seed,
+                              multiple_of=multiple_of)
+      return self._grouped_batches(split, [rows[g] for g in groups],
+                                   with_index)
     lengths = self.lengths(split)[rows]
     padded = np.full((len(rows), lengths.max()), vocab_lib.PAD_ID, np.int32)
     for out, row in enumerate(rows):
@@ -180,23 +232,19 @@ class TextDataset:
       ds = ds.shuffle(64, seed=seed + 1, reshuffle_each_iteration=False)
     return ds.prefetch(tf.data.AUTOTUNE)
 
-  def _exact_batches(self, split, rows, batch_size, shuffle, seed, with_index,
-                     multiple_of) -> tf.data.Dataset:
-    """batches() for batching == "exact"."""
+  def _grouped_batches(self, split, groups, with_index) -> tf.data.Dataset:
+    """batches() of the given row groups, each padded to the smallest bucket
+    boundary that holds its longest sentence."""
     sentences = self.splits[split]
-    lengths = self.lengths(split)[rows]
-    groups = [rows[g] for g in exact_length_batches(
-        lengths, batch_size, shuffle=shuffle, seed=seed,
-        multiple_of=multiple_of)]
     bounds = np.asarray(self.bucket_boundaries())
 
     def generate():
       for group in groups:
-        time = len(sentences[group[0]])
+        time = max(len(sentences[row]) for row in group)
         tokens = np.full((len(group), bounds[np.argmax(bounds >= time)]),
                          vocab_lib.PAD_ID, np.int32)
         for out, row in enumerate(group):
-          tokens[out, :time] = sentences[row]
+          tokens[out, :len(sentences[row])] = sentences[row]
         batch = {"tokens": tokens}
         if with_index:
           batch["index"] = group.astype(np.int64)
@@ -219,13 +267,15 @@ class ImageDataset:
     "fixed":   values are probabilities, drawn once with `fixed_seed` so every
                load and every epoch sees the same binary images.
   `latents[split]` ([N, d]), when the images were generated from a known
-  latent, holds each image's true z.
+  latent, holds each image's true z; `labels[split]` ({name: int [N]}), when
+  known, each image's classes (e.g. Omniglot's alphabet and character).
   """
   name: str
   splits: dict[str, np.ndarray]
   binarization: dict[str, str]
   fixed_seed: int = 1234
   latents: dict[str, np.ndarray] | None = None
+  labels: dict[str, dict[str, np.ndarray]] | None = None
   kind: str = dataclasses.field(default="image", init=False)
 
   def __post_init__(self):
@@ -250,15 +300,17 @@ class ImageDataset:
   def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
               seed: int = 0, drop_remainder: bool = False,
               with_index: bool = False, examples=None,
-              multiple_of: int = 1) -> tf.data.Dataset:
+              multiple_of: int = 1, batching: str | None = None
+              ) -> tf.data.Dataset:
     """One pass over `split` as {"image": float32 [batch, 28, 28, 1]} in {0, 1}.
 
     With dynamic binarization, `seed` also picks the binary draw: pass a new
     seed each epoch for a fresh draw. `examples` restricts the pass to those
-    row indices; `multiple_of` is accepted for a common signature with text
-    (image batches are full, or the last one is dropped with drop_remainder).
+    row indices; `multiple_of` and `batching` are accepted for a common
+    signature with text (image batches are full, or the last one is dropped
+    with drop_remainder).
     """
-    del multiple_of
+    del multiple_of, batching
     rows = _rows(len(self.splits[split]), examples)
     images = self.splits[split][rows]
     _check_batch(self.name, split, len(images), batch_size, drop_remainder)

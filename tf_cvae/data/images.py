@@ -12,7 +12,8 @@ omniglot: the original archives of 105x105 PNGs (omniglot/images_background.zip
   images shrink to 28x28 by area averaging. The split is a fixed permutation
   (seed 0) of the images in canonical order (archive, then path in it):
   the first 10% test, the next 10% valid, the rest train; train "dynamic",
-  valid and test "fixed".
+  valid and test "fixed". From local archives, `labels` holds each image's
+  alphabet and character index (from its folders in the archive).
 Each set's files may be in <data_dir>/<name>/ or in data_dir itself
 (folders.py); with neither, the set comes from tfds (tfds_source.py).
 """
@@ -237,6 +238,28 @@ def read_omniglot_zip(path: str) -> np.ndarray:
   return images
 
 
+def omniglot_labels(archives) -> dict[str, np.ndarray]:
+  """Each image's classes from its path <alphabet>/<character>/<drawer>.png
+  in the archives (images in read_omniglot_zip's order, archive by archive):
+  {"alphabet": int64 [N], "character": int64 [N]}, indices of the sorted
+  alphabet names and of the sorted (alphabet, character) pairs over all
+  the archives."""
+  pairs = []
+  for path in archives:
+    with zipfile.ZipFile(path) as archive:
+      members = sorted(n for n in archive.namelist()
+                       if n.lower().endswith(".png"))
+    for member in members:          # a PNG outside such folders: class ""
+      parts = ["", ""] + member.split("/")
+      pairs.append((parts[-3], parts[-2]))
+  alphabets = sorted({a for a, _ in pairs})
+  characters = sorted(set(pairs))
+  alphabet_id = {a: i for i, a in enumerate(alphabets)}
+  character_id = {c: i for i, c in enumerate(characters)}
+  return {"alphabet": np.asarray([alphabet_id[a] for a, _ in pairs], np.int64),
+          "character": np.asarray([character_id[p] for p in pairs], np.int64)}
+
+
 def strokes_28(grey: np.ndarray) -> np.ndarray:
   """Black-on-white uint8 [N, H, W, 1] -> stroke probabilities [N, 28, 28, 1]."""
   out = []
@@ -272,7 +295,9 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
     archives = tuple(omniglot_archives(root))
     logging.info("omniglot: local archives %s", ", ".join(archives))
     images = _omniglot_probs(archives, tuple(_stamp(p) for p in archives))
+    labels = omniglot_labels(archives)
   else:
+    labels = None
     grey = tfds_source.load_images(
         "omniglot", {"all": "train+test"},
         folders.not_found(data_dir, "omniglot",
@@ -289,6 +314,9 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
   index = {"train": order[2 * held:], "valid": order[held:2 * held],
            "test": order[:held]}
   splits = {s: images[np.sort(i)] for s, i in index.items()}
+  if labels is not None:
+    labels = {s: {name: values[np.sort(i)] for name, values in labels.items()}
+              for s, i in index.items()}
   return base.ImageDataset(name="omniglot", splits=splits,
                            fixed_seed=config.seed,
-                           binarization=dict(_SPLITS_GREY))
+                           binarization=dict(_SPLITS_GREY), labels=labels)

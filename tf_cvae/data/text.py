@@ -174,21 +174,31 @@ def text_dataset(name: str, paths: dict[str, str], *,
         UNCAPPED_WORD_LIMIT if max_length is None else None)
     tokens[split] = limit_length(sentences, max_length, long_sentences,
                                  paths[split])
+  options = None
   if vocab_file:
     vocab = vocab_lib.Vocabulary.load(vocab_file)
   else:
-    vocab = vocab_lib.Vocabulary.from_sentences(
-        tokens["train"], max_size=max_vocab, min_count=min_count)
-  if len(vocab) == len(vocab_lib.SPECIALS):
-    raise errors.InputError(
-        f"{paths['train']}: the training vocabulary is empty: every word is an "
-        f"unknown marker or seen fewer than min_count={min_count} times "
-        f"(max_vocab={max_vocab})")
+    options = dict(max_size=max_vocab, min_count=min_count)
+    vocab = training_vocabulary(tokens["train"], options, paths["train"])
   logging.info("%s: vocabulary of %d ids from %s", name, len(vocab),
                vocab_file or paths["train"])
   splits = {split: [vocab.encode(s) for s in sentences]
             for split, sentences in tokens.items()}
-  return base.TextDataset(name=name, vocab=vocab, splits=splits)
+  return base.TextDataset(name=name, vocab=vocab, splits=splits,
+                          words=tokens, vocab_options=options)
+
+
+def training_vocabulary(sentences: list[list[str]], options: dict,
+                        where: str) -> vocab_lib.Vocabulary:
+  """Vocabulary.from_sentences(sentences, **options); an InputError naming
+  `where` when it holds no word."""
+  vocab = vocab_lib.Vocabulary.from_sentences(sentences, **options)
+  if len(vocab) == len(vocab_lib.SPECIALS):
+    raise errors.InputError(
+        f"{where}: the training vocabulary is empty: every word is an "
+        f"unknown marker or seen fewer than min_count={options['min_count']} "
+        f"times (max_vocab={options['max_size']})")
+  return vocab
 
 
 def _options(config: "DataConfig") -> dict:

@@ -30,6 +30,11 @@ class EvalConfig:
   mi_chunk_size: int = 512       # blocks of the whole-split MI (bounds memory)
   seed: int | None = None        # samples' seed; None: 0 (train.run: its seed)
   probe: bool = True             # the known-latent probe (encodes train)
+  text_batching: str = "full"    # text batches: "full" (K rows each but the
+                                 # last, lengths mixed) or "exact" (one length)
+  subset_iw_samples: int = 0     # > 0: also nll_iw<S>_subset, the IW-NLL of
+                                 # S samples on a fixed subset of the split
+  subset_examples: int = 500     # rows of that subset (example_subset)
 
   def __post_init__(self):       # JSON gives a list back
     object.__setattr__(self, "iw_report", tuple(self.iw_report))
@@ -72,15 +77,15 @@ class Evaluator:
     self._encode = tf.function(lambda batch: vae.encode(batch, training=False),
                                reduce_retracing=True)
 
-  def _encode_and_score_eager(self, batch, seed):
+  def _encode_and_score_eager(self, batch, seed, partner):
     terms = objective.forward(self.vae, self.critic, batch, seed,
                               training=False)
     terms["mi"] = metrics.mutual_information(terms["mu"], terms["logvar"],
                                              terms["z"])
-    # Each row's z given to its neighbour in the batch: what p(x|z) loses
-    # when z comes from another x (of the same length, in exact batches).
+    # Each row decoded from its partner's z (partner [B], another row of the
+    # same length for text): what p(x|z) loses when z comes from another x.
     terms["log_likelihood_shuffled"] = self.vae.log_likelihood(
-        batch, tf.roll(terms["z"], 1, axis=0), training=False)
+        batch, tf.gather(terms["z"], partner), training=False)
     return terms
 
   def __call__(self, dataset, config: EvalConfig) -> dict:
@@ -89,24 +94,41 @@ class Evaluator:
     Returns a dict of floats (nats unless noted):
       nll: IW estimate per example from iw_samples samples, and nll_iw<S> for
         the counts of iw_report below it (prefixes of the same draws);
+      nll_iw<S>_subset (with config.subset_iw_samples = S): the IW estimate
+        of S samples on the fixed subset of subset_examples rows
+        (example_subset: the same rows for every run), subset_examples;
       elbo, rec (-log p(x|z), one sample), kl;
-      mi: He et al.'s estimate per batch of config.batch_size, averaged
-        weighted by batch size (capped at log K); mi_full: q(z) over the
-        whole split (capped at log N); mi_noise_std, mi_noise_hi: what both
-        read for a posterior that ignores x (metrics.mi_noise_floor; an
-        estimate below mi_noise_hi is not distinguishable from zero);
+      mi: He et al.'s estimate per batch, averaged weighted by batch size
+        (capped at log_k); mi_full: q(z) over the whole split (capped at
+        log N); mi_noise_std, mi_noise_hi: what both read for a posterior
+        that ignores x (metrics.mi_noise_floor; an estimate below
+        mi_noise_hi is not distinguishable from zero);
       au (count); infonce_bound (c + log K per batch, averaged; the run's
         critic, or the self critic for a plain VAE);
-      z_reliance: rec with each z given to another row of its batch minus
-        rec (how much the decoder uses z; batches of one left out);
+      z_reliance: rec with each z given to a partner row of its batch minus
+        rec, over the rows that have one (how much the decoder uses z); text
+        partners have the same length; z_reliance_unpaired counts the rows
+        left out (alone with their length, or batches of one);
       text: ppl and tokens; length_only_mi, length_only_mi_full: what a code
         holding only the sentence length reads (metrics.length_only_mi);
+        batches of config.batch_size rows but the last ("full" batching,
+        lengths mixed) unless config.text_batching == "exact";
       data generated from a known latent: probe_r2 (metrics.linear_probe_r2
         of the posterior means, fit on train, scored on this split) and
         probe_r2_z (the same of one sample z ~ q(z|x) each: what the code
         carries through its noise; means that vary far less than the
-        posterior's spread read high in probe_r2 but not here);
-      num_examples, log_k, eval_seconds.
+        posterior's spread read high in probe_r2 but not here); for text
+        also probe_r2_length (the probe from the one-hot sentence length
+        alone) and probe_r2_beyond_length, probe_r2_z_beyond_length (the
+        probe of the latent less what length explains on train);
+      data with labels: probe_acc_<label>, probe_acc_z_<label> (a linear
+        classifier of means / z samples fit on train, the fraction of this
+        split it gets right), probe_acc_<label>_majority (the split's rate
+        of train's most frequent class), probe_acc_<label>_chance (1 /
+        classes);
+      num_examples; mean_batch_size and log_k (the size-weighted mean of
+        log of the batch sizes evaluated: the cap of mi and infonce_bound);
+      eval_seconds.
     With config.iw_samples == 0 there is no nll (nor ppl).
 
     Memory is bounded whatever iw_samples and the split's size N: the IW-NLL
@@ -116,44 +138,59 @@ class Evaluator:
     """
     started = time.time()
     vae, seed = self.vae, config.seed or 0
-    if config.iw_samples and config.iw_chunk_size not in self._nll_estimators:
+    if ((config.iw_samples or config.subset_iw_samples)
+        and config.iw_chunk_size not in self._nll_estimators):
       self._nll_estimators[config.iw_chunk_size] = (
           metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size))
     nll_estimator = self._nll_estimators.get(config.iw_chunk_size)
-    subset = example_subset(dataset.num_examples(config.split),
-                            config.max_examples)
-    total = (len(subset) if subset is not None
-             else dataset.num_examples(config.split))
+    num_examples = dataset.num_examples(config.split)
+    subset = example_subset(num_examples, config.max_examples)
+    total = len(subset) if subset is not None else num_examples
     what = f"evaluating {dataset.name}/{config.split}"
     progress = progress_lib.PassProgress(what, total, "examples",
                                          self.progress_seconds)
+    # The subset IW-NLL comes from the main pass's draws when that pass
+    # covers the whole split with enough samples, else from a pass of its own.
+    subset_s = config.subset_iw_samples
+    subset_from_pass = bool(subset_s) and subset is None and (
+        config.iw_samples >= subset_s)
+    report_at = set(config.iw_report or (config.iw_samples,))
+    if subset_from_pass:
+      report_at.add(subset_s)
+    wanted = set(config.iw_report) | {config.iw_samples}
 
     sums = collections.defaultdict(float)
-    rows, mus, logvars, zs, lengths = [], [], [], [], []
-    count, tokens, shuffled_count = 0, 0, 0
+    rows, mus, logvars, zs, lengths, sizes, per_row_nll = ([] for _ in range(7))
+    count, tokens, paired_count, unpaired = 0, 0, 0, 0
     batches = dataset.batches(config.split, config.batch_size,
-                              with_index=True, examples=subset)
+                              with_index=True, examples=subset,
+                              batching=config.text_batching)
     for index, batch in enumerate(batches):
       rows.append(batch.pop("index").numpy())
       batch = _trim_padding(batch)
       size = len(rows[-1])
-      terms = self._encode_and_score(batch, tf.constant([seed, index]))
+      partner, paired = _partners(batch)
+      terms = self._encode_and_score(batch, tf.constant([seed, index]),
+                                     tf.constant(partner, tf.int32))
       sums["rec"] -= float(tf.reduce_sum(terms["log_likelihood"]))
       sums["kl"] += float(tf.reduce_sum(terms["kl"]))
       sums["mi"] += float(terms["mi"]) * size
       sums["infonce_bound"] += float(terms["infonce_bound"]) * size
-      if size > 1:
-        sums["z_reliance"] += float(tf.reduce_sum(
-            terms["log_likelihood"] - terms["log_likelihood_shuffled"]))
-        shuffled_count += size
+      gap = (terms["log_likelihood"] - terms["log_likelihood_shuffled"]).numpy()
+      sums["z_reliance"] += float(np.sum(gap[paired]))
+      paired_count += int(np.sum(paired))
+      unpaired += size - int(np.sum(paired))
       if config.iw_samples:
         estimates = nll_estimator(batch, config.iw_samples,
                                   seed=seed * 100_003 + index,
-                                  report_at=config.iw_report
-                                  or (config.iw_samples,))
+                                  report_at=tuple(report_at))
         for samples, nll in estimates.items():
-          key = "nll" if samples == config.iw_samples else f"nll_iw{samples}"
-          sums[key] += float(tf.reduce_sum(nll))
+          if samples in wanted:
+            key = ("nll" if samples == config.iw_samples
+                   else f"nll_iw{samples}")
+            sums[key] += float(tf.reduce_sum(nll))
+        if subset_from_pass:
+          per_row_nll.append(estimates[subset_s].numpy())
       if "tokens" in batch:
         valid = tf.cast(vae.target(batch) != vocab_lib.PAD_ID, tf.int32)
         tokens += int(tf.reduce_sum(valid))
@@ -161,13 +198,15 @@ class Evaluator:
       mus.append(terms["mu"])
       logvars.append(terms["logvar"])
       zs.append(terms["z"])
+      sizes.append(size)
       count += size
       progress.update(count, f"IW-NLL of {config.iw_samples} samples"
                       if config.iw_samples else "")
     if count == 0:
       raise errors.InputError(f"split {config.split!r} of {dataset.name!r} is empty")
     results = {k: v / count for k, v in sums.items() if k != "z_reliance"}
-    results["z_reliance"] = sums["z_reliance"] / max(shuffled_count, 1)
+    results["z_reliance"] = sums["z_reliance"] / max(paired_count, 1)
+    results["z_reliance_unpaired"] = unpaired
     results["elbo"] = -(results["rec"] + results["kl"])
     mu, logvar, z = (tf.concat(x, axis=0) for x in (mus, logvars, zs))
     mi_progress = progress_lib.PassProgress(
@@ -184,26 +223,88 @@ class Evaluator:
     if tokens and config.iw_samples:
       results["ppl"] = metrics.perplexity(results["nll"] * count, tokens)
       results["tokens"] = tokens
-    latents = getattr(dataset, "latents", None)
-    if config.probe and latents is not None and config.split in latents:
-      order = np.argsort(np.concatenate(rows))
-      truth = latents[config.split][np.sort(np.concatenate(rows))]
-      train_mu, train_z, train_truth = self._train_codes(dataset, seed)
-      results["probe_r2"] = metrics.linear_probe_r2(
-          train_mu, train_truth, mu.numpy()[order], truth)
-      results["probe_r2_z"] = metrics.linear_probe_r2(
-          train_z, train_truth, z.numpy()[order], truth)
+    all_rows = np.concatenate(rows)
+    if subset_s:
+      fixed = example_subset(num_examples, config.subset_examples)
+      fixed = np.arange(num_examples) if fixed is None else fixed
+      if subset_from_pass:
+        by_row = dict(zip(all_rows.tolist(),
+                          np.concatenate(per_row_nll).tolist()))
+        value = float(np.mean([by_row[r] for r in fixed.tolist()]))
+      else:
+        value = self._subset_nll(dataset, config, fixed, nll_estimator, seed)
+      results[f"nll_iw{subset_s}_subset"] = value
+      results["subset_examples"] = len(fixed)
+    if config.probe:
+      order = np.argsort(all_rows)
+      results.update(self._probes(dataset, config.split, all_rows[order],
+                                  mu.numpy()[order], z.numpy()[order], seed))
     results["num_examples"] = count
-    results["log_k"] = math.log(config.batch_size)
+    results["mean_batch_size"] = count / len(sizes)
+    results["log_k"] = metrics.size_weighted_log_k(sizes)
     results["eval_seconds"] = time.time() - started
     logging.info("evaluated %d examples of %s/%s in %.1f s", count,
                  dataset.name, config.split, results["eval_seconds"])
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
             for k, v in results.items()}
 
+  def _subset_nll(self, dataset, config, rows, nll_estimator, seed) -> float:
+    """Mean IW-NLL (nats) of config.subset_iw_samples samples over `rows`."""
+    total = 0.0
+    for index, batch in enumerate(dataset.batches(
+        config.split, config.batch_size, examples=rows,
+        batching=config.text_batching)):
+      batch = _trim_padding(batch)
+      nll = nll_estimator(batch, config.subset_iw_samples,
+                          seed=seed * 100_003 + 50_000 + index)
+      total += float(tf.reduce_sum(nll))
+    return total / len(rows)
+
+  def _probes(self, dataset, split, split_rows, mu, z, seed) -> dict:
+    """The probes of known latents and labels (see __call__) of the codes
+    mu, z [N, latent] of rows split_rows (sorted) of `split`."""
+    latents = getattr(dataset, "latents", None)
+    labels = getattr(dataset, "labels", None)
+    has_latents = latents is not None and split in latents
+    has_labels = labels is not None and split in labels
+    if not (has_latents or has_labels):
+      return {}
+    train_mu, train_z, train_rows = self._train_codes(dataset, seed)
+    results = {}
+    if has_latents:
+      truth = latents[split][split_rows]
+      train_truth = latents["train"][train_rows]
+      results["probe_r2"] = metrics.linear_probe_r2(train_mu, train_truth,
+                                                    mu, truth)
+      results["probe_r2_z"] = metrics.linear_probe_r2(train_z, train_truth,
+                                                      z, truth)
+      if dataset.kind == "text":
+        train_n = dataset.lengths("train")[train_rows]
+        split_n = dataset.lengths(split)[split_rows]
+        results["probe_r2_length"] = metrics.length_probe_r2(
+            train_n, train_truth, split_n, truth)
+        train_rest, rest = metrics.beyond_length(train_n, train_truth,
+                                                 split_n, truth)
+        results["probe_r2_beyond_length"] = metrics.linear_probe_r2(
+            train_mu, train_rest, mu, rest)
+        results["probe_r2_z_beyond_length"] = metrics.linear_probe_r2(
+            train_z, train_rest, z, rest)
+    if has_labels:
+      for name, values in labels[split].items():
+        train_values = labels["train"][name][train_rows]
+        means = metrics.linear_probe_accuracy(train_mu, train_values, mu,
+                                              values[split_rows])
+        samples = metrics.linear_probe_accuracy(train_z, train_values, z,
+                                                values[split_rows])
+        results[f"probe_acc_{name}"] = means["accuracy"]
+        results[f"probe_acc_z_{name}"] = samples["accuracy"]
+        results[f"probe_acc_{name}_majority"] = means["majority"]
+        results[f"probe_acc_{name}_chance"] = means["chance"]
+    return results
+
   def _train_codes(self, dataset, seed: int):
-    """(posterior means, one z ~ q(z|x) each, [N, latent]; true latents
-    [N, d]) of the train split, rows in split order."""
+    """(posterior means, one z ~ q(z|x) each, [N, latent]; the rows, sorted)
+    of the train split, rows in split order."""
     rows, means, samples = [], [], []
     for index, batch in enumerate(dataset.batches("train", 256,
                                                   with_index=True)):
@@ -214,7 +315,18 @@ class Evaluator:
       samples.append((mu + tf.exp(0.5 * logvar) * eps).numpy())
     order = np.argsort(np.concatenate(rows))
     return (np.concatenate(means)[order], np.concatenate(samples)[order],
-            dataset.latents["train"][np.sort(np.concatenate(rows))])
+            np.sort(np.concatenate(rows)))
+
+
+def _partners(batch: dict):
+  """(partner int [B], paired bool [B]) of a batch: for text another row of
+  the same length (metrics.same_length_partners), for images the next row;
+  a batch of one has none."""
+  if "tokens" in batch:
+    return metrics.same_length_partners(
+        np.sum(batch["tokens"].numpy() != vocab_lib.PAD_ID, axis=1))
+  size = int(tf.shape(next(iter(batch.values())))[0])
+  return np.roll(np.arange(size), -1), np.full(size, size > 1)
 
 
 def _trim_padding(batch: dict) -> dict:
