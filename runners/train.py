@@ -38,11 +38,9 @@ def _main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
   config = common.train_config_from_flags()
-  logging.info("run directory %s; resume with: %s", config.out_dir,
-               provenance.resume_command(sys.argv, config.out_dir))
   results = common.run_or_explain(
       provenance.train_with_provenance, config, sys.argv,
-      provenance.train_flagfile(out_dir=config.out_dir))
+      provenance.run_flagfile(config))
   print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
 
 

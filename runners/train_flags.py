@@ -293,3 +293,16 @@ def define_train_flags() -> None:
                       "Also report the test IW-NLL "
                       "at these sample counts (prefixes of the same draws), "
                       "to show its convergence; empty: none.")
+  flags.register_validator("iw_report", lambda text: counts(text) is not None,
+                           "give positive integers separated by commas, "
+                           "e.g. 20,100")
+
+
+def counts(text: str) -> tuple[int, ...] | None:
+  """The positive integers of a comma-separated flag value ("20,100"), or
+  None when it holds anything else."""
+  try:
+    values = tuple(int(p) for p in text.split(",") if p.strip())
+  except ValueError:
+    return None
+  return values if all(v >= 1 for v in values) else None

@@ -45,6 +45,28 @@ class DataConfig:
     return self.data_dir or default_data_dir()
 
 
+def absolute_paths(config: DataConfig) -> DataConfig:
+  """`config` with its folder and files as absolute paths, found as the
+  loaders find them (a file relative to the working directory, else to
+  data_dir), so the config reads the same files from any folder."""
+  data_dir = config.data_dir and os.path.abspath(
+      os.path.expanduser(config.data_dir))
+  resolved = dataclasses.replace(config, data_dir=data_dir)
+
+  def absolute(path, beside_data):
+    if not path:
+      return path
+    path = os.path.expanduser(path)
+    if beside_data and not os.path.exists(path):
+      path = text.resolve(path, resolved.resolved_data_dir())
+    return os.path.abspath(path)
+
+  return dataclasses.replace(
+      resolved, vocab_file=absolute(config.vocab_file, False),
+      **{f"{split}_file": absolute(getattr(config, f"{split}_file"), True)
+         for split in base.SPLITS})
+
+
 @functools.lru_cache(maxsize=4)
 def _synthetic_text(seed: int) -> base.TextDataset:
   return synthetic.synthetic_text(synthetic.SyntheticTextConfig(seed=seed))

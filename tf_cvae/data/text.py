@@ -198,7 +198,7 @@ def _options(config: "DataConfig") -> dict:
               vocab_file=config.vocab_file)
 
 
-def _resolve(path: str, data_dir: str) -> str:
+def resolve(path: str, data_dir: str) -> str:
   """An absolute path, or one relative to the working directory, else data_dir."""
   if os.path.isabs(path) or os.path.exists(path):
     return path
@@ -217,7 +217,7 @@ def load_text(config: "DataConfig") -> base.TextDataset:
     raise errors.InputError(f"data set 'text' needs {', '.join(unset)} (one tokenized "
                      "sentence per line)")
   data_dir = config.resolved_data_dir()
-  paths = {split: _resolve(path, data_dir) for split, path in given.items()}
+  paths = {split: resolve(path, data_dir) for split, path in given.items()}
   return text_dataset("text", paths, **_options(config))
 
 

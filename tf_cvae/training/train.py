@@ -240,8 +240,12 @@ class _Training:
     self.checkpoints.save_last(step)
 
 
-def run(config: TrainConfig) -> dict:
+def run(config: TrainConfig, on_start=None) -> dict:
   """Trains (resuming if out_dir has checkpoints), evaluates, writes files.
+
+  `on_start(config)`, if given, is called once the run directory was found
+  resumable and the data loaded, before anything else is written there:
+  a run refused or failing on its data has not started.
 
   Each epoch ends with a validation pass over the valid split (at most
   config.valid_examples) whose negative ELBO drives the schedule
@@ -261,16 +265,18 @@ def run(config: TrainConfig) -> dict:
   lock.RunDirectoryLocked (an InputError) names the process holding it.
   """
   with build.run_lock(config):
-    return _run(config)
+    return _run(config, on_start)
 
 
-def _run(config: TrainConfig) -> dict:
+def _run(config: TrainConfig, on_start) -> dict:
   """run's work, out_dir locked."""
   config_dict = dataclasses.asdict(config)
   config_lib.check_resumable(config.out_dir, config_dict)
   if config.deterministic:
     determinism.enable(config.seed)
   dataset, step_fn = build.training_parts(config)
+  if on_start is not None:
+    on_start(config)
   config = build.worker_config(config, step_fn.strategy)  # out_dir: its own
   # Written once the data loaded: a bad file leaves no run to clash with.
   config_lib.write_json(os.path.join(config.out_dir, "config.json"), config_dict)
