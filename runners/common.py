@@ -118,7 +118,7 @@ def run_or_explain(fn, *args, context: str | None = None):
   """
   try:
     return fn(*args)
-  except lock.RunDirectoryLocked as error:
+  except (lock.RunDirectoryLocked, config_lib.RunMismatch) as error:
     print(f"error: --out_dir: {error}", file=sys.stderr)
     sys.exit(2)
   except (errors.InputError, FileNotFoundError) as error:

@@ -294,3 +294,63 @@ def test_a_bad_flag_from_the_command_line(tmp_path):
   missing = _command("evaluate", cwd=str(tmp_path))
   assert (missing.returncode, missing.stderr.splitlines()) == (
       2, ["error: --run_dir: required, and not given"])
+
+
+TINY_TEXT = ("--dataset=text", "--train_file=corpus/train.txt",
+             "--valid_file=corpus/valid.txt", "--test_file=corpus/test.txt",
+             "--embed_dim=8", "--hidden_dim=8", "--latent_dim=2",
+             "--iw_samples=2", "--iw_chunk_size=2", "--iw_report=",
+             "--eval_examples=16", "--log_every=2")
+
+
+def _run_dir(stderr: str) -> str:
+  found = re.search(r"\] run directory (\S+); resume with: ", stderr)
+  assert found, stderr[-3000:]
+  return found.group(1)
+
+
+@pytest.mark.slow
+def test_training_longer_continues_the_run_from_any_folder(tmp_path,
+                                                           text_files):
+  work = tmp_path / "work"
+  for split in ("train", "valid", "test"):
+    _write(work / "corpus" / f"{split}.txt",
+           open(text_files[f"{split}_file"], encoding="utf-8").read())
+  first = _command("train", *TINY_TEXT, "--max_steps=4", cwd=str(work))
+  assert first.returncode == 0, first.stderr[-3000:]
+  run = work / _run_dir(first.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 4
+  # A larger --max_steps: the same run directory, resumed at step 4.
+  longer = _command("train", *TINY_TEXT, "--max_steps=8", cwd=str(work))
+  assert longer.returncode == 0, longer.stderr[-3000:]
+  assert work / _run_dir(longer.stderr) == run
+  assert re.search(r"resumed from \S+ckpt-4 at step 4", longer.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+  # flags.cfg holds absolute paths: from another folder it continues too.
+  cfg = (run / "flags.cfg").read_text()
+  assert f"--train_file={work / 'corpus' / 'train.txt'}\n" in cfg
+  assert f"--out_dir={run}\n" in cfg
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  again = _command("train", f"--flagfile={run / 'flags.cfg'}",
+                   "--max_steps=10", cwd=str(elsewhere))
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert re.search(r"resumed from \S+ckpt-8 at step 8", again.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 10
+  assert not os.listdir(elsewhere)
+  # A refusal is the refusal alone: another run's flags on this directory,
+  # and missing data, which leaves no run directory behind.
+  clash = _command("train", f"--flagfile={run / 'flags.cfg'}",
+                   "--latent_dim=3", cwd=str(elsewhere))
+  assert clash.returncode == 2
+  assert clash.stderr.splitlines() == [
+      f"error: --out_dir: {run} holds a run with a different model: "
+      f"latent_dim 3 vs 2 (this command vs {run / 'config.json'}); pass a "
+      "new --out_dir or delete the old run"], clash.stderr
+  missing = _command("train", *TINY_TEXT, "--train_file=corpus/gone.txt",
+                     "--out_dir=fresh", cwd=str(work))
+  assert missing.returncode == 2
+  errors_ = [l for l in missing.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors_) == 1 and "gone.txt" in errors_[0], missing.stderr
+  assert "resume with" not in missing.stderr
+  assert not (work / "fresh").exists()

@@ -250,9 +250,14 @@ def _differences(key: str, mine, saved) -> list[str]:
   return [] if mine == saved else [f"{key} {mine} vs {saved}"]
 
 
+class RunMismatch(errors.InputError):
+  """The run directory holds another run (runners name --out_dir)."""
+
+
 def check_resumable(out_dir: str, config_dict: dict) -> None:
   """Refuses to resume a run directory whose run differs in RESUME_KEYS:
-  errors.InputError naming every field that differs with both values, this
+  RunMismatch (an errors.InputError) naming every field that differs with
+  both values, this
   config's first ("latent_dim 16 vs 8"), and its config.json (also when that
   file cannot be read as a config of this version). Data paths compare as
   absolute paths."""
@@ -267,7 +272,7 @@ def check_resumable(out_dir: str, config_dict: dict) -> None:
       sections.append(key)
       diffs += found
   if diffs:
-    raise errors.InputError(
+    raise RunMismatch(
         f"{out_dir} holds a run with a different {', '.join(sections)}: "
         f"{', '.join(diffs)} (this command vs {path}); pass a new --out_dir "
         f"or delete the old run")

@@ -33,6 +33,15 @@ from tf_cvae.training import validation
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 
 
+def divergence_advice(config: TrainConfig) -> str:
+  """What to change after a diverged run: a lower learning rate (and critic
+  weight, with a critic), a gradient clip when none is set, a new out_dir."""
+  lower = "--learning_rate" + (" or --critic_weight" if config.critic != "none"
+                               else "")
+  clip = "" if config.clip_norm else ", or set --clip_norm"
+  return f"lower {lower}{clip}, and train into a new --out_dir"
+
+
 class _Training:
   """One call of `run`: the loop and the epoch protocol around a TrainStep.
 
@@ -97,7 +106,8 @@ class _Training:
   def check(self) -> tuple[int, bool]:
     """Reads the device's counts: (updates made, whether the last step was
     skipped); raises errors.TrainingError after max_bad_steps in a row."""
-    last_skipped = self.state.bad_steps.check(self.checkpoints.best_directory)
+    last_skipped = self.state.bad_steps.check(
+        self.checkpoints.last.directory, divergence_advice(self.config))
     return self.step_fn.iterations, last_skipped
 
   def one_step(self, batch, aggressive: bool, inner_batches) -> dict:
