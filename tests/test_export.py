@@ -208,6 +208,13 @@ def test_export_and_encode_runners_end_to_end(tmp_path, text_run, image_run,
   result = run_runner("export.py", f"--run_dir={run_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == str(run_dir / "export")
+  # By default the checkpoint metrics.json reports (the last), recorded.
+  exported = json.loads((run_dir / "export" / export.METADATA).read_text())
+  with open(run_dir / "metrics.json", encoding="utf-8") as f:
+    metrics = json.load(f)
+  assert exported["checkpoint"] == metrics["evaluated_checkpoint"] == "last"
+  assert exported["checkpoint_path"] == str(
+      run_dir / metrics["evaluated_checkpoint_path"])
   sentences = tmp_path / "sentences.txt"
   sentences.write_text("\n".join(text_run["sentences"]) + "\n")
   output = tmp_path / "text.npy"

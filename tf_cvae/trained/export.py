@@ -16,6 +16,7 @@ TensorFlow:
 A run's VAE and vocabulary come from restore.restore_run(run_dir).
 """
 
+import json
 import os
 import shutil
 
@@ -26,6 +27,7 @@ from tf_cvae.models import vae as vae_lib
 
 # The export's signature names; each serves EncoderModule.encode.
 SIGNATURES = ("serving_default", "encode")
+METADATA = "tf_cvae_export.json"     # what was exported (export_encoder)
 
 
 class EncoderModule(tf.Module):
@@ -75,7 +77,8 @@ def _recover(export_dir: str) -> None:
 
 
 def export_encoder(vae: vae_lib.VAE, export_dir: str,
-                   vocab: vocab_lib.Vocabulary | None = None) -> str:
+                   vocab: vocab_lib.Vocabulary | None = None,
+                   metadata: dict | None = None) -> str:
   """Writes the SavedModel of EncoderModule(vae, vocab) to export_dir, its
   `encode` also under each of SIGNATURES.
 
@@ -99,6 +102,9 @@ def export_encoder(vae: vae_lib.VAE, export_dir: str,
     encode = module.encode.get_concrete_function()
     tf.saved_model.save(module, tmp,
                         signatures={name: encode for name in SIGNATURES})
+    if metadata is not None:
+      with open(os.path.join(tmp, METADATA), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
