@@ -137,6 +137,14 @@ COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds",
            "seconds_per_step", "step_time_vs_vae")
 
 
+def metrics_table(run_dir: str, results: dict, split: str = "test") -> str:
+  """The table of one run's metrics (format_table), its row named
+  "RUN_DIR (checkpoint, split)": what tf-cvae-train and tf-cvae-evaluate
+  print."""
+  which = results.get("evaluated_checkpoint") or results.get("checkpoint")
+  return format_table({f"{run_dir} ({which}, {split})": results})
+
+
 def format_table(rows: dict[str, dict]) -> str:
   """A fixed-width table: one row per run name, the COLUMNS present."""
   columns = [c for c in COLUMNS if any(c in r for r in rows.values())]

@@ -66,8 +66,7 @@ def _main(argv):
   common.setup_logging()
   results = common.run_or_explain(evaluate_run,
                                   context=f"--run_dir={FLAGS.run_dir}")
-  print(common.format_table(
-      {f"{FLAGS.run_dir} ({FLAGS.checkpoint}, {FLAGS.split})": results}))
+  print(common.metrics_table(FLAGS.run_dir, results, FLAGS.split))
 
 
 def main():

@@ -15,22 +15,26 @@ Every epoch is validated (out_dir/history.jsonl, out_dir/tensorboard); the
 learning rate is halved after --lr_patience epochs without improvement and
 training stops at the --max_lr_decays-th halving; the test metrics come from
 the best checkpoint (out_dir/best). tf-cvae-evaluate evaluates a run
-directory again.
+directory again. Training ends with the table of the test metrics and the
+path of metrics.json (--json: metrics.json's content, for scripts).
 """
 
 import json
+import os
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
 
 from absl import app
-from absl import logging
+from absl import flags
 
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
 from tf_cvae_runners import provenance
 
 common.define_train_flags()
+flags.DEFINE_bool("json", False, "Print the results as JSON (metrics.json's "
+                  "content and out_dir) instead of the table, for scripts.")
 
 
 def _main(argv):
@@ -41,7 +45,11 @@ def _main(argv):
   results = common.run_or_explain(
       provenance.train_with_provenance, config, sys.argv,
       provenance.run_flagfile(config))
-  print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
+  if flags.FLAGS.json:
+    print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
+    return
+  print(common.metrics_table(config.out_dir, results))
+  print(f"metrics: {os.path.join(config.out_dir, 'metrics.json')}")
 
 
 def main():
