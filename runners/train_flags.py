@@ -36,6 +36,10 @@ def define_train_flags() -> None:
   flags.DEFINE_string("data_dir", _DATA.data_dir,
                       "Folder of the real data files "
                       "(default: $TF_CVAE_DATA, else ../shared/data).")
+  flags.DEFINE_bool("download", _DATA.download, "Image sets without local "
+                    "files: let tensorflow-datasets download them (false: "
+                    "read only what tfds prepared before, never the "
+                    "network).")
   for split in data_lib.base.SPLITS:
     flags.DEFINE_string(f"{split}_file", None,
                         f"--dataset=text: the {split} file, one sentence a "

@@ -40,6 +40,7 @@ class DataConfig:
   valid_from_train: float = 0.0        # > 0: hold out this fraction of train
                                        # as the valid split (the valid file
                                        # is then not read as validation)
+  download: bool = True                # tfds may download an image set
 
   def resolved_data_dir(self) -> str:
     return self.data_dir or default_data_dir()

@@ -83,7 +83,7 @@ class TrainConfig:
 
 # Fields that do not change what is trained, so not the run's name: how
 # long it trains (a longer run continues the shorter one), how it is
-# evaluated and how often it logs and saves.
+# evaluated and how often it logs and saves (and data.download).
 NOT_IN_RUN_NAME = ("out_dir", "epochs", "max_steps", "eval", "log_every",
                    "checkpoint_every")
 
@@ -97,6 +97,7 @@ def default_run_name(config: TrainConfig) -> str:
   fields = dataclasses.asdict(config)
   for name in NOT_IN_RUN_NAME:
     fields.pop(name)
+  fields["data"].pop("download")      # where the data comes from
   digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
   model = config.model.name
   if model == "auto" and config.data.name in data_lib.names():
@@ -240,6 +241,8 @@ def _differences(key: str, mine, saved) -> list[str]:
     out = []
     for name in sorted(set(mine) | set(saved)):
       a, b = mine.get(name), saved.get(name)
+      if key == "data" and name == "download":   # not the data itself
+        continue
       if key == "data" and name in _PATH_FIELDS:
         a, b = (os.path.abspath(v) if isinstance(v, str) else v
                 for v in (a, b))
