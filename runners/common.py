@@ -64,7 +64,10 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           max_length=f.max_length, long_sentences=f.long_sentences,
           vocab_file=f.vocab_file, seed=f.data_seed,
           text_batching=f.text_batching,
-          valid_from_train=f.valid_from_train, download=f.download)),
+          valid_from_train=f.valid_from_train, download=f.download,
+          held_out=f.held_out, image_size=f.image_size,
+          image_channels=f.image_channels, binarize=f.binarize,
+          threshold=f.threshold)),
       model=registry.ModelConfig(
           name=f.model, embed_dim=f.embed_dim, hidden_dim=f.hidden_dim,
           latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout,

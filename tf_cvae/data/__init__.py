@@ -41,6 +41,13 @@ class DataConfig:
                                        # as the valid split (the valid file
                                        # is then not read as validation)
   download: bool = True                # tfds may download an image set
+  held_out: float = 0.1                # own data given as one training
+                                       # file or folder: the fraction held
+                                       # out (seeded) for valid and for test
+  image_size: int = 28                 # --dataset=images: height = width
+  image_channels: int = 1
+  binarize: str = "dynamic"            # images: dynamic | threshold
+  threshold: float = 0.5               # binarize=threshold: pixel >= it is 1
 
   def resolved_data_dir(self) -> str:
     return self.data_dir or default_data_dir()
@@ -83,6 +90,7 @@ _REGISTRY: dict[str, tuple[str, Callable[[DataConfig], base.Dataset]]] = {
     "synthetic_text": ("text", lambda c: _synthetic_text(c.seed)),
     "synthetic_images": ("image", lambda c: _synthetic_images(c.seed)),
     "text": ("text", text.load_text),
+    "images": ("image", images.load_own_images),
     "ptb": ("text", functools.partial(text.load_corpus, "ptb")),
     "yahoo": ("text", functools.partial(text.load_corpus, "yahoo")),
     "yelp": ("text", functools.partial(text.load_corpus, "yelp")),
@@ -119,6 +127,10 @@ def hold_out(dataset: base.Dataset, fraction: float, seed: int) -> base.Dataset:
       dataset.latents, train=dataset.latents["train"][train_rows],
       valid=dataset.latents["train"][valid_rows])
   changes = dict(splits=splits, latents=latents)
+  labels = getattr(dataset, "labels", None)
+  if labels:
+    changes["labels"] = dict(labels, train=labels["train"][train_rows],
+                             valid=labels["train"][valid_rows])
   if dataset.kind == "image":     # held-out images get one fixed draw
     train_mode = dataset.binarization["train"]
     changes["binarization"] = dict(dataset.binarization, valid=(

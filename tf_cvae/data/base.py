@@ -226,6 +226,9 @@ class ImageDataset:
   binarization: dict[str, str]
   fixed_seed: int = 1234
   latents: dict[str, np.ndarray] | None = None
+  # Own images in class subfolders: int64 [N] class index of each image
+  # (classes in sorted folder order; -1: an image outside any subfolder).
+  labels: dict[str, np.ndarray] | None = None
   kind: str = dataclasses.field(default="image", init=False)
 
   def __post_init__(self):
