@@ -12,6 +12,7 @@ TensorFlow:
   out = encoder.encode(images)          # float32 [batch, 28, 28, 1] in [0, 1]
   out = encoder.signatures["encode"](sentences=tf.constant(["a dog"]))
   out["mean"], out["log_variance"], out["sample"]     # each [batch, latent]
+  out["unknown_words"]      # text: int32 [batch], words outside the vocabulary
 
 A run's VAE and vocabulary come from restore.restore_run(run_dir).
 """
@@ -37,7 +38,9 @@ class EncoderModule(tf.Module):
   [batch], needing `vocab`; images: float32 [batch, 28, 28, 1]). `encode`
   returns a dict of float32 [batch, latent] tensors: `mean` and
   `log_variance` of the diagonal Gaussian q(z|x), and `sample`, one draw
-  mean + exp(log_variance / 2) * eps with eps ~ N(0, I).
+  mean + exp(log_variance / 2) * eps with eps ~ N(0, I); for text also
+  `unknown_words`, int32 [batch]: each sentence's words outside the
+  vocabulary (read as the unknown word; unknown markers not counted).
   """
 
   def __init__(self, vae: vae_lib.VAE,
@@ -59,7 +62,10 @@ class EncoderModule(tf.Module):
                                           training=False)
     sample = mean + tf.exp(0.5 * log_variance) * tf.random.normal(
         tf.shape(mean))
-    return {"mean": mean, "log_variance": log_variance, "sample": sample}
+    out = {"mean": mean, "log_variance": log_variance, "sample": sample}
+    if hasattr(self.inputs, "unknown_words"):
+      out["unknown_words"] = self.inputs.unknown_words(raw)
+    return out
 
 
 def _recover(export_dir: str) -> None:
