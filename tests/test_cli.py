@@ -289,7 +289,7 @@ def test_a_bad_flag_from_the_command_line(tmp_path):
   result = _command("train", "--dataset=nope", cwd=str(tmp_path))
   assert result.returncode == 2
   assert result.stderr.splitlines() == [
-      "error: --dataset: 'nope': value should be one of <binarized_mnist|"
+      "error: --dataset: 'nope': value should be one of <binarized_mnist|images|"
       "mnist|omniglot|ptb|synthetic_images|synthetic_text|text|yahoo|yelp>"]
   missing = _command("evaluate", cwd=str(tmp_path))
   assert (missing.returncode, missing.stderr.splitlines()) == (
