@@ -75,15 +75,21 @@ def tfds_images(name: str, splits: dict[str, str], download: bool = True
 
   out = {}
   for split, tfds_split in splits.items():
+    verbosity = logging.get_verbosity()
+    # tfds warns of the folders it looks in when nothing is prepared yet.
+    logging.set_verbosity(logging.ERROR)
     try:
       out[split] = images(tfds_split, False)     # prepared before
     except AssertionError:                       # tfds: "could not find data"
+      logging.set_verbosity(verbosity)
       if not download:
         raise
       if not network_reachable():
         raise ConnectionError(f"no network ({PROBE[0]} unreachable), so it "
                               "cannot download") from None
       out[split] = images(tfds_split, True)
+    finally:
+      logging.set_verbosity(verbosity)
   return out
 
 
