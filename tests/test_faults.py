@@ -300,7 +300,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temp(
   # With space again, the same run resumes from the last good checkpoint.
   monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
   caplog.clear()
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")
   results = train.run(config)
   assert re.search(r"resumed from \S+ckpt-2 at step 2", caplog.text)
   assert results["steps"] == 6

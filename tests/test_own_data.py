@@ -29,7 +29,7 @@ def _sentences(path, count, seed=0):
 
 
 def test_a_train_file_alone_holds_out_valid_and_test(tmp_path, caplog):
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")
   lines = _sentences(tmp_path / "mine.txt", 100)
   config = data.DataConfig(name="text", train_file=str(tmp_path / "mine.txt"),
                            held_out=0.1, seed=3)
@@ -82,7 +82,7 @@ def _png_folder(root, count=24, size=(20, 16), classes=("cat", "dog")):
 
 
 def test_a_folder_of_pngs_and_jpegs_with_class_subfolders(tmp_path, caplog):
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")
   _png_folder(tmp_path / "pics")
   ds = data.load(data.DataConfig(name="images", train_file=str(
       tmp_path / "pics"), held_out=0.125, seed=1))
