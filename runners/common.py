@@ -53,17 +53,21 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
   The critic's weight and target, unless given, are the critic's defaults
   (TrainConfig fills them in); --deterministic is applied by train.run.
   Without --out_dir (or an out_dir override) the run directory is
-  runs/<config.default_run_name>, the same for the same flags."""
+  runs/<config.default_run_name>, the same for the same flags. Data files
+  and folders become absolute paths (data_lib.absolute_paths)."""
   f = FLAGS
   fields = dict(
-      data=data_lib.DataConfig(
+      data=data_lib.absolute_paths(data_lib.DataConfig(
           name=f.dataset, data_dir=f.data_dir, train_file=f.train_file,
           valid_file=f.valid_file, test_file=f.test_file,
           max_vocab=f.max_vocab, min_count=f.min_count,
           max_length=f.max_length, long_sentences=f.long_sentences,
           vocab_file=f.vocab_file, seed=f.data_seed,
           text_batching=f.text_batching,
-          valid_from_train=f.valid_from_train),
+          valid_from_train=f.valid_from_train, download=f.download,
+          held_out=f.held_out, image_size=f.image_size,
+          image_channels=f.image_channels, binarize=f.binarize,
+          threshold=f.threshold)),
       model=registry.ModelConfig(
           name=f.model, embed_dim=f.embed_dim, hidden_dim=f.hidden_dim,
           latent_dim=f.latent_dim, decoder_dropout=f.decoder_dropout,
@@ -88,7 +92,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       eval=evaluation.EvalConfig(
           iw_samples=f.iw_samples, iw_chunk_size=f.iw_chunk_size,
           max_examples=f.eval_examples, seed=f.seed,
-          iw_report=_counts("iw_report", f.iw_report)),
+          iw_report=train_flags.counts(f.iw_report) or ()),
       critic=f.critic, critic_side=f.critic_side,
       num_negatives=f.num_negatives, aggressive=f.aggressive,
       aggressive_max_inner=f.aggressive_max_inner, batch_size=f.batch_size, epochs=f.epochs,
@@ -113,18 +117,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
   return config
 
 
-def _counts(flag: str, text: str) -> tuple[int, ...]:
-  """Comma-separated positive integers of a flag, e.g. "20,100"."""
-  try:
-    counts = tuple(int(p) for p in text.split(",") if p.strip())
-  except ValueError:
-    counts = (0,)
-  if any(c < 1 for c in counts):
-    raise errors.InputError(f"--{flag}={text!r}: give positive integers "
-                            "separated by commas, e.g. 20,100")
-  return counts
-
-
 def run_or_explain(fn, *args, context: str | None = None):
   """Calls fn(*args); a bad input becomes one error line and exit status 2.
 
@@ -132,7 +124,7 @@ def run_or_explain(fn, *args, context: str | None = None):
   """
   try:
     return fn(*args)
-  except lock.RunDirectoryLocked as error:
+  except (lock.RunDirectoryLocked, config_lib.RunMismatch) as error:
     print(f"error: --out_dir: {error}", file=sys.stderr)
     sys.exit(2)
   except (errors.InputError, FileNotFoundError) as error:
@@ -149,6 +141,14 @@ def run_or_explain(fn, *args, context: str | None = None):
 
 COLUMNS = ("nll", "kl", "mi", "au", "infonce_bound", "ppl", "train_seconds",
            "seconds_per_step", "step_time_vs_vae")
+
+
+def metrics_table(run_dir: str, results: dict, split: str = "test") -> str:
+  """The table of one run's metrics (format_table), its row named
+  "RUN_DIR (checkpoint, split)": what tf-cvae-train and tf-cvae-evaluate
+  print."""
+  which = results.get("evaluated_checkpoint") or results.get("checkpoint")
+  return format_table({f"{run_dir} ({which}, {split})": results})
 
 
 def format_table(rows: dict[str, dict]) -> str:

@@ -13,7 +13,9 @@ for input i, the latent's coordinates separated by spaces.
 The export (tf-cvae-export) holds the vocabulary and the network; loading
 it needs only TensorFlow. The input file is read by tf_cvae.trained.inputs,
 the reader tf-cvae-sample uses too (a blank line is refused: row i of the
-output is line i).
+output is line i). Words outside the run's vocabulary are read as unknown;
+they are counted in a warning line (and, with --output, in the summary
+line), as the export's `unknown_words` output counts them per sentence.
 """
 
 import os
@@ -24,6 +26,7 @@ import tf_cvae_runners  # first: TensorFlow starts without its chatter
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -70,10 +73,27 @@ def load_export(export_dir: str):
 
 def encode(export_dir: str, path: str, batch_size: int) -> np.ndarray:
   """Posterior means float32 [N, latent] of the N inputs in `path` (read by
-  inputs.read_file: no blank line, at least one input)."""
+  inputs.read_file: no blank line, at least one input); a text export's
+  words outside its vocabulary are counted in one warning line."""
+  means, unknown = encode_counting(export_dir, path, batch_size)
+  warn_unknown(path, unknown)
+  return means
+
+
+def warn_unknown(path: str, unknown: np.ndarray | None) -> None:
+  """One warning line counting the words read as unknown, if any."""
+  if unknown is not None and unknown.sum():
+    logging.warning("%s: %d words in %d of %d sentences are not in the "
+                    "vocabulary and were read as unknown", path,
+                    unknown.sum(), np.count_nonzero(unknown), len(unknown))
+
+
+def encode_counting(export_dir: str, path: str, batch_size: int):
+  """(posterior means float32 [N, latent], unknown words int32 [N] per input
+  or None for images) of the N inputs in `path`."""
   encoder, input_name = load_export(export_dir)
   given = inputs.read_file(path, input_name)
-  means = []
+  means, unknown = [], []
   for start in range(0, len(given), batch_size):
     try:
       out = encoder.encode(tf.constant(given[start:start + batch_size]))
@@ -82,22 +102,29 @@ def encode(export_dir: str, path: str, batch_size: int) -> np.ndarray:
       raise errors.InputError(f"--input={path}, inputs {start + 1}-{end}: "
                               f"{_assertion(error)}") from error
     means.append(out["mean"].numpy())
-  return np.concatenate(means)
+    if "unknown_words" in out:
+      unknown.append(out["unknown_words"].numpy())
+  return np.concatenate(means), (np.concatenate(unknown) if unknown
+                                 else None)
 
 
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    means = encode(FLAGS.export_dir, FLAGS.input, FLAGS.batch_size)
+    means, unknown = encode_counting(FLAGS.export_dir, FLAGS.input,
+                                     FLAGS.batch_size)
+    warn_unknown(FLAGS.input, unknown)
     if FLAGS.output:
       np.save(FLAGS.output, means)
   except (errors.InputError, OSError) as error:   # OSError: --output's folder
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   if FLAGS.output:
+    counted = ("" if unknown is None else
+               f"; {int(unknown.sum())} words not in the vocabulary")
     print(f"{FLAGS.output}: {means.shape[0]} x {means.shape[1]} posterior "
-          "means")
+          f"means{counted}")
   else:
     np.savetxt(sys.stdout, means, fmt="%.6f")
 

@@ -4,9 +4,11 @@
   tf-cvae-evaluate --run_dir=RUN --split=valid --checkpoint=last
 
 Rebuilds data and model from RUN/config.json (a text run reuses RUN/vocab.txt),
-loads the last checkpoint (RUN/checkpoints), the best one (RUN/best) or, with
-auto, the best once there is one, else the last; writes
-RUN/metrics_<split>.json and prints one table row.
+loads the last checkpoint (RUN/checkpoints; the default, as for metrics.json,
+tf-cvae-export and tf-cvae-sample), the best one (RUN/best) or, with auto,
+the best once there is one, else the last; writes RUN/metrics_<split>.json
+(naming the checkpoint under "checkpoint" and "checkpoint_path") and prints
+one table row.
 """
 
 import dataclasses
@@ -31,10 +33,8 @@ flags.DEFINE_integer("iw_samples", 500, "Importance samples of the NLL; 0 "
                      "skips it.", lower_bound=0)
 flags.DEFINE_integer("eval_examples", None, "Evaluate only this many "
                      "examples.", lower_bound=1)
-flags.DEFINE_enum("checkpoint", "last", list(restore.CHECKPOINTS),
-                  "The last checkpoint (what training ended with), the "
-                  "best one (by the run's --select_by), or auto: the best "
-                  "once there is one, else the last.")
+flags.DEFINE_enum("checkpoint", restore.DEFAULT_CHECKPOINT,
+                  list(restore.CHECKPOINTS), restore.CHECKPOINT_HELP)
 flags.DEFINE_enum("text_batching", None, ["exact", "bucket"], "Text batches "
                   "for the MI estimates (default: the run's): exact = one "
                   "length a batch, bucket = lengths mixed.")
@@ -52,7 +52,7 @@ def evaluate_run() -> dict:
       validation.final_eval_config(run.config), split=FLAGS.split,
       iw_samples=FLAGS.iw_samples, max_examples=FLAGS.eval_examples)
   results = evaluation.evaluate(run.vae, run.critic, dataset, eval_config)
-  results.update(checkpoint=run.which, split=FLAGS.split,
+  results.update(run.checkpoint_record(), split=FLAGS.split,
                  text_batching=getattr(dataset, "batching", None))
   path = os.path.join(FLAGS.run_dir, f"metrics_{FLAGS.split}.json")
   with open(path, "w", encoding="utf-8") as f:
@@ -66,8 +66,7 @@ def _main(argv):
   common.setup_logging()
   results = common.run_or_explain(evaluate_run,
                                   context=f"--run_dir={FLAGS.run_dir}")
-  print(common.format_table(
-      {f"{FLAGS.run_dir} ({FLAGS.checkpoint}, {FLAGS.split})": results}))
+  print(common.metrics_table(FLAGS.run_dir, results, FLAGS.split))
 
 
 def main():

@@ -11,6 +11,9 @@ also the loaded object's `encode`) take raw input: `sentences`, string
 `log_variance` and `sample`, each [batch, latent]. Loading it needs only
 TensorFlow: tf.saved_model.load(export_dir).encode(...); `saved_model_cli
 run --signature_def=encode` (or serving_default) serves it too.
+EXPORT_DIR/tf_cvae_export.json names the run and the checkpoint exported
+(--checkpoint: the last by default, as metrics.json, tf-cvae-evaluate and
+tf-cvae-sample).
 """
 
 import os
@@ -32,9 +35,8 @@ flags.DEFINE_string("run_dir", None, "Run directory written by "
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel "
                     "(default: RUN_DIR/export); an existing one is replaced "
                     "once the new one is complete.")
-flags.DEFINE_enum("checkpoint", "auto", list(restore.CHECKPOINTS),
-                  "Which weights: the best (by the run's --select_by), the "
-                  "last, or auto: the best once there is one, else the last.")
+flags.DEFINE_enum("checkpoint", restore.DEFAULT_CHECKPOINT,
+                  list(restore.CHECKPOINTS), restore.CHECKPOINT_HELP)
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +52,8 @@ def _main(argv):
   except errors.InputError as error:
     print(f"error: --run_dir={FLAGS.run_dir}: {error}", file=sys.stderr)
     sys.exit(2)
-  print(export.export_encoder(run.vae, export_dir, run.vocab))
+  print(export.export_encoder(run.vae, export_dir, run.vocab,
+                              metadata=run.checkpoint_record()))
 
 
 def main():

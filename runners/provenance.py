@@ -9,10 +9,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 
 from absl import flags
+from absl import logging
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -40,6 +42,18 @@ def train_flagfile(**values) -> str:
     elif flag.value is not None:
       lines.append(flag.serialize())
   return "\n".join(sorted(lines)) + "\n"
+
+
+def run_flagfile(config: config_lib.TrainConfig, **values) -> str:
+  """train_flagfile of the run `config` describes: its out_dir and data
+  files and folder as absolute paths, so that --flagfile=RUN/flags.cfg
+  continues the run from any folder; `values` as train_flagfile's."""
+  data = config.data
+  paths = {name: getattr(data, name) for name in (
+      "data_dir", "train_file", "valid_file", "test_file", "vocab_file")
+            if getattr(data, name)}
+  return train_flagfile(**dict(paths, out_dir=os.path.abspath(config.out_dir),
+                               **values))
 
 
 def resume_command(argv: list[str], out_dir: str) -> str:
@@ -117,9 +131,24 @@ def write_run_files(config: config_lib.TrainConfig, argv: list[str],
 
 def train_with_provenance(config: config_lib.TrainConfig, argv: list[str],
                           flagfile_text: str) -> dict:
-  """train.run(config) with flags.cfg and provenance.json written first, all
-  under the run directory's lock: a second process on a running directory
-  fails (lock.RunDirectoryLocked) before it writes anything there."""
-  with build.run_lock(config):
-    write_run_files(config, argv, flagfile_text)
-    return train.run(config)
+  """train.run(config) under the run directory's lock, with flags.cfg and
+  provenance.json written and the run directory (and the command resuming
+  it) logged once train.run found the directory resumable and the data
+  loaded. A refused run (lock held, another run there, missing data) logs
+  nothing first, and a run directory this call created for a run that never
+  started is removed again."""
+  created = not os.path.exists(config.out_dir)
+  started = []
+
+  def start(run_config):
+    write_run_files(run_config, argv, flagfile_text)
+    logging.info("run directory %s; resume with: %s", config.out_dir,
+                 resume_command(argv, config.out_dir))
+    started.append(True)
+
+  try:
+    with build.run_lock(config):
+      return train.run(config, on_start=start)
+  finally:
+    if created and not started:
+      shutil.rmtree(config.out_dir, ignore_errors=True)

@@ -42,7 +42,7 @@ def _main(argv):
     print(f"== training {name} -> {config.out_dir}", flush=True)
     rows[name] = common.run_or_explain(
         provenance.train_with_provenance, config, sys.argv,
-        provenance.train_flagfile(critic=critic_name, out_dir=config.out_dir))
+        provenance.run_flagfile(config, critic=critic_name))
   o = config.objective
   held = (f"target {o.critic_target:g} nats by a {o.critic_constraint}, "
           f"lambda from {o.critic_weight:g}" if math.isfinite(

@@ -4,8 +4,9 @@
   tf-cvae-sample --run_dir=RUN --mode=reconstruct --input=lines.txt
   tf-cvae-sample --run_dir=RUN --mode=interpolate --input=test:0,1
 
-Restores the VAE of --run_dir (--checkpoint; by default the best, else the
-last; no data files needed unless --input names a split). --mode=prior
+Restores the VAE of --run_dir (--checkpoint; by default the last, as
+metrics.json, tf-cvae-evaluate and tf-cvae-export; no data files needed
+unless --input names a split). --mode=prior
 decodes z ~ N(0, I); reconstruct decodes the posterior means of the inputs;
 interpolate decodes --num_steps evenly spaced points from one input's mean
 to the next's, for the pairs (1st, 2nd), (3rd, 4th), ... --input is a text
@@ -17,9 +18,11 @@ input's weight, then the sentence); images to OUTPUT_DIR/<mode>.png, a grid
 (1 is drawn white): reconstructions as rows of inputs over rows of their
 decodings, interpolations one pair a row, framed by the two inputs.
 --decoding=beam (text only) decodes the most probable sentence a beam of
---beam_size hypotheses finds.
+--beam_size hypotheses finds. OUTPUT_DIR/<mode>.json names the run and
+the checkpoint decoded (also logged).
 """
 
+import json
 import os
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
@@ -61,9 +64,8 @@ flags.DEFINE_integer("max_words", 40, "Text: words per decoded sentence at "
 flags.DEFINE_integer("columns", 10, "Images: tiles per row of the grid.",
                      lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of z ~ p(z) and of --decoding=sample.")
-flags.DEFINE_enum("checkpoint", "auto", list(restore.CHECKPOINTS),
-                  "Which weights: the best (by the run's --select_by), the "
-                  "last, or auto: the best once there is one, else the last.")
+flags.DEFINE_enum("checkpoint", restore.DEFAULT_CHECKPOINT,
+                  list(restore.CHECKPOINTS), restore.CHECKPOINT_HELP)
 flags.DEFINE_string("output_dir", None, "Where the .txt / .png go (default: "
                     "RUN_DIR/samples).")
 FLAGS = flags.FLAGS
@@ -83,8 +85,13 @@ def check_beam_flags():
 
 def decode_run():
   """Decodes as the flags say: (text lines, or None; images [N, 28, 28, 1]
-  for the grid, or None; the grid's columns)."""
+  for the grid, or None; the grid's columns; run.checkpoint_record())."""
   run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint, with_data=False)
+  return _decode(run) + (run.checkpoint_record(),)
+
+
+def _decode(run):
+  """decode_run's decoding, from a restored run."""
   vae, vocab = run.vae, run.vocab
   if FLAGS.decoding == "beam" and vocab is None:
     raise errors.InputError("--decoding=beam decodes text; this run's model "
@@ -121,11 +128,16 @@ def _main(argv):
   common.setup_logging()
   common.run_or_explain(check_beam_flags,
                         context=f"--decoding={FLAGS.decoding}")
-  lines, images, columns = common.run_or_explain(
+  lines, images, columns, record = common.run_or_explain(
       decode_run, context=f"--run_dir={FLAGS.run_dir}")
   output_dir = FLAGS.output_dir or os.path.join(FLAGS.run_dir, "samples")
   os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(output_dir, FLAGS.mode)
+  with open(path + ".json", "w", encoding="utf-8") as f:
+    json.dump(dict(record, mode=FLAGS.mode, decoding=FLAGS.decoding), f,
+              indent=2, sort_keys=True)
+  logging.info("decoding the %s checkpoint %s", record["checkpoint"],
+               record["checkpoint_path"])
   if images is not None:
     print(sampling.write_png(path + ".png", images, columns))
     return

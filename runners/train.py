@@ -15,22 +15,26 @@ Every epoch is validated (out_dir/history.jsonl, out_dir/tensorboard); the
 learning rate is halved after --lr_patience epochs without improvement and
 training stops at the --max_lr_decays-th halving; the test metrics come from
 the best checkpoint (out_dir/best). tf-cvae-evaluate evaluates a run
-directory again.
+directory again. Training ends with the table of the test metrics and the
+path of metrics.json (--json: metrics.json's content, for scripts).
 """
 
 import json
+import os
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
 
 from absl import app
-from absl import logging
+from absl import flags
 
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
 from tf_cvae_runners import provenance
 
 common.define_train_flags()
+flags.DEFINE_bool("json", False, "Print the results as JSON (metrics.json's "
+                  "content and out_dir) instead of the table, for scripts.")
 
 
 def _main(argv):
@@ -38,12 +42,14 @@ def _main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   common.setup_logging()
   config = common.train_config_from_flags()
-  logging.info("run directory %s; resume with: %s", config.out_dir,
-               provenance.resume_command(sys.argv, config.out_dir))
   results = common.run_or_explain(
       provenance.train_with_provenance, config, sys.argv,
-      provenance.train_flagfile(out_dir=config.out_dir))
-  print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
+      provenance.run_flagfile(config))
+  if flags.FLAGS.json:
+    print(json.dumps({"out_dir": config.out_dir, **results}, indent=2))
+    return
+  print(common.metrics_table(config.out_dir, results))
+  print(f"metrics: {os.path.join(config.out_dir, 'metrics.json')}")
 
 
 def main():

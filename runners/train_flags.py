@@ -35,10 +35,44 @@ def define_train_flags() -> None:
   flags.DEFINE_string("data_dir", _DATA.data_dir,
                       "Folder of the real data files "
                       "(default: $TF_CVAE_DATA, else ../shared/data).")
-  for split in data_lib.base.SPLITS:
+  flags.DEFINE_bool("download", _DATA.download, "Image sets without local "
+                    "files: let tensorflow-datasets download them (false: "
+                    "read only what tfds prepared before, never the "
+                    "network).")
+  flags.DEFINE_string("train_file", None, "--dataset=text: the train file, "
+                      "one sentence a line. --dataset=images: a folder of "
+                      "PNG/JPEG files (class subfolders read as labels), or "
+                      "a .npy / .npz file of images [N, H, W(, C)].")
+  for split in ("valid", "test"):
     flags.DEFINE_string(f"{split}_file", None,
                         f"--dataset=text: the {split} file, one sentence a "
-                        "line.")
+                        "line; --dataset=images: its folder or array file. "
+                        "Unset: held out of --train_file (--held_out).")
+  flags.DEFINE_float("held_out", _DATA.held_out, "Own data given as "
+                     "--train_file alone: the fraction of it held out "
+                     "(seeded by --data_seed) as the valid split, and as "
+                     "much again as the test split.", lower_bound=0.001,
+                     upper_bound=0.49)
+  flags.DEFINE_integer("image_size", _DATA.image_size, "--dataset=images: "
+                       "images are resized to this height and width (the "
+                       "image models take 28).", lower_bound=1)
+  flags.DEFINE_integer("image_channels", _DATA.image_channels,
+                       "--dataset=images: channels the images are read with "
+                       "(the image models take 1: grey).", lower_bound=1,
+                       upper_bound=4)
+  for name, supported, what in (("image_size", 28, "28x28 images"),
+                                ("image_channels", 1, "images of 1 channel")):
+    flags.register_validator(name, lambda v, s=supported: v == s, (
+        f"the image models take {what} only (images of any size and colour "
+        f"are resized and made grey to fit): use --{name}={supported}"))
+  flags.DEFINE_enum("binarize", _DATA.binarize, ["dynamic", "threshold"],
+                    "--dataset=images: dynamic = intensities are Bernoulli "
+                    "probabilities, redrawn every epoch for train and drawn "
+                    "once for valid and test; threshold = a pixel is 1 when "
+                    "its intensity reaches --threshold (static).")
+  flags.DEFINE_float("threshold", _DATA.threshold, "--binarize=threshold: "
+                     "intensity in [0, 1] from which a pixel is 1.",
+                     lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_integer("max_vocab", _DATA.max_vocab,
                        "Cap on vocabulary ids.", lower_bound=5)
   flags.DEFINE_integer("min_count", _DATA.min_count,
@@ -312,3 +346,16 @@ def define_train_flags() -> None:
                       "Also report the test IW-NLL "
                       "at these sample counts (prefixes of the same draws), "
                       "to show its convergence; empty: none.")
+  flags.register_validator("iw_report", lambda text: counts(text) is not None,
+                           "give positive integers separated by commas, "
+                           "e.g. 20,100")
+
+
+def counts(text: str) -> tuple[int, ...] | None:
+  """The positive integers of a comma-separated flag value ("20,100"), or
+  None when it holds anything else."""
+  try:
+    values = tuple(int(p) for p in text.split(",") if p.strip())
+  except ValueError:
+    return None
+  return values if all(v >= 1 for v in values) else None

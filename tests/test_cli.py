@@ -99,9 +99,33 @@ def test_default_run_name_is_a_pure_function_of_the_config():
   assert re.fullmatch(r"synthetic_text_lstm_self_seed3_[0-9a-f]{8}", name)
   moved = dataclasses.replace(config, out_dir="elsewhere")
   assert config_lib.default_run_name(moved) == name
-  longer = dataclasses.replace(config, epochs=config.epochs + 1)
-  assert config_lib.default_run_name(longer)[:-8] == name[:-8]
-  assert config_lib.default_run_name(longer) != name
+  # Training longer, evaluating otherwise, logging or saving more often:
+  # the same run.
+  for change in (dict(epochs=config.epochs + 1), dict(max_steps=8),
+                 dict(eval=dataclasses.replace(config.eval, iw_samples=7)),
+                 dict(log_every=3, checkpoint_every=9)):
+    assert config_lib.default_run_name(
+        dataclasses.replace(config, **change)) == name, change
+  other = dataclasses.replace(config, batch_size=config.batch_size + 1)
+  assert config_lib.default_run_name(other)[:-8] == name[:-8]
+  assert config_lib.default_run_name(other) != name
+
+
+def test_a_config_mismatch_names_every_field_with_both_values(tmp_path):
+  saved = config_lib.TrainConfig(out_dir=str(tmp_path))
+  config_lib.write_json(str(tmp_path / "config.json"),
+                        dataclasses.asdict(saved))
+  mine = dataclasses.replace(
+      saved, batch_size=7, model=dataclasses.replace(saved.model,
+                                                     latent_dim=16))
+  with pytest.raises(errors.InputError) as refused:
+    config_lib.check_resumable(str(tmp_path), dataclasses.asdict(mine))
+  message = str(refused.value)
+  assert f"latent_dim 16 vs {saved.model.latent_dim}" in message
+  assert f"batch_size 7 vs {saved.batch_size}" in message
+  assert "different model, batch_size" in message and "\n" not in message
+  # The same files named relative to the working directory: the same run.
+  config_lib.check_resumable(str(tmp_path), dataclasses.asdict(saved))
 
 
 @pytest.fixture
@@ -128,22 +152,29 @@ def test_flags_cfg_rebuilds_the_same_config(tmp_path, train_flags_parsed):
                               "--iw_report=", "--epochs=2", "--noaggressive")
   assert config.out_dir == os.path.join("runs",
                                         config_lib.default_run_name(config))
-  text = provenance.train_flagfile(out_dir=config.out_dir)
-  assert f"--out_dir={config.out_dir}\n" in text and "--preset" not in text
+  text = provenance.run_flagfile(config)
+  assert f"--out_dir={os.path.abspath(config.out_dir)}\n" in text
+  assert "--preset" not in text
   path = _write(tmp_path / "flags.cfg", text)
-  assert train_flags_parsed(f"--flagfile={path}") == config
+  assert train_flags_parsed(f"--flagfile={path}") == dataclasses.replace(
+      config, out_dir=os.path.abspath(config.out_dir))
   # The same flags give the same run directory: rerunning resumes.
   assert train_flags_parsed("--iw_report=", "--noaggressive",
                             "--preset=quickstart", "--critic_target=inf",
                             "--epochs=2").out_dir == config.out_dir
-  # A preset overrides the flags before it (its epochs=12 here).
+  # A preset overrides the flags before it (its epochs=12 here); a longer
+  # run is the same run, in the same directory.
   before = train_flags_parsed("--epochs=2", "--preset=quickstart",
                               "--critic_target=inf", "--iw_report=")
-  assert before.epochs == 12 and before.out_dir != config.out_dir
+  assert before.epochs == 12 and before.out_dir == config.out_dir
+  other = train_flags_parsed("--preset=quickstart", "--critic_target=inf",
+                             "--iw_report=", "--epochs=2", "--seed=1")
+  assert other.out_dir != config.out_dir
 
 
 def test_help_lists_the_commands_own_flags_quietly(tmp_path):
-  result = _command("train", "--help", cwd=str(tmp_path))   # absl: exit 1
+  result = _command("train", "--help", cwd=str(tmp_path))
+  assert result.returncode == 0, result.stderr
   for needle in ("--critic_weight: lambda", "--batch_size: Batch size K",
                  "(default: '32')", "--preset: Read the flags of a preset",
                  "--[no]verbose", "tf-cvae-train --preset=quickstart"):
@@ -190,7 +221,7 @@ def test_run_files_record_each_start_and_refuse_another_run(
   # A directory holding another run is refused before anything is written.
   config_lib.write_json(str(run / "config.json"), dataclasses.asdict(
       dataclasses.replace(config, batch_size=7)))
-  with pytest.raises(errors.InputError, match="different batch_size"):
+  with pytest.raises(errors.InputError, match="batch_size 32 vs 7"):
     provenance.write_run_files(config, argv, "--seed=1\n")
   assert (run / "flags.cfg").read_text() == "--seed=0\n"
 
@@ -219,3 +250,108 @@ def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
   assert result.stderr.strip().splitlines() == [
       "error: experiments/reproduce.py draws its figures with matplotlib: "
       "pip install \"tf_cvae[plots]\""]
+
+
+COMMANDS = ("train", "evaluate", "export", "encode", "sample", "compare",
+            "reproduce", "benchmark", "quickstart")
+
+
+@pytest.mark.slow
+def test_every_command_s_help_exits_0(tmp_path):
+  for name in COMMANDS:
+    result = _command(name, "--help", cwd=str(tmp_path))
+    assert result.returncode == 0, (name, result.stderr[-2000:])
+    assert f"tf-cvae-{name}" in result.stdout or "--" in result.stdout, name
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--batch_size=0"], "error: --batch_size: 0 is not a positive integer"),
+    (["--batch_size=x"], "error: --batch_size: invalid literal for int() "
+     "with base 10: 'x'"),
+    (["--dataset=nope"], "error: --dataset: 'nope': value should be one of "
+     "<binarized_mnist|"),
+    (["--batch_siz=4"], "error: --batch_siz: unknown flag (did you mean "
+     "batch_size?)"),
+    (["--iw_report=0,3"], "error: --iw_report: '0,3': give positive integers "
+     "separated by commas, e.g. 20,100"),
+])
+def test_a_bad_flag_is_one_line_and_exit_2(argv, line, train_flags_parsed,
+                                           capsys):
+  from tf_cvae_runners import launch
+  flags.FLAGS.unparse_flags()
+  with pytest.raises(SystemExit) as done:
+    launch.parse_flags(["prog", *argv])
+  assert done.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and err.startswith(line), err
+
+
+def test_a_bad_flag_from_the_command_line(tmp_path):
+  result = _command("train", "--dataset=nope", cwd=str(tmp_path))
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      "error: --dataset: 'nope': value should be one of <binarized_mnist|images|"
+      "mnist|omniglot|ptb|synthetic_images|synthetic_text|text|yahoo|yelp>"]
+  missing = _command("evaluate", cwd=str(tmp_path))
+  assert (missing.returncode, missing.stderr.splitlines()) == (
+      2, ["error: --run_dir: required, and not given"])
+
+
+TINY_TEXT = ("--dataset=text", "--train_file=corpus/train.txt",
+             "--valid_file=corpus/valid.txt", "--test_file=corpus/test.txt",
+             "--embed_dim=8", "--hidden_dim=8", "--latent_dim=2",
+             "--iw_samples=2", "--iw_chunk_size=2", "--iw_report=",
+             "--eval_examples=16", "--log_every=2")
+
+
+def _run_dir(stderr: str) -> str:
+  found = re.search(r"\] run directory (\S+); resume with: ", stderr)
+  assert found, stderr[-3000:]
+  return found.group(1)
+
+
+@pytest.mark.slow
+def test_training_longer_continues_the_run_from_any_folder(tmp_path,
+                                                           text_files):
+  work = tmp_path / "work"
+  for split in ("train", "valid", "test"):
+    _write(work / "corpus" / f"{split}.txt",
+           open(text_files[f"{split}_file"], encoding="utf-8").read())
+  first = _command("train", *TINY_TEXT, "--max_steps=4", cwd=str(work))
+  assert first.returncode == 0, first.stderr[-3000:]
+  run = work / _run_dir(first.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 4
+  # A larger --max_steps: the same run directory, resumed at step 4.
+  longer = _command("train", *TINY_TEXT, "--max_steps=8", cwd=str(work))
+  assert longer.returncode == 0, longer.stderr[-3000:]
+  assert work / _run_dir(longer.stderr) == run
+  assert re.search(r"resumed from \S+ckpt-4 at step 4", longer.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+  # flags.cfg holds absolute paths: from another folder it continues too.
+  cfg = (run / "flags.cfg").read_text()
+  assert f"--train_file={work / 'corpus' / 'train.txt'}\n" in cfg
+  assert f"--out_dir={run}\n" in cfg
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  again = _command("train", f"--flagfile={run / 'flags.cfg'}",
+                   "--max_steps=10", cwd=str(elsewhere))
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert re.search(r"resumed from \S+ckpt-8 at step 8", again.stderr)
+  assert json.loads((run / "metrics.json").read_text())["steps"] == 10
+  assert not os.listdir(elsewhere)
+  # A refusal is the refusal alone: another run's flags on this directory,
+  # and missing data, which leaves no run directory behind.
+  clash = _command("train", f"--flagfile={run / 'flags.cfg'}",
+                   "--latent_dim=3", cwd=str(elsewhere))
+  assert clash.returncode == 2
+  assert clash.stderr.splitlines() == [
+      f"error: --out_dir: {run} holds a run with a different model: "
+      f"latent_dim 3 vs 2 (this command vs {run / 'config.json'}); pass a "
+      "new --out_dir or delete the old run"], clash.stderr
+  missing = _command("train", *TINY_TEXT, "--train_file=corpus/gone.txt",
+                     "--out_dir=fresh", cwd=str(work))
+  assert missing.returncode == 2
+  errors_ = [l for l in missing.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors_) == 1 and "gone.txt" in errors_[0], missing.stderr
+  assert "resume with" not in missing.stderr
+  assert not (work / "fresh").exists()

@@ -37,7 +37,7 @@ def _write(path, content: bytes):
 def offline(monkeypatch):
   """The tfds route fails at once, as on a machine without internet."""
 
-  def fail(name, unused_splits):
+  def fail(name, unused_splits, unused_download=True):
     raise RuntimeError(f"cannot download {name}\nsecond line")
 
   monkeypatch.setattr(tfds_source, "tfds_images", fail)

@@ -167,8 +167,16 @@ def test_missing_file(tmp_path):
 
 
 def test_missing_file_names(tmp_path):
-  with pytest.raises(ValueError, match="needs valid_file, test_file"):
+  # train_file alone is read (valid and test held out of it); valid_file
+  # without test_file, or no train_file, is refused naming what is missing.
+  with pytest.raises(ValueError, match=r"t\.txt: no such file"):
     data.load(data.DataConfig(name="text", train_file=str(tmp_path / "t.txt")))
+  with pytest.raises(ValueError, match="needs test_file"):
+    data.load(data.DataConfig(name="text", train_file=str(tmp_path / "t.txt"),
+                              valid_file="v"))
+  with pytest.raises(ValueError, match="needs train_file, valid_file, "
+                     "test_file"):
+    data.load(data.DataConfig(name="text"))
 
 
 def test_empty_file(tmp_path):

@@ -196,7 +196,12 @@ def test_unknown_words_and_markers_share_the_unknown_id(text_run):
   vae = text_run["vae"]
   loaded = tf.saved_model.load(text_run["export_dir"])
   words = ["<unk>", "_UNK", "UNK", "neverseen"]
-  means = loaded.encode(tf.constant(words))["mean"].numpy()
+  out = loaded.encode(tf.constant(words))
+  means = out["mean"].numpy()
+  # Words outside the vocabulary are counted; the unknown markers are not.
+  np.testing.assert_array_equal(out["unknown_words"].numpy(), [0, 0, 0, 1])
+  counted = loaded.encode(tf.constant(text_run["sentences"]))
+  assert counted["unknown_words"].numpy().tolist() == [0] * 5 + [1, 0]
   unknown = vae.encode({"tokens": tf.constant(
       [[vocab_lib.BOS_ID, vocab_lib.UNK_ID, vocab_lib.EOS_ID]])})[0].numpy()
   np.testing.assert_allclose(means, np.repeat(unknown, 4, axis=0), atol=1e-5)
@@ -208,6 +213,13 @@ def test_export_and_encode_runners_end_to_end(tmp_path, text_run, image_run,
   result = run_runner("export.py", f"--run_dir={run_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == str(run_dir / "export")
+  # By default the checkpoint metrics.json reports (the last), recorded.
+  exported = json.loads((run_dir / "export" / export.METADATA).read_text())
+  with open(run_dir / "metrics.json", encoding="utf-8") as f:
+    metrics = json.load(f)
+  assert exported["checkpoint"] == metrics["evaluated_checkpoint"] == "last"
+  assert exported["checkpoint_path"] == str(
+      run_dir / metrics["evaluated_checkpoint_path"])
   sentences = tmp_path / "sentences.txt"
   sentences.write_text("\n".join(text_run["sentences"]) + "\n")
   output = tmp_path / "text.npy"
@@ -216,6 +228,13 @@ def test_export_and_encode_runners_end_to_end(tmp_path, text_run, image_run,
                       "--batch_size=3")
   assert result.returncode == 0, result.stderr[-3000:]
   np.testing.assert_allclose(np.load(output), text_run["means"], atol=1e-5)
+  # "unseenword" in the 6th sentence: one warning line, and the summary.
+  warned = [l for l in result.stderr.splitlines() if "not in the vocab" in l]
+  assert len(warned) == 1 and warned[0].endswith(
+      f"{sentences}: 1 words in 1 of 7 sentences are not in the vocabulary "
+      "and were read as unknown"), result.stderr[-3000:]
+  assert result.stdout.strip() == (
+      f"{output}: 7 x 4 posterior means; 1 words not in the vocabulary")
 
   images = tmp_path / "images.npy"
   np.save(images, image_run["images"][..., 0])        # [N, 28, 28] works too

@@ -3,6 +3,7 @@ stops and keeps its best checkpoint), SIGTERM (checkpoint, then exit), SIGKILL
 (the same command resumes and ends where an uninterrupted run ends), and a
 writer killed in the middle of a checkpoint (the previous one still loads)."""
 
+import errno
 import glob
 import json
 import os
@@ -116,9 +117,13 @@ def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
   count, stopped_at = int(skipped[1]), int(skipped[2])
   assert count >= 5 and skipped[3] == skipped[4] == skipped[1]
   # The limit's step: where the 5th bad step in a row was, as read per step.
-  assert (f"training diverged: 5 steps in a row up to step {stopped_at} had "
-          f"a non-finite reconstruction") in message
-  assert os.path.join(config.out_dir, "best") in message
+  # Counted as the warning before it, naming the last good checkpoint.
+  assert (f"training diverged: {count} steps in a row up to step "
+          f"{stopped_at} had a non-finite reconstruction") in message
+  last_good = tf.train.latest_checkpoint(os.path.join(config.out_dir,
+                                                      "checkpoints"))
+  assert f"The last good checkpoint is {last_good};" in message
+  assert "--clip_norm" not in message        # set already (5 by default)
   assert not os.path.exists(os.path.join(config.out_dir, "metrics.json"))
   assert all(r["step"] < stopped_at for r in _history(config.out_dir))
   last = tf.train.latest_checkpoint(os.path.join(config.out_dir,
@@ -258,3 +263,44 @@ def test_a_writer_killed_mid_checkpoint_leaves_the_previous_one(tmp_path):
   tf.train.Checkpoint(step=step, big=big).restore(
       tf.train.latest_checkpoint(str(folder))).assert_consumed()
   assert int(step) == 1 and float(big[0, 0, 0]) == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", [
+    tf.errors.ResourceExhaustedError(None, None, "No space left on device"),
+    OSError(errno.ENOSPC, "No space left on device")])
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temp(
+    monkeypatch, text_files, tmp_path, failure, caplog):
+  config = _config(text_files, tmp_path / "run", epochs=1, max_steps=6,
+                   checkpoint_every=2)
+  real_save = tf.train.CheckpointManager.save
+
+  def save(manager, checkpoint_number=None, **kwargs):
+    if checkpoint_number >= 4:        # the disk fills after ckpt-2
+      os.makedirs(os.path.join(manager.directory,
+                               f"ckpt-{checkpoint_number}_temp"))
+      open(os.path.join(manager.directory, f"ckpt-{checkpoint_number}"
+                        "_temp", "part-00000"), "w").close()
+      raise failure
+    return real_save(manager, checkpoint_number=checkpoint_number, **kwargs)
+
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+  with pytest.raises(errors.TrainingError) as error:
+    train.run(config)
+  message = str(error.value)
+  folder = os.path.join(config.out_dir, "checkpoints")
+  found = re.fullmatch(r"no space left to save a checkpoint in (\S+): one "
+                       r"needs about (\d+) kB; free that much there and "
+                       r"run the same command again \(it resumes from the "
+                       r"last checkpoint saved\)", message)
+  assert found and found[1] == folder, message
+  assert 10 < int(found[2]) < 1000     # some 6,000 float32 parameters
+  assert not glob.glob(os.path.join(config.out_dir, "*", "*_temp*"))
+  assert tf.train.latest_checkpoint(folder).endswith("ckpt-2")
+  # With space again, the same run resumes from the last good checkpoint.
+  monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+  caplog.clear()
+  caplog.set_level("INFO", logger="absl")
+  results = train.run(config)
+  assert re.search(r"resumed from \S+ckpt-2 at step 2", caplog.text)
+  assert results["steps"] == 6

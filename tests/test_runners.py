@@ -48,7 +48,8 @@ def _assert_plausible(metrics, latent_dim=4, vocab_size=None):
 
 def test_train_runner_writes_metrics(tmp_path, run_runner):
   out = tmp_path / "run"
-  result = run_runner("train.py", "--max_steps=10", f"--out_dir={out}", *TINY)
+  result = run_runner("train.py", "--max_steps=10", f"--out_dir={out}",
+                      "--json", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(out / "metrics.json") as f:
     metrics = json.load(f)
@@ -126,3 +127,21 @@ def test_flagfile_with_unknown_flag_is_refused(tmp_path, run_runner):
 @pytest.mark.parametrize("flag", ["--critic=nope", "--jit_compile=maybe"])
 def test_bad_enum_values_name_the_flag(flag, run_runner):
   _assert_one_clear_error(run_runner("train.py", flag), flag.split("=")[0])
+
+
+@pytest.mark.slow
+def test_training_ends_with_the_table_and_the_metrics_path(tmp_path,
+                                                          run_runner):
+  out = tmp_path / "run"
+  result = run_runner("train.py", "--max_steps=3", f"--out_dir={out}", *TINY)
+  assert result.returncode == 0, result.stderr[-3000:]
+  header, row, path = result.stdout.strip("\n").split("\n")
+  assert path == f"metrics: {out / 'metrics.json'}"
+  with open(out / "metrics.json") as f:
+    metrics = json.load(f)
+  assert row.startswith(f"{out} (last, test) ")
+  columns, cells = header.split()[1:], row.split()[-len(header.split()[1:]):]
+  assert "nll" in columns and "mi" in columns
+  for column, cell in zip(columns, cells):
+    if cell != "-":
+      assert float(cell) == pytest.approx(metrics[column], abs=0.0051), column

@@ -1,5 +1,6 @@
 """Decoding from trained runs (tf_cvae.trained.sampling) and runners/sample.py."""
 
+import json
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -221,6 +222,10 @@ def test_sample_runner_text_end_to_end(tmp_path, text_run, run_runner):
   lines = result.stdout.strip("\n").split("\n")
   assert len(lines) == 3 and all(len(l.split()) <= 6 for l in lines)
   assert (run_dir / "samples" / "prior.txt").read_text().splitlines() == lines
+  used = json.loads((run_dir / "samples" / "prior.json").read_text())
+  assert used["checkpoint"] == "last" and used["run_dir"] == str(run_dir)
+  assert used["checkpoint_path"] == tf.train.latest_checkpoint(
+      str(run_dir / "checkpoints"))
   inputs = tmp_path / "in.txt"
   inputs.write_text("\n".join(text_run["sentences"][:2]) + "\n")
   result = run_runner("sample.py", f"--run_dir={run_dir}",

@@ -6,7 +6,12 @@ for every image set with a tfds builder, and the training pipeline builds
 from each and takes two steps.
 """
 
+import errno
+import glob
 import math
+import os
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +21,7 @@ from tensorflow_datasets.core import constants
 from tf_cvae import data
 from tf_cvae import errors
 from tf_cvae.data import images
+from tf_cvae.data import tfds_source
 from tf_cvae.models import registry
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
@@ -54,6 +60,7 @@ def test_binarized_mnist_builder_prepares_from_its_files(tmp_path, empty_dir,
     return {key: files[key] for key in urls}
 
   monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+  monkeypatch.setattr(tfds_source, "network_reachable", lambda: True)
   ds = data.load(data.DataConfig(name="binarized_mnist", data_dir=empty_dir))
   assert [u.rsplit("/", 1)[1] for u in asked] == [
       "binarized_mnist_test.amat", "binarized_mnist_train.amat",
@@ -115,7 +122,7 @@ def test_binarized_mnist_from_tfds_must_be_binary(empty_dir):
 
 
 def test_a_missing_module_says_what_to_install(empty_dir, monkeypatch):
-  def load(name, split):
+  def load(name, split, **unused_kwargs):
     raise ModuleNotFoundError("No module named 'importlib_resources'\nmore",
                               name="importlib_resources")
 
@@ -125,3 +132,56 @@ def test_a_missing_module_says_what_to_install(empty_dir, monkeypatch):
   assert str(raised.value).endswith(
       "and the tfds builder 'mnist' failed (ModuleNotFoundError: No module "
       "named 'importlib_resources'; pip install importlib_resources)")
+
+
+def test_offline_fails_in_seconds_naming_where_the_files_go(
+    tmp_path, empty_dir, monkeypatch):
+  def unreachable(*unused_args, **unused_kwargs):
+    raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+  monkeypatch.setattr(socket.socket, "connect", unreachable)
+  monkeypatch.setattr(socket, "getaddrinfo", unreachable)
+  partial = tmp_path / "tfds" / "downloads" / "mnist_files.tmp.0a1b"
+  partial.mkdir(parents=True)             # what an earlier failure left
+  started = time.time()
+  with pytest.raises(errors.InputError) as raised:
+    data.load(data.DataConfig(name="mnist", data_dir=empty_dir))
+  seconds = time.time() - started
+  assert seconds < 5, seconds
+  message = str(raised.value)
+  assert "\n" not in message
+  assert message.startswith(f"no files {{train,t10k}}-images-idx3-ubyte[.gz] "
+                            f"in {empty_dir}/mnist nor in {empty_dir} (put "
+                            "the MNIST idx files there)"), message
+  assert message.endswith("(ConnectionError: no network "
+                          "(storage.googleapis.com unreachable), so it "
+                          "cannot download)"), message
+  assert not glob.glob(str(tmp_path / "tfds" / "**" / "*.tmp*"),
+                       recursive=True)
+  # A run that never started leaves no run directory.
+  from tf_cvae_runners import provenance
+  config = config_lib.TrainConfig(
+      data=data.DataConfig(name="mnist", data_dir=empty_dir),
+      out_dir=str(tmp_path / "run"))
+  with pytest.raises(errors.InputError, match="no network"):
+    provenance.train_with_provenance(config, ["tf-cvae-train"], "")
+  assert not os.path.exists(config.out_dir)
+
+
+def test_download_false_never_asks_the_network(empty_dir, monkeypatch):
+  asked = []
+
+  def load(name, split, download=True):
+    asked.append(download)
+    raise AssertionError(f"Dataset {name}: could not find data in /tfds.")
+
+  monkeypatch.setattr(tfds, "load", load)
+  monkeypatch.setattr(tfds_source, "network_reachable",
+                      lambda: pytest.fail("probed the network"))
+  with pytest.raises(errors.InputError) as raised:
+    data.load(data.DataConfig(name="mnist", data_dir=empty_dir,
+                              download=False))
+  assert asked == [False]
+  assert str(raised.value).endswith(
+      "and the tfds builder 'mnist' failed with --download=false "
+      "(AssertionError: Dataset mnist: could not find data in /tfds.)")

@@ -1,6 +1,7 @@
 """The training loop's parts, without training: the epoch-end record, the
 step timer, and the non-finite steps counted on the device."""
 
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from tf_cvae.training import faults
 from tf_cvae.training import history
 from tf_cvae.training import schedule
 from tf_cvae.training import timing
+from tf_cvae.training import train
 from tf_cvae.training import validation
 
 VALID = dict(rec=60.0, kl=2.5, mi=0.75, mi_full=0.8, au=3, infonce_bound=0.5)
@@ -124,31 +126,52 @@ def test_bad_steps_are_counted_on_the_device_and_read_at_checks(caplog):
   bad_steps = faults.BadSteps(max_consecutive=3)
   _book(bad_steps, [0, 1, 0, 2, 4, 0])    # updates 1, 2 (skip), 2, 3, 3, 3
   assert int(bad_steps.total) == 3 and int(bad_steps.consecutive) == 0
-  assert not bad_steps.check(best_dir="best")
+  assert not bad_steps.check()
   assert ("3 steps skipped up to step 3: non-finite reconstruction, kl, "
           "critic (2 in a row, 3 skipped in all)") in caplog.text
   caplog.clear()
   _book(bad_steps, [0, 16], first_update=4)
-  assert bad_steps.check(best_dir="best")   # the last step was skipped
+  assert bad_steps.check()   # the last step was skipped
   assert ("step 5 skipped: non-finite gradients (1 in a row, 4 skipped in "
           "all)") in caplog.text
   caplog.clear()
   # Nothing booked since: nothing logged; the last step stays the skipped one.
-  assert bad_steps.check(best_dir="best") and not caplog.text
+  assert bad_steps.check() and not caplog.text
 
 
-def test_too_many_bad_steps_in_a_row_stop_at_the_next_check():
+def test_too_many_bad_steps_in_a_row_stop_at_the_next_check(tmp_path,
+                                                           caplog):
   bad_steps = faults.BadSteps(max_consecutive=3)
   # The 3rd bad step in a row is at update 2; the good steps after it do
   # not hide it.
   _book(bad_steps, [0, 2, 2, 2, 1, 0, 0])
   with pytest.raises(errors.TrainingError) as error:
-    bad_steps.check(best_dir="/runs/a/best")
+    bad_steps.check(str(tmp_path / "none"), "lower --learning_rate")
   message = str(error.value)
-  assert message.startswith("training diverged: 3 steps in a row up to step "
-                            "2 had a non-finite kl, so the run stopped")
-  assert "/runs/a/best" in message
+  # Counted as the warning of the same read counts.
+  assert ("4 steps skipped up to step 2: non-finite reconstruction, kl (4 "
+          "in a row, 4 skipped in all)") in caplog.text
+  assert message == (
+      "training diverged: 4 steps in a row up to step 2 had a non-finite "
+      "reconstruction, kl, so the run stopped (--max_bad_steps=3). No "
+      "checkpoint was saved before it; lower --learning_rate")
+  # A checkpoint saved before: named.
+  path = tf.train.CheckpointManager(tf.train.Checkpoint(
+      v=tf.Variable(1.0)), str(tmp_path / "last"), 2).save(checkpoint_number=1)
+  _book(bad_steps, [2, 2, 2])
+  with pytest.raises(errors.TrainingError,
+                     match=f"The last good checkpoint is {path}$"):
+    bad_steps.check(str(tmp_path / "last"))
 
+
+def test_divergence_advice_suggests_only_what_is_not_set():
+  config = train.TrainConfig()
+  assert train.divergence_advice(config) == (
+      "lower --learning_rate, and train into a new --out_dir")
+  unclipped = dataclasses.replace(config, clip_norm=None, critic="self")
+  assert train.divergence_advice(unclipped) == (
+      "lower --learning_rate or --critic_weight, or set --clip_norm, and "
+      "train into a new --out_dir")
 
 
 def test_only_the_totals_of_bad_steps_are_checkpointed(tmp_path):

@@ -111,9 +111,9 @@ def test_console_commands_of_the_installed_wheel(installed):
   assert any(l.startswith("ptb_cpu_self ") for l in listed), listed
 
   trained = command("train", *TINY)
-  first = trained.stderr.splitlines()[0]
   found = re.search(r"\] run directory (runs/synthetic_text_lstm_self_seed0_"
-                    r"[0-9a-f]{8}); resume with: (.*)$", first)
+                    r"[0-9a-f]{8}); resume with: (.*)$", trained.stderr,
+                    re.MULTILINE)
   assert found, trained.stderr[-3000:]
   run_dir = work / found.group(1)
   assert found.group(2) == " ".join(

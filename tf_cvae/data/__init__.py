@@ -41,9 +41,39 @@ class DataConfig:
   valid_from_train: float = 0.0        # > 0: hold out this fraction of train
                                        # as the valid split (the valid file
                                        # is then not read as validation)
+  download: bool = True                # tfds may download an image set
+  held_out: float = 0.1                # own data given as one training
+                                       # file or folder: the fraction held
+                                       # out (seeded) for valid and for test
+  image_size: int = 28                 # --dataset=images: height = width
+  image_channels: int = 1
+  binarize: str = "dynamic"            # images: dynamic | threshold
+  threshold: float = 0.5               # binarize=threshold: pixel >= it is 1
 
   def resolved_data_dir(self) -> str:
     return self.data_dir or default_data_dir()
+
+
+def absolute_paths(config: DataConfig) -> DataConfig:
+  """`config` with its folder and files as absolute paths, found as the
+  loaders find them (a file relative to the working directory, else to
+  data_dir), so the config reads the same files from any folder."""
+  data_dir = config.data_dir and os.path.abspath(
+      os.path.expanduser(config.data_dir))
+  resolved = dataclasses.replace(config, data_dir=data_dir)
+
+  def absolute(path, beside_data):
+    if not path:
+      return path
+    path = os.path.expanduser(path)
+    if beside_data and not os.path.exists(path):
+      path = text.resolve(path, resolved.resolved_data_dir())
+    return os.path.abspath(path)
+
+  return dataclasses.replace(
+      resolved, vocab_file=absolute(config.vocab_file, False),
+      **{f"{split}_file": absolute(getattr(config, f"{split}_file"), True)
+         for split in base.SPLITS})
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,6 +91,7 @@ _REGISTRY: dict[str, tuple[str, Callable[[DataConfig], base.Dataset]]] = {
     "synthetic_text": ("text", lambda c: _synthetic_text(c.seed)),
     "synthetic_images": ("image", lambda c: _synthetic_images(c.seed)),
     "text": ("text", text.load_text),
+    "images": ("image", images.load_own_images),
     "ptb": ("text", functools.partial(text.load_corpus, "ptb")),
     "yahoo": ("text", functools.partial(text.load_corpus, "yahoo")),
     "yelp": ("text", functools.partial(text.load_corpus, "yelp")),

@@ -16,6 +16,8 @@ omniglot: the original archives of 105x105 PNGs (omniglot/images_background.zip
   alphabet and character index (from its folders in the archive).
 Each set's files may be in <data_dir>/<name>/ or in data_dir itself
 (folders.py); with neither, the set comes from tfds (tfds_source.py).
+images: your own, from a folder of PNG/JPEG files (class subfolders read as
+  labels) or a .npy/.npz array [N, H, W(, C)] (load_own_images).
 """
 
 import functools
@@ -33,6 +35,7 @@ import tensorflow as tf
 from tf_cvae import errors
 from tf_cvae.data import base
 from tf_cvae.data import folders
+from tf_cvae.data import text
 from tf_cvae.data import tfds_source
 
 if TYPE_CHECKING:
@@ -155,7 +158,7 @@ def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
         {"train": "train", "valid": "validation", "test": "test"},
         folders.not_found(data_dir, "binarized_mnist",
                           "files binarized_mnist_{train,valid,test}.amat")
-        + " (put the Larochelle & Murray files there)")
+        + " (put the Larochelle & Murray files there)", config.download)
     tfds_source.check_binary("binarized_mnist", splits)
   splits = {s: np.asarray(v, np.float32) for s, v in splits.items()}
   return base.ImageDataset(
@@ -184,7 +187,7 @@ def load_mnist(config: "DataConfig") -> base.ImageDataset:
         "mnist", {"train": "train", "test": "test"},
         folders.not_found(data_dir, "mnist",
                           "files {train,t10k}-images-idx3-ubyte[.gz]")
-        + " (put the MNIST idx files there)")
+        + " (put the MNIST idx files there)", config.download)
   train = grey["train"].reshape(-1, 28, 28, 1)
   if len(train) <= MNIST_VALID:
     raise errors.InputError(f"mnist: {len(train)} training images; the last "
@@ -304,8 +307,8 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
                           "Omniglot archive images_background.zip, "
                           "images_evaluation.zip or "
                           "images_background_small1.zip")
-        + " (put the zip files of github.com/brendenlake/omniglot there)"
-    )["all"]
+        + " (put the zip files of github.com/brendenlake/omniglot there)",
+        config.download)["all"]
     images = strokes_28(grey)
   if len(images) < 10:
     raise errors.InputError(f"omniglot: {len(images)} images, need at least 10 to split")
@@ -320,3 +323,171 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
   return base.ImageDataset(name="omniglot", splits=splits,
                            fixed_seed=config.seed,
                            binarization=dict(_SPLITS_GREY), labels=labels)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MODEL_IMAGE = (28, 1)         # the image models' side and channels
+
+
+def _unit_images(values: np.ndarray, path: str, size: int,
+                 channels: int) -> np.ndarray:
+  """Images [N, H, W] or [N, H, W, C] (integers 0-255, or floats in
+  [0, 1]) as float32 [N, size, size, channels] in [0, 1]: resized by area
+  averaging, colour made grey (or grey repeated) to `channels`."""
+  if values.ndim == 3:
+    values = values[..., None]
+  if values.ndim != 4 or len(values) == 0:
+    raise errors.InputError(f"{path}: expected images [N, H, W] or [N, H, W, "
+                            f"C], got an array of shape {values.shape}")
+  if np.issubdtype(values.dtype, np.integer):
+    values = values.astype(np.float32) / 255.0
+  else:
+    values = values.astype(np.float32)
+    if values.min() < 0 or values.max() > 1:
+      raise errors.InputError(f"{path}: float images must lie in [0, 1], got "
+                              f"{values.min():g} to {values.max():g}")
+  have = values.shape[-1]
+  if have != channels:
+    if channels == 1 and have in (3, 4):
+      values = tf.image.rgb_to_grayscale(values[..., :3]).numpy()
+    elif have == 1:
+      values = np.repeat(values, channels, axis=-1)
+    else:
+      raise errors.InputError(f"{path}: images of {have} channels cannot be "
+                              f"read with {channels}")
+  if values.shape[1:3] != (size, size):
+    values = np.concatenate([
+        tf.image.resize(values[i:i + 2048], (size, size), method="area")
+        .numpy() for i in range(0, len(values), 2048)])
+  return np.clip(values, 0.0, 1.0)
+
+
+def read_image_folder(folder: str, size: int, channels: int):
+  """(images float32 [N, size, size, channels] in [0, 1], labels int64 [N]
+  or None) of the PNG/JPEG files under `folder`, in sorted path order; the
+  first-level subfolders are the classes (sorted; -1 outside them)."""
+  paths = []
+  for root, dirs, names in os.walk(folder):
+    dirs.sort()
+    paths += [os.path.join(root, n) for n in sorted(names)
+              if n.lower().endswith(IMAGE_SUFFIXES)]
+  if not paths:
+    raise errors.InputError(f"{folder}: no PNG or JPEG files in it nor in its "
+                            "subfolders")
+  images = []
+  for path in paths:
+    try:
+      image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                 expand_animations=False)
+    except tf.errors.InvalidArgumentError:
+      raise errors.InputError(f"{path}: not a readable PNG or JPEG "
+                              "image") from None
+    images.append(tf.image.resize(tf.cast(image, tf.float32) / 255.0,
+                                  (size, size), method="area").numpy())
+  relative = [os.path.relpath(p, folder).split(os.sep) for p in paths]
+  classes = sorted({r[0] for r in relative if len(r) > 1})
+  labels = (np.asarray([classes.index(r[0]) if len(r) > 1 else -1
+                        for r in relative], np.int64) if classes else None)
+  logging.info("%s: %d images%s", folder, len(paths),
+               f" in {len(classes)} classes" if classes else "")
+  return np.clip(np.stack(images), 0.0, 1.0), labels
+
+
+def read_image_array(path: str, size: int, channels: int):
+  """(images as read_image_folder's, labels or None) of a .npy file, or of a
+  .npz file's "images" array (else its only one) and "labels" if any."""
+  try:
+    loaded = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise errors.InputError(f"{path}: not a readable .npy/.npz file "
+                            f"({e})") from None
+  labels = None
+  if isinstance(loaded, np.lib.npyio.NpzFile):
+    with loaded:
+      keys = list(loaded.keys())
+      key = "images" if "images" in keys else keys[0] if len(keys) == 1 else None
+      if key is None:
+        raise errors.InputError(f"{path}: holds {', '.join(keys)}; name the "
+                                "images array 'images'")
+      values = loaded[key]
+      if "labels" in keys:
+        labels = np.asarray(loaded["labels"], np.int64)
+  else:
+    values = loaded
+  return _unit_images(values, path, size, channels), labels
+
+
+def _read_own(path: str, size: int, channels: int):
+  if os.path.isdir(path):
+    return read_image_folder(path, size, channels)
+  if path.endswith((".npy", ".npz")):
+    if not os.path.isfile(path):
+      raise errors.InputError(f"{path}: no such file")
+    return read_image_array(path, size, channels)
+  raise errors.InputError(f"{path}: neither a folder of PNG/JPEG files nor a "
+                          ".npy/.npz file")
+
+
+def load_own_images(config: "DataConfig") -> base.ImageDataset:
+  """`--dataset=images`: config.train_file a folder of PNG/JPEG files or a
+  .npy/.npz array; valid_file and test_file likewise, or (both unset) held
+  out of it (config.held_out each, seeded by config.seed, sizes logged).
+
+  Images are read at config.image_size with config.image_channels, which
+  must be the image models' (MODEL_IMAGE: 28x28, 1 channel; other sizes are
+  refused in one line). binarize "dynamic": intensities are probabilities
+  (train redrawn every epoch, valid and test drawn once); "threshold": a
+  pixel is 1 from config.threshold on, in every split.
+  """
+  size, channels = config.image_size, config.image_channels
+  if (size, channels) != MODEL_IMAGE:
+    raise errors.InputError(
+        f"image_size={size}, image_channels={channels}: the image models "
+        f"take {MODEL_IMAGE[0]}x{MODEL_IMAGE[0]} images of {MODEL_IMAGE[1]} "
+        "channel only; use image_size=28 and image_channels=1 (images of "
+        "any size and colour are resized and made grey to fit)")
+  if config.binarize not in ("dynamic", "threshold"):
+    raise errors.InputError(f"binarize must be dynamic or threshold, got "
+                            f"{config.binarize!r}")
+  if not config.train_file or bool(config.valid_file) != bool(
+      config.test_file):
+    raise errors.InputError(
+        "data set 'images' needs train_file (a folder of PNG/JPEG files or a "
+        ".npy/.npz file), with valid_file and test_file or neither")
+  data_dir = config.resolved_data_dir()
+  read = lambda path: _read_own(text.resolve(path, data_dir), size, channels)
+  train, train_labels = read(config.train_file)
+  if config.valid_file:
+    (valid, valid_labels), (test, test_labels) = (
+        read(config.valid_file), read(config.test_file))
+    splits = {"train": train, "valid": valid, "test": test}
+    labels = {"train": train_labels, "valid": valid_labels,
+              "test": test_labels}
+  else:
+    held = max(1, int(round(config.held_out * len(train))))
+    if len(train) < 2 * held + 1:
+      raise errors.InputError(
+          f"{config.train_file}: {len(train)} images, too few to hold out "
+          f"valid and test parts of {held} each")
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    rows = {"valid": order[:held], "test": order[held:2 * held],
+            "train": order[2 * held:]}
+    rows = {split: np.sort(r) for split, r in rows.items()}
+    splits = {split: train[r] for split, r in rows.items()}
+    labels = {split: None if train_labels is None else train_labels[r]
+              for split, r in rows.items()}
+    logging.info("%s: held out %d images for valid and %d for test (seed "
+                 "%d), %d left to train on", config.train_file, held, held,
+                 config.seed, len(rows["train"]))
+  if config.binarize == "threshold":
+    splits = {s: (v >= config.threshold).astype(np.float32)
+              for s, v in splits.items()}
+    binarization = {s: "none" for s in base.SPLITS}
+  else:
+    binarization = dict(_SPLITS_GREY)
+  has_labels = all(v is not None for v in labels.values())
+  return base.ImageDataset(
+      name="images", splits=splits, fixed_seed=config.seed,
+      binarization=binarization,
+      labels={s: {"class": v} for s, v in labels.items()} if has_labels
+      else None)

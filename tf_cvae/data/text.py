@@ -16,6 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 from absl import logging
+import numpy as np
 
 from tf_cvae import errors
 from tf_cvae.data import base
@@ -137,16 +138,40 @@ def limit_length(sentences: list[list[str]], max_length: int | None,
   return kept
 
 
+def hold_out_splits(sentences: list, fraction: float, seed: int,
+                    path: str) -> dict[str, list]:
+  """{"train", "valid", "test"}: a seeded draw of `fraction` of the
+  sentences (at least one) for each of valid and test, the rest train, in
+  file order; the sizes are logged."""
+  if not 0.0 < fraction < 0.5:
+    raise errors.InputError(f"held_out must lie in (0, 0.5), got {fraction}")
+  held = max(1, int(round(fraction * len(sentences))))
+  if len(sentences) < 2 * held + 1:
+    raise errors.InputError(f"{path}: {len(sentences)} sentences, too few to "
+                            f"hold out valid and test parts of {held} each")
+  order = np.random.default_rng(seed).permutation(len(sentences))
+  rows = {"valid": order[:held], "test": order[held:2 * held],
+          "train": order[2 * held:]}
+  parts = {split: [sentences[i] for i in np.sort(r)]
+           for split, r in rows.items()}
+  logging.info("%s: held out %d sentences for valid and %d for test (seed "
+               "%d), %d left to train on", path, held, held, seed,
+               len(parts["train"]))
+  return parts
+
+
 def text_dataset(name: str, paths: dict[str, str], *,
                  max_vocab: int | None = None, min_count: int = 1,
                  max_length: int | None = None, long_sentences: str = "drop",
                  hints: dict[str, str] | None = None,
-                 vocab_file: str | None = None) -> base.TextDataset:
+                 vocab_file: str | None = None, held_out: float = 0.1,
+                 seed: int = 0) -> base.TextDataset:
   """Reads train/valid/test files into a TextDataset.
 
   Args:
     name: the data set's name.
-    paths: split -> file path, for each of base.SPLITS.
+    paths: split -> file path, for each of base.SPLITS; a valid or test
+      path of None: that split is held out of the training file.
     max_vocab: cap on vocabulary ids, specials included; None for no cap.
     min_count: training words seen fewer times map to the unknown id.
     max_length: words per sentence (without <s> </s>); None for no cap.
@@ -155,8 +180,11 @@ def text_dataset(name: str, paths: dict[str, str], *,
     vocab_file: a vocabulary saved by Vocabulary.save (a run directory's
       vocab.txt) to use instead of building one from the training file, so a
       resumed run, evaluation and export see the ids training saw.
+    held_out, seed: the fraction of the training file each held-out split
+      takes, and the seed of the draw (hold_out_splits).
 
-  The vocabulary counts the training sentences as kept after max_length.
+  The vocabulary counts the training sentences as kept after max_length
+  (without the held-out ones).
 
   Returns:
     A TextDataset whose sentences are int32 ids [words + 2].
@@ -169,11 +197,15 @@ def text_dataset(name: str, paths: dict[str, str], *,
   hints = hints or {}
   tokens = {}
   for split in base.SPLITS:
+    if split != "train" and paths.get(split) is None:
+      continue                                    # held out below
     sentences = read_sentences(
         paths[split], hints.get(split, ""),
         UNCAPPED_WORD_LIMIT if max_length is None else None)
     tokens[split] = limit_length(sentences, max_length, long_sentences,
                                  paths[split])
+  if len(tokens) < len(base.SPLITS):
+    tokens = hold_out_splits(tokens["train"], held_out, seed, paths["train"])
   options = None
   if vocab_file:
     vocab = vocab_lib.Vocabulary.load(vocab_file)
@@ -205,10 +237,11 @@ def _options(config: "DataConfig") -> dict:
   return dict(max_vocab=config.max_vocab, min_count=config.min_count,
               max_length=config.max_length,
               long_sentences=config.long_sentences,
-              vocab_file=config.vocab_file)
+              vocab_file=config.vocab_file, held_out=config.held_out,
+              seed=config.seed)
 
 
-def _resolve(path: str, data_dir: str) -> str:
+def resolve(path: str, data_dir: str) -> str:
   """An absolute path, or one relative to the working directory, else data_dir."""
   if os.path.isabs(path) or os.path.exists(path):
     return path
@@ -216,18 +249,23 @@ def _resolve(path: str, data_dir: str) -> str:
 
 
 def load_text(config: "DataConfig") -> base.TextDataset:
-  """`--dataset=text`: config.{train,valid,test}_file, one sentence per line.
+  """`--dataset=text`: config.{train,valid,test}_file, one sentence per line;
+  given train_file alone, valid and test are held out of it (config.held_out
+  each, seeded by config.seed; the vocabulary from the rest alone).
 
   Relative paths are looked up in the working directory, then in data_dir.
   """
   given = {"train": config.train_file, "valid": config.valid_file,
            "test": config.test_file}
-  unset = [f"{split}_file" for split, path in given.items() if not path]
-  if unset:
-    raise errors.InputError(f"data set 'text' needs {', '.join(unset)} (one tokenized "
-                     "sentence per line)")
+  if not config.train_file or bool(config.valid_file) != bool(
+      config.test_file):
+    unset = [f"{split}_file" for split, path in given.items() if not path]
+    raise errors.InputError(
+        f"data set 'text' needs {', '.join(unset)} (one tokenized sentence "
+        "per line), or train_file alone to hold valid and test out of it")
   data_dir = config.resolved_data_dir()
-  paths = {split: _resolve(path, data_dir) for split, path in given.items()}
+  paths = {split: path and resolve(path, data_dir)
+           for split, path in given.items()}
   return text_dataset("text", paths, **_options(config))
 
 

@@ -59,6 +59,21 @@ class Sentences(tf.Module):
                         tf.fill([rows, 1], vocab_lib.EOS_ID)], axis=1)
     return {"tokens": tokens.to_tensor(default_value=vocab_lib.PAD_ID)}
 
+  def unknown_words(self, sentences: tf.Tensor) -> tf.Tensor:
+    """string [N] -> int32 [N]: each sentence's words outside the
+    vocabulary (read as unknown), the unknown markers (<unk>, _UNK, ...)
+    not counted."""
+    words = tf.strings.split(sentences)
+    flat = words.flat_values
+    markers = tf.constant(sorted(vocab_lib.UNKNOWN_MARKERS))
+    is_marker = tf.reduce_any(tf.equal(flat[:, None], markers[None, :]),
+                              axis=1)
+    unknown = tf.logical_and(tf.equal(self.table.lookup(flat),
+                                      vocab_lib.UNK_ID),
+                             tf.logical_not(is_marker))
+    return tf.reduce_sum(tf.cast(words.with_flat_values(unknown), tf.int32),
+                         axis=1)
+
   def to_raw(self, batch: dict) -> list[str]:
     """{"tokens": int [N, time]} -> N sentences, words joined by spaces, cut
     at </s>."""

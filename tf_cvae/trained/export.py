@@ -12,10 +12,12 @@ TensorFlow:
   out = encoder.encode(images)          # float32 [batch, 28, 28, 1] in [0, 1]
   out = encoder.signatures["encode"](sentences=tf.constant(["a dog"]))
   out["mean"], out["log_variance"], out["sample"]     # each [batch, latent]
+  out["unknown_words"]      # text: int32 [batch], words outside the vocabulary
 
 A run's VAE and vocabulary come from restore.restore_run(run_dir).
 """
 
+import json
 import os
 import shutil
 
@@ -26,6 +28,7 @@ from tf_cvae.models import vae as vae_lib
 
 # The export's signature names; each serves EncoderModule.encode.
 SIGNATURES = ("serving_default", "encode")
+METADATA = "tf_cvae_export.json"     # what was exported (export_encoder)
 
 
 class EncoderModule(tf.Module):
@@ -35,7 +38,9 @@ class EncoderModule(tf.Module):
   [batch], needing `vocab`; images: float32 [batch, 28, 28, 1]). `encode`
   returns a dict of float32 [batch, latent] tensors: `mean` and
   `log_variance` of the diagonal Gaussian q(z|x), and `sample`, one draw
-  mean + exp(log_variance / 2) * eps with eps ~ N(0, I).
+  mean + exp(log_variance / 2) * eps with eps ~ N(0, I); for text also
+  `unknown_words`, int32 [batch]: each sentence's words outside the
+  vocabulary (read as the unknown word; unknown markers not counted).
   """
 
   def __init__(self, vae: vae_lib.VAE,
@@ -58,7 +63,10 @@ class EncoderModule(tf.Module):
                                           training=False)
     sample = mean + tf.exp(0.5 * log_variance) * tf.random.normal(
         tf.shape(mean))
-    return {"mean": mean, "log_variance": log_variance, "sample": sample}
+    out = {"mean": mean, "log_variance": log_variance, "sample": sample}
+    if hasattr(self.inputs, "unknown_words"):
+      out["unknown_words"] = self.inputs.unknown_words(raw)
+    return out
 
 
 def _recover(export_dir: str) -> None:
@@ -76,7 +84,8 @@ def _recover(export_dir: str) -> None:
 
 
 def export_encoder(vae: vae_lib.VAE, export_dir: str,
-                   vocab: vocab_lib.Vocabulary | None = None) -> str:
+                   vocab: vocab_lib.Vocabulary | None = None,
+                   metadata: dict | None = None) -> str:
   """Writes the SavedModel of EncoderModule(vae, vocab) to export_dir, its
   `encode` also under each of SIGNATURES.
 
@@ -100,6 +109,9 @@ def export_encoder(vae: vae_lib.VAE, export_dir: str,
     encode = module.encode.get_concrete_function()
     tf.saved_model.save(module, tmp,
                         signatures={name: encode for name in SIGNATURES})
+    if metadata is not None:
+      with open(os.path.join(tmp, METADATA), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

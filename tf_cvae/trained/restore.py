@@ -1,7 +1,7 @@
 """Restoring a trained run from its directory: what evaluation, export and
 sampling start from.
 
-  run = restore.restore_run(run_dir, "best")         # or "last", "auto"
+  run = restore.restore_run(run_dir)         # "last"; or "best", "auto"
   run.vae, run.critic, run.vocab, run.dataset, run.config, run.checkpoint
 
 The networks are built as `train.run` built them (config.json; a text run's
@@ -24,10 +24,17 @@ from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 
-# "best": by the run's select_by (run_dir/best, written once an epoch has
-# finished); "last": what training ended with (run_dir/checkpoints);
-# "auto": the best once there is one, else the last.
-CHECKPOINTS = ("best", "last", "auto")
+# "last" (the default of every command): what training ended with
+# (run_dir/checkpoints), whose test metrics metrics.json reports by default;
+# "best": by the run's select_by (run_dir/best, written at its first
+# validation); "auto": the best once there is one, else the last.
+CHECKPOINTS = ("last", "best", "auto")
+DEFAULT_CHECKPOINT = "last"
+CHECKPOINT_HELP = ("Which weights: last (the default: what training ended "
+                   "with, whose test metrics metrics.json reports unless the "
+                   "run was trained with --select=best), best (the best "
+                   "validation, by the run's --select_by) or auto (the best "
+                   "once there is one, else the last).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +72,15 @@ class RestoredRun:
     """The restored inference critic, or None when the run had none."""
     return self.step_fn.critic
 
+  def checkpoint_record(self) -> dict:
+    """Which weights these are, for a command's output: {"checkpoint":
+    "last" or "best", "checkpoint_path": the path, "run_dir"}."""
+    return {"checkpoint": self.which, "checkpoint_path": self.checkpoint,
+            "run_dir": self.config.out_dir}
 
-def checkpoint_path(run_dir: str, which: str = "best") -> tuple[str, str]:
+
+def checkpoint_path(run_dir: str, which: str = DEFAULT_CHECKPOINT
+                    ) -> tuple[str, str]:
   """(which it is, "best" or "last"; its path) of a run's checkpoint.
 
   Raises errors.InputError naming the folder when it holds no checkpoint.
@@ -101,7 +115,7 @@ def load_run_data(run_dir: str) -> data_lib.base.Dataset:
   return build.load_data(config, run_dir, save_vocab=False)
 
 
-def restore_run(run_dir: str, which: str = "best",
+def restore_run(run_dir: str, which: str = DEFAULT_CHECKPOINT,
                 with_data: bool = True) -> RestoredRun:
   """Rebuilds a run from its directory and loads checkpoint `which`.
 

@@ -7,10 +7,16 @@ with the networks and optimizers (build.training_checkpoint) and saves and
 restores it: out_dir/checkpoints keeps the last two, out_dir/best the best.
 """
 
+import errno
+import glob
 import os
+import shutil
 
+import keras
+import numpy as np
 import tensorflow as tf
 
+from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.training import build
 from tf_cvae.training import faults
@@ -88,12 +94,57 @@ class Checkpoints:
 
   def save_last(self, step: int) -> str:
     """Saves into checkpoints/ as ckpt-<step>; returns its path."""
-    return self.last.save(checkpoint_number=step)
+    return self._save(self.last, step)
 
   def save_best(self, step: int) -> str:
     """Saves into best/ as ckpt-<step> (the previous best goes)."""
-    return self.best.save(checkpoint_number=step)
+    return self._save(self.best, step)
+
+  def _save(self, manager: tf.train.CheckpointManager, step: int) -> str:
+    """manager.save as ckpt-<step>. A full disk leaves nothing half-written
+    (the ckpt-<step>_temp folder and files no checkpoint list names are
+    removed) and raises errors.TrainingError: one line naming the folder
+    and the space a checkpoint needs."""
+    try:
+      return manager.save(checkpoint_number=step)
+    except (tf.errors.ResourceExhaustedError, OSError) as error:
+      if isinstance(error, OSError) and error.errno != errno.ENOSPC:
+        raise
+      _remove_partial(manager, step)
+      raise errors.TrainingError(
+          f"no space left to save a checkpoint in {manager.directory}: one "
+          f"needs about {_size(checkpoint_megabytes(self.checkpoint))}; free "
+          "that much there and run the same command again (it resumes from "
+          "the last checkpoint saved)") from None
 
   def restore_last(self) -> bool:
     """Restores the last checkpoint whole; False if there is none."""
     return build.restore_training(self.checkpoint, self.last)
+
+
+def _remove_partial(manager: tf.train.CheckpointManager, step: int) -> None:
+  """Removes what a failed save of ckpt-<step> left in manager.directory:
+  its _temp folder, and its files unless a kept checkpoint has that name."""
+  prefix = os.path.join(manager.directory, f"ckpt-{step}")
+  for path in glob.glob(glob.escape(prefix) + "_temp*"):
+    shutil.rmtree(path, ignore_errors=True)
+  if prefix not in manager.checkpoints:
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+      os.remove(path)
+
+
+def checkpoint_megabytes(checkpoint: tf.train.Checkpoint) -> float:
+  """What the variables (TensorFlow's and Keras's) a checkpoint holds weigh,
+  in MB (10^6 bytes)."""
+  total = 0
+  for item in tf.train.TrackableView(checkpoint).descendants():
+    if isinstance(item, (tf.Variable, keras.Variable)):
+      total += (int(np.prod(item.shape, dtype=np.int64))
+                * tf.as_dtype(item.dtype).size)
+  return total / 1e6
+
+
+def _size(megabytes: float) -> str:
+  """"12.3 MB", or "45 kB" under 1 MB."""
+  return (f"{megabytes:.1f} MB" if megabytes >= 1 else
+          f"{max(megabytes * 1000, 1):.0f} kB")

@@ -81,13 +81,23 @@ class TrainConfig:
     object.__setattr__(self, "objective", objective)
 
 
+# Fields that do not change what is trained, so not the run's name: how
+# long it trains (a longer run continues the shorter one), how it is
+# evaluated and how often it logs and saves (and data.download).
+NOT_IN_RUN_NAME = ("out_dir", "epochs", "max_steps", "eval", "log_every",
+                   "checkpoint_every")
+
+
 def default_run_name(config: TrainConfig) -> str:
   """The run directory name of a config given no out_dir: "<dataset>_<model>
   _<critic>_seed<seed>_<hash>", hash = 8 hex digits of the SHA-256 of the
-  config's JSON without out_dir. The same config gives the same name, so
-  rerunning a command resumes its run; any other change gives a new one."""
+  config's JSON without NOT_IN_RUN_NAME. The same run gives the same name
+  whatever its length, so rerunning a command with a larger max_steps or
+  epochs continues its run; any other change gives a new one."""
   fields = dataclasses.asdict(config)
-  fields.pop("out_dir")
+  for name in NOT_IN_RUN_NAME:
+    fields.pop(name)
+  fields["data"].pop("download")      # where the data comes from
   digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
   model = config.model.name
   if model == "auto" and config.data.name in data_lib.names():
@@ -217,18 +227,55 @@ def same_run(a: TrainConfig, b: TrainConfig) -> bool:
 # Config sections that must match to resume from an existing run directory.
 RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
                "batch_size", "optimizer", "critic_optimizer", "aggressive")
+# Nested fields shown by their flag's name where it differs from the field's.
+_FLAG_NAMES = {"data.name": "dataset", "data.seed": "data_seed",
+               "model.name": "model"}
+# Data fields that name files or folders: compared as absolute paths.
+_PATH_FIELDS = ("data_dir", "train_file", "valid_file", "test_file",
+                "vocab_file")
+
+
+def _differences(key: str, mine, saved) -> list[str]:
+  """"<flag> <mine> vs <saved>" for each field of `key` that differs."""
+  if isinstance(mine, dict) and isinstance(saved, dict):
+    out = []
+    for name in sorted(set(mine) | set(saved)):
+      a, b = mine.get(name), saved.get(name)
+      if key == "data" and name == "download":   # not the data itself
+        continue
+      if key == "data" and name in _PATH_FIELDS:
+        a, b = (os.path.abspath(v) if isinstance(v, str) else v
+                for v in (a, b))
+      if a != b:
+        flag = _FLAG_NAMES.get(f"{key}.{name}", name)
+        out.append(f"{flag} {a} vs {b}")
+    return out
+  return [] if mine == saved else [f"{key} {mine} vs {saved}"]
+
+
+class RunMismatch(errors.InputError):
+  """The run directory holds another run (runners name --out_dir)."""
 
 
 def check_resumable(out_dir: str, config_dict: dict) -> None:
-  """Refuses to resume a run directory whose run differs in RESUME_KEYS
-  (errors.InputError naming its config.json, also when that file cannot be
-  read as a config of this version)."""
+  """Refuses to resume a run directory whose run differs in RESUME_KEYS:
+  RunMismatch (an errors.InputError) naming every field that differs with
+  both values, this
+  config's first ("latent_dim 16 vs 8"), and its config.json (also when that
+  file cannot be read as a config of this version). Data paths compare as
+  absolute paths."""
   path = os.path.join(out_dir, "config.json")
   if not os.path.exists(path):
     return
   saved = dataclasses.asdict(load_config(out_dir))
-  clashes = [k for k in RESUME_KEYS if saved.get(k) != config_dict.get(k)]
-  if clashes:
-    raise errors.InputError(
-        f"{out_dir} holds a run with a different {', '.join(clashes)} (see "
-        f"{path}); pass a new --out_dir or delete the old run")
+  sections, diffs = [], []
+  for key in RESUME_KEYS:
+    found = _differences(key, config_dict.get(key), saved.get(key))
+    if found:
+      sections.append(key)
+      diffs += found
+  if diffs:
+    raise RunMismatch(
+        f"{out_dir} holds a run with a different {', '.join(sections)}: "
+        f"{', '.join(diffs)} (this command vs {path}); pass a new --out_dir "
+        f"or delete the old run")

@@ -67,13 +67,14 @@ class BadSteps(tf.Module):
         tf.where(reached, update, limit_update),
         tf.where(reached, mask64, limit_mask)]))
 
-  def check(self, best_dir: str) -> bool:
+  def check(self, last_dir: str | None = None, advice: str = "") -> bool:
     """Reads the steps booked since the last check (one host read), logs
     the skipped ones; raises errors.TrainingError if max_consecutive were
     skipped in a row. Returns whether the last booked step was skipped.
 
-    Args:
-      best_dir: where the best checkpoint lies (named in the error).
+    The error counts as the warning logged with it does (the same read),
+    names the latest checkpoint in `last_dir` if there is one (saved after
+    a good step) and ends with `advice` (what to change).
     """
     booked = dict(zip(_WINDOW, self._since_check.window.numpy().tolist()))
     self._since_check.window.assign(_EMPTY_WINDOW)
@@ -87,14 +88,14 @@ class BadSteps(tf.Module):
                       "the weights were not updated", where, names,
                       booked["longest"], total)
     if booked["limit_update"] >= 0:
-      names = ", ".join(train_step_lib.nonfinite_names(booked["limit_mask"]))
+      last = tf.train.latest_checkpoint(last_dir) if last_dir else None
+      kept = (f"The last good checkpoint is {last}" if last else
+              "No checkpoint was saved before it")
       raise errors.TrainingError(
-          f"training diverged: {self.max_consecutive} steps in a row up to "
-          f"step {booked['limit_update']} had a non-finite {names}, so the "
-          f"run stopped (--max_bad_steps={self.max_consecutive}). The best "
-          f"checkpoint is kept in {best_dir}; lower --learning_rate or "
-          f"--critic_weight, or set --clip_norm, and train into a new "
-          f"--out_dir")
+          f"training diverged: {booked['longest']} steps in a row up to "
+          f"step {booked['update']} had a non-finite {names}, so the run "
+          f"stopped (--max_bad_steps={self.max_consecutive}). {kept}"
+          + (f"; {advice}" if advice else ""))
     return consecutive > 0
 
 

@@ -33,6 +33,15 @@ from tf_cvae.training import validation
 TrainConfig = config_lib.TrainConfig    # callers build it as train.TrainConfig
 
 
+def divergence_advice(config: TrainConfig) -> str:
+  """What to change after a diverged run: a lower learning rate (and critic
+  weight, with a critic), a gradient clip when none is set, a new out_dir."""
+  lower = "--learning_rate" + (" or --critic_weight" if config.critic != "none"
+                               else "")
+  clip = "" if config.clip_norm else ", or set --clip_norm"
+  return f"lower {lower}{clip}, and train into a new --out_dir"
+
+
 class _Training:
   """One call of `run`: the loop and the epoch protocol around a TrainStep.
 
@@ -98,7 +107,8 @@ class _Training:
   def check(self) -> tuple[int, bool]:
     """Reads the device's counts: (updates made, whether the last step was
     skipped); raises errors.TrainingError after max_bad_steps in a row."""
-    last_skipped = self.state.bad_steps.check(self.checkpoints.best_directory)
+    last_skipped = self.state.bad_steps.check(
+        self.checkpoints.last.directory, divergence_advice(self.config))
     return self.step_fn.iterations, last_skipped
 
   def one_step(self, batch, aggressive: bool, inner_batches) -> dict:
@@ -243,8 +253,12 @@ class _Training:
     self.checkpoints.save_last(step)
 
 
-def run(config: TrainConfig) -> dict:
+def run(config: TrainConfig, on_start=None) -> dict:
   """Trains (resuming if out_dir has checkpoints), evaluates, writes files.
+
+  `on_start(config)`, if given, is called once the run directory was found
+  resumable and the data loaded, before anything else is written there:
+  a run refused or failing on its data has not started.
 
   Each epoch ends with a validation pass over the valid split (at most
   config.valid_examples) whose negative ELBO drives the schedule
@@ -264,16 +278,18 @@ def run(config: TrainConfig) -> dict:
   lock.RunDirectoryLocked (an InputError) names the process holding it.
   """
   with build.run_lock(config):
-    return _run(config)
+    return _run(config, on_start)
 
 
-def _run(config: TrainConfig) -> dict:
+def _run(config: TrainConfig, on_start) -> dict:
   """run's work, out_dir locked."""
   config_dict = dataclasses.asdict(config)
   config_lib.check_resumable(config.out_dir, config_dict)
   if config.deterministic:
     determinism.enable(config.seed)
   dataset, step_fn = build.training_parts(config)
+  if on_start is not None:
+    on_start(config)
   config = build.worker_config(config, step_fn.strategy)  # out_dir: its own
   # Written once the data loaded: a bad file leaves no run to clash with.
   config_lib.write_json(os.path.join(config.out_dir, "config.json"), config_dict)
