@@ -68,8 +68,8 @@ SETUPS = {
                              decoder_dropout=0.0),
         batch_size=32, epochs=12, seeds=5,
         measure=evaluation.EvalConfig(iw_samples=500, iw_chunk_size=100,
-                                      iw_report=(20, 100),
-                                      max_examples=500)),
+                                      iw_report=(20, 100), max_examples=500,
+                                      text_batching="exact")),
     "omniglot": Setup(
         data_lib.DataConfig(name="omniglot"),
         registry.ModelConfig(name="pixelcnn", latent_dim=32,
