@@ -399,3 +399,26 @@ def test_ptb_held_out_validation_is_read_at_the_full_batch(data_file):
   assert exact["log_k"] == pytest.approx(
       sum(s * math.log(s) for s in sizes) / 337)
   assert exact["log_k"] < full["log_k"] - 1.2          # 2.23 against 3.43
+
+
+def test_the_noise_floor_separates_a_weak_code_from_none():
+  # Posteriors N(mu_x, I) with mu_x ~ N(0, s^2 I): the MI is
+  # d/2 log(1 + s^2) nats. At s = 0.5 on 400 examples (d = 8: 0.89 nats)
+  # the batch estimate lies far above the floor's 97.5% point; at s = 0 it
+  # lies inside the floor in about 95% of the draws.
+  n, d = 400, 8
+  floor = metrics.mi_noise_floor(n, d, seed=0)
+  rng = np.random.default_rng(0)
+  inside = 0
+  for draw in range(40):
+    for scale in (0.0, 0.5):
+      mu = (scale * rng.normal(size=(n, d))).astype(np.float32)
+      logvar = np.zeros_like(mu)
+      z = (mu + rng.normal(size=mu.shape)).astype(np.float32)
+      mi = float(metrics.mutual_information(mu, logvar, z))
+      if scale:
+        assert mi > floor["hi"] + 0.3
+        assert mi == pytest.approx(d / 2 * math.log(1.25), abs=0.25)
+      else:
+        inside += floor["lo"] < mi < floor["hi"]
+  assert inside >= 34            # 95% of 40, less a binomial margin

@@ -20,7 +20,24 @@ def test_kl_matches_hand_computed_gaussian_kl():
   expected = 0.5 * np.sum(var + mu ** 2 - 1.0 - logvar, axis=1)
   kl = tf.reduce_sum(latent.kl_to_prior_per_dim(mu, logvar), axis=-1)
   np.testing.assert_allclose(kl.numpy(), expected, rtol=1e-5)
-  # forward() reports exactly this KL for its posterior.
+
+
+def test_forward_reports_the_closed_form_kl_of_its_posterior():
+  from tf_cvae import data as data_lib
+  from tf_cvae import objective
+  from tf_cvae.models import registry
+  dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
+  vae = registry.build_vae(registry.ModelConfig(
+      embed_dim=8, hidden_dim=8, latent_dim=3, decoder_dropout=0.0), dataset)
+  batch = next(iter(dataset.batches("train", 16)))
+  terms = objective.forward(vae, None, batch, tf.constant([3, 4]),
+                            training=False)
+  mu, logvar = terms["mu"].numpy(), terms["logvar"].numpy()
+  expected = 0.5 * np.sum(np.exp(logvar) + mu ** 2 - 1.0 - logvar, axis=1)
+  np.testing.assert_allclose(terms["kl"].numpy(), expected, rtol=1e-4,
+                             atol=1e-7)
+  np.testing.assert_allclose(terms["kl_per_dim"].numpy().sum(-1), expected,
+                             rtol=1e-4, atol=1e-7)
 
 
 def test_mi_is_zero_when_posterior_ignores_x():

@@ -41,7 +41,9 @@ def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   first = step(batch)
   assert set(first) == {"loss", "rec", "kl", "mi", "infonce_bound",
                         "elbo_grad_norm", "critic_grad_norm", "critic_term",
+                        "critic_lambda", "critic_lambda_effective",
                         "nonfinite"}
+  assert float(first["critic_lambda"]) == 1.0
   assert int(first["nonfinite"]) == 0
   for _ in range(30):
     last = step(batch)
@@ -86,8 +88,12 @@ def test_plain_vae_collapses_and_self_critic_keeps_information(plain_and_critic)
   assert critic["mi"] >= plain["mi"] + 4 * plain["mi_noise_std"]
   assert critic["infonce_bound"] >= 0.75
   assert critic["au"] >= 1
-  # The InfoNCE bound is a lower bound on the MI it reports beside it.
-  assert critic["infonce_bound"] <= critic["mi"] + 0.1
+  # With f = log q(z|x) the self critic's bound and He et al.'s batch MI
+  # are one estimator in expectation (their difference is mean_j of
+  # log q(z_j|x_j) + H(q(.|x_j)), zero-mean noise): they agree within the
+  # noise floor's spread, on the same batches. Both stay under log K.
+  assert abs(critic["infonce_bound"] - critic["mi"]) < (
+      4 * critic["mi_noise_std"])
   assert critic["infonce_bound"] <= critic["log_k"] + 1e-6
 
 
