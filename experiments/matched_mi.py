@@ -91,10 +91,10 @@ KNOBS = {
                      (0.25, 0.5, 1.0)),
     "cyclical": ("cyclical", "objective.kl_cycle_steps", (0.5, 0.25, 0.125)),
     "free_bits": ("free_bits_0.25", "objective.free_bits",
-                  (0.05, 0.1, 0.25)),
+                  (0.05, 0.1, 0.25, 0.5)),
     "bn_vae": ("bn_vae", "model.bn_gamma", (0.2, 0.35, 0.5)),
     "pretrain_free_bits": ("pretrain_free_bits", "objective.free_bits",
-                           (0.05, 0.1, 0.25)),
+                           (0.05, 0.1, 0.25, 0.5)),
     "aggressive": ("aggressive", None, ()),
 }
 
@@ -309,7 +309,12 @@ def level_table(study: Study, methods, level: float | None,
   for method in methods:
     knob = None
     if KNOBS[method][1] is not None:
-      knob = study.choose(method, level)
+      try:
+        knob = study.choose(method, level)
+      except ValueError:
+        lines.append(f"| {method} | not calibrated yet | "
+                     + "| " * (len(header) - 2))
+        continue
       if knob is None:
         lines.append(f"| {method} | cannot reach {level:g} nats | "
                      + "| " * (len(header) - 2))
@@ -319,6 +324,8 @@ def level_table(study: Study, methods, level: float | None,
             for p in (Point(method, knob, s) for s in range(seeds))]
     rows = [r for r in rows if r[1] is not None]
     if not rows:
+      lines.append(f"| {method} | {'' if knob is None else f'{knob:g}'} | "
+                   "0 measured | " + "| " * (len(header) - 3))
       continue
     delta = [100 * (t["nll"] / vae[s][0]["nll"] - 1) for s, t, _ in rows
              if vae.get(s, (None,))[0] is not None]
@@ -399,7 +406,7 @@ def main(argv):
              f"{', '.join(KNOBS)}")
   study = Study(FLAGS.setup, FLAGS.runs_dir, FLAGS.results_dir)
   seeds = FLAGS.seeds or study.setup.seeds
-  if FLAGS.stage == "calibrate":
+  if FLAGS.stage in ("calibrate", "report"):
     points = study.calibration_points(FLAGS.methods)
   else:
     points = study.matched_points(FLAGS.methods, LEVELS, seeds)
