@@ -408,8 +408,15 @@ def main(argv):
   seeds = FLAGS.seeds or study.setup.seeds
   if FLAGS.stage in ("calibrate", "report"):
     points = study.calibration_points(FLAGS.methods)
-  else:
+  elif FLAGS.stage == "matched":
     points = study.matched_points(FLAGS.methods, LEVELS, seeds)
+  else:     # measure: what is trained of both, the calibration first
+    points = study.calibration_points(FLAGS.methods)
+    try:
+      points += study.matched_points(FLAGS.methods, LEVELS, seeds)
+    except ValueError:
+      pass                          # not calibrated yet: nothing matched
+    points = list(dict.fromkeys(points))
   if FLAGS.dry_run:
     left = [p for p in points if not study.done(p, "train")]
     print(f"{FLAGS.setup} {FLAGS.stage}: {len(points) - len(left)} of "
