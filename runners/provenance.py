@@ -12,14 +12,15 @@ import platform
 import socket
 import subprocess
 
+from tf_cvae_runners import launch
+from tf_cvae_runners import train_flags
+
 from absl import flags
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_cvae
-from tf_cvae_runners import launch
-from tf_cvae_runners import train_flags
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import train

@@ -17,15 +17,16 @@ import os
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import common
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
 
-from tf_cvae_runners import common
 from tf_cvae import data as data_lib
-from tf_cvae_runners import launch
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
+
 try:      # its figures need matplotlib, an extra: tf_cvae[plots]
   from tf_cvae.experiments import results
 except ModuleNotFoundError as missing:

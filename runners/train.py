@@ -22,13 +22,12 @@ import json
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
-
-from absl import app
-from absl import logging
-
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
 from tf_cvae_runners import provenance
+
+from absl import app
+from absl import logging
 
 common.define_train_flags()
 

@@ -10,11 +10,12 @@ import re
 import subprocess
 import sys
 
+from tf_cvae_runners import presets
+
 from absl import flags
 import pytest
 
 from tf_cvae import errors
-from tf_cvae_runners import presets
 from tf_cvae.training import config as config_lib
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

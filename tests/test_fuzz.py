@@ -288,7 +288,7 @@ def test_runners_report_bad_files_in_one_line(tmp_path):
 
 
 if __name__ == "__main__":
-  import tempfile   # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
   for case in CASES:
     with tempfile.TemporaryDirectory() as folder:
       try:

@@ -13,7 +13,6 @@ from tf_cvae.training import evaluation
 from tf_cvae.training import progress
 
 
-
 @pytest.fixture
 def absl_info():
   """absl's logger at INFO: once absl's flags are parsed (as other tests of

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from tf_cvae import critics
-from tf_cvae.experiments import methods
 from tf_cvae.experiments import families as families_lib
+from tf_cvae.experiments import methods
 from tf_cvae.experiments import reproduction as repro
 from tf_cvae.experiments import reproduction_sizes as sizes
 from tf_cvae.experiments import rereadings
 from tf_cvae.experiments import results
-from tf_cvae.experiments import scales
 from tf_cvae.experiments import results_measure as measure
 from tf_cvae.experiments import results_report as report
 from tf_cvae.experiments import results_tradeoff as tradeoff
+from tf_cvae.experiments import scales
 from tf_cvae.training import config as config_lib
 
 TINY = repro.Setup(

@@ -19,11 +19,12 @@ import shutil
 import subprocess
 import sys
 
+import tf_cvae_runners
+
 import numpy as np
 import pytest
 
 import tf_cvae
-import tf_cvae_runners
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SOURCES = ("setup.py", "pyproject.toml", "README.md", "flags", "tf_cvae",

@@ -14,7 +14,7 @@ from tf_cvae import errors
 def tfds_images(name: str, splits: dict[str, str]) -> dict[str, np.ndarray]:
   """split -> uint8 images [N, H, W, 1] of the tfds builder `name`, whose
   splits are named in `splits` (ours -> tfds's; downloads if needed)."""
-  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   out = {}
   for split, tfds_split in splits.items():
     # Omniglot's RGB channels are equal: keep one (a no-op for MNIST).

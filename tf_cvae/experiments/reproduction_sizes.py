@@ -24,6 +24,7 @@ from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import timing
 
+
 def cost_class(config) -> str:
   """What a step costs like: aggressive, model, a critic name, or vae."""
   if config.aggressive:
