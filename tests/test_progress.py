@@ -66,7 +66,7 @@ def test_a_terminal_gets_a_bar_whose_values_refresh_with_it(clock):
   # Redrawn every 0.5 s at most (2 steps), and at the end.
   assert 15 <= len(frames) <= 21 and frames[-1].endswith("\n")
   found = re.fullmatch(
-      r"epoch 1: +(\d+)%\|[#\d ]+\| (\d+)/40 \[00:0\d<00:(\d\d), +4\.00steps/s, "
+      r"epoch 1: +(\d+)%\|[#\d ]+\| (\d+)/40 \[00:0\d<00:(\d\d), +4\.00step/s, "
       r"loss=([\d.]+), kl=0\.5\]", frames[3])
   assert found, frames[3]
   percent, step, eta, loss = (int(found[1]), int(found[2]), int(found[3]),
@@ -75,7 +75,7 @@ def test_a_terminal_gets_a_bar_whose_values_refresh_with_it(clock):
   assert eta == pytest.approx((40 - step) / 4, abs=1)   # steps left / rate
   assert loss == pytest.approx(step / 10)      # this step's, not a log step's
   assert re.fullmatch(r"epoch 2: 100%\|#+\| 40/40 \[00:10<00:00, +4\.00"
-                      r"steps/s, loss=4, kl=0\.5\] *\n", frames[-1]), frames[-1]
+                      r"step/s, loss=4, kl=0\.5\] *\n", frames[-1]), frames[-1]
   # A log line clears the bar first.
   assert bar.filter(None) is True
 
@@ -97,11 +97,11 @@ def test_a_log_gets_lines_at_log_steps_every_30_s_and_at_the_end(
   # log_every logs that one too).
   assert [int(re.match(r"epoch 1 of 2: (\d+)/1000 ", m)[1]) for m in lines] == [
       60, 100, 105]
-  assert lines[0] == ("epoch 1 of 2: 60/1000 steps (6%),  2.00steps/s, "
+  assert lines[0] == ("epoch 1 of 2: 60/1000 steps (6%),  2.00step/s, "
                       "ETA 07:50, loss=0.6, kl=0.5")      # 940 steps at 2/s
-  assert lines[1] == ("epoch 1 of 2: 100/1000 steps (10%),  2.00steps/s, "
+  assert lines[1] == ("epoch 1 of 2: 100/1000 steps (10%),  2.00step/s, "
                       "ETA 07:30, loss=1.5, kl=0.5, rec=1, lambda=0.25")
-  assert lines[2].startswith("epoch 1 of 2: 105/1000 steps (10%),  2.00step")
+  assert lines[2].startswith("epoch 1 of 2: 105/1000 steps (10%),  2.00step/s")
   assert lines[2].endswith("loss=1.05, kl=0.5, rec=1, lambda=0.25")
 
 
@@ -129,9 +129,9 @@ def test_an_evaluation_logs_examples_rate_and_eta(caplog, absl_info):
   assert results["num_examples"] == 96
   lines = [m for m in caplog.messages if "ETA" in m]
   examples = r"evaluating synthetic_images/test: {}/96 examples \({}%\), " \
-      r" *[\d.]+examples/s, ETA \d\d:\d\d, IW-NLL of 2 samples"
+      r" *[\d.]+(example/s|s/example), ETA \d\d:\d\d, IW-NLL of 2 samples"
   codes = r"evaluating synthetic_images/test \(MI over the split\): {}/96 " \
-      r"codes \({}%\),  *[\d.]+codes/s, ETA \d\d:\d\d"
+      r"codes \({}%\),  *[\d.]+(code/s|s/code), ETA \d\d:\d\d"
   # Every batch but the last, then every MI block but the last.
   patterns = [examples.format(32, 33), examples.format(64, 67),
               codes.format(32, 33), codes.format(64, 67)]

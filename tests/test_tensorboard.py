@@ -195,7 +195,7 @@ def test_the_log_shows_progress_with_an_eta(text_run):
   # (Until the 20th step the rate includes tracing: the ETA is far above.)
   first = lines[logged.index(3)]
   assert re.fullmatch(
-      r"epoch 1 of 2: 3/20 steps \(15%\), +[\d.]+steps/s, ETA [\d:]+, "
+      r"epoch 1 of 2: 3/20 steps \(15%\), +[\d.]+(step/s|s/step), ETA [\d:]+, "
       r"loss=[\d.]+, rec=[\d.]+, kl=[\d.e-]+, bound=-?[\d.e-]+, lambda=3",
       first), first
   # Bucketed batches: an epoch has at most 10 steps (here fewer).

@@ -125,7 +125,7 @@ class Evaluator:
     total = (len(subset) if subset is not None
              else dataset.num_examples(config.split))
     what = f"evaluating {dataset.name}/{config.split}"
-    progress = progress_lib.PassProgress(what, total, "examples",
+    progress = progress_lib.PassProgress(what, total, "example",
                                          self.progress_seconds)
 
     sums = collections.defaultdict(float)
@@ -171,7 +171,7 @@ class Evaluator:
     results["elbo"] = -(results["rec"] + results["kl"])
     mu, logvar, z = (tf.concat(x, axis=0) for x in (mus, logvars, zs))
     mi_progress = progress_lib.PassProgress(
-        what + " (MI over the split)", count, "codes", self.progress_seconds)
+        what + " (MI over the split)", count, "code", self.progress_seconds)
     results["mi_full"] = float(metrics.mutual_information(
         mu, logvar, z, chunk_size=config.mi_chunk_size,
         progress=mi_progress.update))

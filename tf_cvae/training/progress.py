@@ -26,7 +26,7 @@ SHOWN_TERMS = {"loss": "loss", "rec": "rec", "kl": "kl",
                "infonce_bound": "bound", "model_infonce_bound": "model_bound",
                "critic_lambda": "lambda"}
 # A log line: tqdm's numbers without the bar.
-LOG_FORMAT = ("{desc}{n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), "
+LOG_FORMAT = ("{desc}{n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%), "
               "{rate_fmt}, ETA {remaining}{postfix}")
 
 
@@ -78,7 +78,7 @@ class TrainProgress:
     desc = f"epoch {epochs_done + 1}{cap}"
     if self.bar is None:             # a resumed run's rate: from here on
       self.bar = tqdm.tqdm(
-          desc=desc, total=self.total, initial=step, unit="steps",
+          desc=desc, total=self.total, initial=step, unit="step",
           smoothing=0.1, mininterval=self.refresh_seconds,
           file=self.stream if self.interactive else self._sink,
           dynamic_ncols=True)
@@ -122,7 +122,7 @@ class TrainProgress:
 
   def line(self) -> str:
     """The numbers of the bar as one line, e.g. "epoch 2 of 6: 12/54 steps
-    (22%), 14.20steps/s, ETA 00:03, loss=98.1, rec=90.1, kl=8.02"."""
+    (22%), 14.20step/s, ETA 00:03, loss=98.1, rec=90.1, kl=8.02"."""
     return self.bar.format_meter(**dict(self.bar.format_dict,
                                         bar_format=LOG_FORMAT))
 
@@ -182,7 +182,7 @@ class PassProgress:
   rate and an ETA (tqdm's), at most every `period_seconds` (0: every
   update) and never for the last unit (the pass logs its own end)."""
 
-  def __init__(self, what: str, total: int, unit: str = "examples",
+  def __init__(self, what: str, total: int, unit: str = "example",
                period_seconds: float = 30.0):
     self.what, self.total, self.unit = what, total, unit
     self.period_seconds = period_seconds
