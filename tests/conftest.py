@@ -12,12 +12,20 @@ import pytest
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Fixtures that run a command or train, export or install something first:
+# a test that uses one is slow.
+_SLOW_FIXTURES = {"run_runner", "installed", "compared", "grid", "previous",
+                  "protocol_run", "plain_and_critic", "toy_run", "text_run",
+                  "image_run"}
+
+
 def pytest_collection_modifyitems(items):
-  """Marks by fixture: a test that runs a command (run_runner) is slow; one
-  that reads $TF_CVAE_DATA (data_dir, data_file) is real_data."""
+  """Marks by fixture: a test that runs a command (run_runner) or needs a
+  trained run is slow; one that reads $TF_CVAE_DATA (data_dir, data_file)
+  is real_data."""
   for item in items:
     fixtures = getattr(item, "fixturenames", ())
-    if "run_runner" in fixtures:
+    if _SLOW_FIXTURES.intersection(fixtures):
       item.add_marker(pytest.mark.slow)
     if "data_dir" in fixtures or "data_file" in fixtures:
       item.add_marker(pytest.mark.real_data)

@@ -143,6 +143,7 @@ def test_flags_cfg_rebuilds_the_same_config(tmp_path, train_flags_parsed):
   assert before.epochs == 12 and before.out_dir != config.out_dir
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands_own_flags_quietly(tmp_path):
   result = _command("train", "--help", cwd=str(tmp_path))   # absl: exit 1
   for needle in ("--critic_weight: lambda", "--batch_size: Batch size K",
@@ -155,6 +156,7 @@ def test_help_lists_the_commands_own_flags_quietly(tmp_path):
   assert any(c in loud.stderr for c in CHATTER), loud.stderr
 
 
+@pytest.mark.slow
 def test_preset_list_and_an_unknown_preset(tmp_path):
   listed = _command("train", "--preset=list", cwd=str(tmp_path))
   assert listed.returncode == 0, listed.stderr
@@ -208,6 +210,7 @@ def test_resume_command_adds_the_run_directory(tmp_path, train_flags_parsed):
       "tf-cvae-train --preset=quickstart")
 
 
+@pytest.mark.slow
 def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   script = ("import sys; sys.modules['matplotlib'] = None; "   # not installed

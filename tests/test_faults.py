@@ -82,6 +82,7 @@ def _config(files, out_dir, **overrides):
   return train.TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
                                                 tmp_path, caplog):
   _poison(monkeypatch, "kl", 12, 12)
@@ -97,6 +98,7 @@ def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
   assert results["steps"] == batches - 1 and np.isfinite(results["nll"])
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
     monkeypatch, text_files, tmp_path, caplog):
   # Every forward pass from the 25th call on (validation's count too) is NaN:
@@ -162,6 +164,7 @@ def _history(run_dir):
              if not k.endswith("_seconds")} for line in f]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
     text_files, tmp_path):
   out = tmp_path / "run"
@@ -181,6 +184,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
   assert [r["epoch"] for r in _history(out)] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
                                                              tmp_path):
   whole = subprocess.run(_runner(text_files, tmp_path / "whole"),
@@ -233,6 +237,7 @@ print("second saved", flush=True)
 '''
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_checkpoint_leaves_the_previous_one(tmp_path):
   """tf.train.CheckpointManager, as the run uses it, writes into a temporary
   name and renames, and names the latest checkpoint last: kill it while the

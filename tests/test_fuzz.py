@@ -269,6 +269,7 @@ def _runner_cases(tmp) -> dict:
   }
 
 
+@pytest.mark.slow
 def test_runners_report_bad_files_in_one_line(tmp_path):
   cases = _runner_cases(str(tmp_path))
   procs = {name: subprocess.Popen(
