@@ -195,5 +195,5 @@ class PassProgress:
       return
     self.last = now
     logging.info("%s", tqdm.tqdm.format_meter(
-        done, self.total, now - self.started, prefix=self.what,
+        done, self.total, now - self.started, prefix=self.what + ": ",
         unit=self.unit, postfix=detail, bar_format=LOG_FORMAT))
