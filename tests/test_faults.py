@@ -169,7 +169,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
     text_files, tmp_path):
   out = tmp_path / "run"
   process = _start_and_wait(_runner(text_files, out), tmp_path / "log1",
-                            lambda log: "epoch 2 step " in log)
+                            lambda log: "epoch 2 of 6: " in log)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 128 + signal.SIGTERM
   log = (tmp_path / "log1").read_text()
@@ -194,7 +194,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
   out = tmp_path / "killed"
   process = _start_and_wait(
       _runner(text_files, out), tmp_path / "log",
-      lambda log: "epoch 3 step " in log)  # after epoch 2's checkpoint
+      lambda log: "epoch 3 of 6: " in log)  # after epoch 2's checkpoint
   process.kill()
   process.wait(timeout=60)
   assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
