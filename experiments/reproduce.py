@@ -19,14 +19,14 @@ import sys
 # experiments/ is a folder of the repository, not of the installed package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tf_cvae_runners  # noqa: E402  first: TensorFlow starts quietly
+import tf_cvae_runners  # noqa: E402, I001  first: TensorFlow starts quietly
+from tf_cvae_runners import common  # noqa: E402
+from tf_cvae_runners import launch  # noqa: E402
 
 from absl import app
 from absl import flags
 
-from tf_cvae_runners import common
 from tf_cvae import data as data_lib
-from tf_cvae_runners import launch
 from experiments.reproduction import reproduction as repro
 from experiments.reproduction import reproduction_sizes as sizes
 try:      # its figures need matplotlib, an extra: tf_cvae[plots]
@@ -73,7 +73,7 @@ FLAGS = flags.FLAGS
 def _command() -> str:
   """The command that regenerates this report: the scale and every flag
   that changes what it covers or where it goes."""
-  words = ["python runners/reproduce.py", f"--scale={FLAGS.scale}"]
+  words = ["python experiments/reproduce.py", f"--scale={FLAGS.scale}"]
   if set(FLAGS.only) != set(repro.PARTS):
     words.append(f"--only={','.join(FLAGS.only)}")
   for name in ("setups", "methods", "seeds", "out_dir", "results_md", "plots_dir"):

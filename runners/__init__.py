@@ -71,7 +71,7 @@ def import_tensorflow_quietly(argv: list[str]) -> None:
     return
   os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
   with _stderr_without(_CHATTER):
-    import tensorflow as tf   # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     tf.config.list_physical_devices()
 
 

@@ -16,13 +16,13 @@ import os
 import platform
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
 import keras
 import tensorflow as tf
 
-from tf_cvae_runners import launch
 from tf_cvae import benchmarking
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry

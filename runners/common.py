@@ -9,13 +9,14 @@ import logging as std_logging
 import os
 import sys
 
+from tf_cvae_runners import train_flags
+
 from absl import flags
 from absl import logging
 
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import objective
-from tf_cvae_runners import train_flags
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation

@@ -23,6 +23,7 @@ import re
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
@@ -31,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cvae import errors
-from tf_cvae_runners import launch
 from tf_cvae.trained import inputs
 
 flags.DEFINE_string("export_dir", None, "SavedModel written by "

@@ -16,12 +16,12 @@ import json
 import os
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import common
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
 
-from tf_cvae_runners import common
-from tf_cvae_runners import launch
 from tf_cvae.trained import restore
 from tf_cvae.training import evaluation
 from tf_cvae.training import validation

@@ -20,13 +20,13 @@ import os
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import common
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
 
-from tf_cvae_runners import common
 from tf_cvae import errors
-from tf_cvae_runners import launch
 from tf_cvae.trained import export
 from tf_cvae.trained import restore
 

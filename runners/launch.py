@@ -9,11 +9,12 @@ import re
 import shlex
 import sys
 
+from tf_cvae_runners import presets
+
 from absl import app
 from absl import flags
 
 from tf_cvae import errors
-from tf_cvae_runners import presets
 
 flags.DEFINE_boolean("verbose", False, "Keep TensorFlow's start-up and INFO "
                      "log lines (by default they are dropped).")

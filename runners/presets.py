@@ -21,7 +21,7 @@ LIST = "list"    # --preset=list prints the presets and exits
 
 def presets_dir() -> str:
   """The folder of the presets: tf_cvae/presets/ in an installed wheel (the
-  package data setup.py maps from flags/), else the source checkout's
+  package data pyproject.toml maps from flags/), else the source checkout's
   flags/ (a checkout, or an editable install of one)."""
   package = os.path.dirname(os.path.abspath(tf_cvae.__file__))
   installed = os.path.join(package, "presets")

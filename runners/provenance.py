@@ -13,6 +13,9 @@ import shutil
 import socket
 import subprocess
 
+from tf_cvae_runners import launch
+from tf_cvae_runners import train_flags
+
 from absl import flags
 from absl import logging
 import keras
@@ -20,8 +23,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_cvae
-from tf_cvae_runners import launch
-from tf_cvae_runners import train_flags
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import train

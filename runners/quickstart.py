@@ -14,13 +14,12 @@ import sys
 import time
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
-
-from absl import app
-from absl import flags
-
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
 from tf_cvae_runners import provenance
+
+from absl import app
+from absl import flags
 
 common.define_train_flags()
 flags.DEFINE_string("quickstart_dir", "runs/quickstart",

@@ -26,6 +26,8 @@ import json
 import os
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
+from tf_cvae_runners import common
+from tf_cvae_runners import launch
 
 from absl import app
 from absl import flags
@@ -33,8 +35,6 @@ from absl import logging
 import numpy as np
 
 from tf_cvae import errors
-from tf_cvae_runners import common
-from tf_cvae_runners import launch
 from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
 

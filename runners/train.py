@@ -24,13 +24,12 @@ import os
 import sys
 
 import tf_cvae_runners  # first: TensorFlow starts without its chatter
-
-from absl import app
-from absl import flags
-
 from tf_cvae_runners import common
 from tf_cvae_runners import launch
 from tf_cvae_runners import provenance
+
+from absl import app
+from absl import flags
 
 common.define_train_flags()
 flags.DEFINE_bool("json", False, "Print the results as JSON (metrics.json's "

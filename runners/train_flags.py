@@ -4,19 +4,19 @@ Each flag fills the library config field of the same name; runners turn them
 into configs with common.train_config_from_flags.
 """
 
+from tf_cvae_runners import presets
+
 from absl import flags
 
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae import replicas
-from tf_cvae_runners import presets
 from tf_cvae.models import encoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 from tf_cvae.training import config
 from tf_cvae.training import evaluation
-
 
 # Every flag's default is its config field's: written once, there.
 _DATA = data_lib.DataConfig()

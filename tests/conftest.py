@@ -1,5 +1,7 @@
-"""Shared fixtures: where the real data files live."""
+"""Shared fixtures: where the real data files live, the runners run from one
+TensorFlow start-up, a small text corpus; and the markers given by fixture."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,25 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The experiments (not installed) import as experiments.<module>.
 if _REPO_ROOT not in sys.path:
   sys.path.append(_REPO_ROOT)
+
+
+# Fixtures that run a command or train, export or install something first:
+# a test that uses one is slow.
+_SLOW_FIXTURES = {"run_runner", "installed", "compared", "grid", "previous",
+                  "protocol_run", "plain_and_critic", "toy_run", "text_run",
+                  "image_run"}
+
+
+def pytest_collection_modifyitems(items):
+  """Marks by fixture: a test that runs a command (run_runner) or needs a
+  trained run is slow; one that reads $TF_CVAE_DATA (data_dir, data_file)
+  is real_data."""
+  for item in items:
+    fixtures = getattr(item, "fixturenames", ())
+    if _SLOW_FIXTURES.intersection(fixtures):
+      item.add_marker(pytest.mark.slow)
+    if "data_dir" in fixtures or "data_file" in fixtures:
+      item.add_marker(pytest.mark.real_data)
 
 
 def _missing(message: str) -> None:
@@ -44,16 +65,77 @@ def data_file(data_dir):
   return find
 
 
+# A process that has imported TensorFlow once (as the runners do, quietly)
+# and forks a child per runner call: the child runs runners/<script> as the
+# main program with its own argv, cwd, stdout and stderr files, as a fresh
+# `python runners/<script>` would, minus the start-up of TensorFlow. It
+# imports no command module, so every child defines its flags afresh.
+_FORK_SERVER = r"""
+import json, os, runpy, sys, time, traceback
+import tf_cvae_runners  # TensorFlow, quietly
+print("ready", flush=True)
+for line in sys.stdin:
+  job = json.loads(line)
+  pid = os.fork()
+  if pid == 0:
+    code = 1
+    try:
+      for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+      os.chdir(job["cwd"])
+      sys.argv, sys.path[0] = job["argv"], os.path.dirname(job["argv"][0])
+      sys.stdin = open(os.devnull)
+      runpy.run_path(job["argv"][0], run_name="__main__")
+      code = 0
+    except SystemExit as stop:
+      code = stop.code if isinstance(stop.code, int) else (
+          0 if stop.code is None else 1)
+      if not isinstance(stop.code, (int, type(None))):
+        print(stop.code, file=sys.stderr)
+    except BaseException:
+      traceback.print_exc()
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)
+  deadline = time.monotonic() + job["timeout"]
+  while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+      break
+    if time.monotonic() > deadline:
+      os.kill(pid, 9)
+    time.sleep(0.02)
+  print(json.dumps(os.waitstatus_to_exitcode(status)), flush=True)
+"""
+
+
 @pytest.fixture(scope="session")
-def run_runner():
-  """run_runner("train.py", *flags) -> CompletedProcess of runners/<script>."""
+def run_runner(tmp_path_factory):
+  """run_runner("train.py", *flags) -> CompletedProcess of runners/<script>
+  run from the repository root (a child of one forked TensorFlow process)."""
+  server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=_REPO_ROOT)
+  assert server.stdout.readline() == "ready\n"
+  folder = tmp_path_factory.mktemp("runner_output")
+  calls = iter(range(1_000_000))
 
   def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, os.path.join(_REPO_ROOT, "runners", script), *args],
-        capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
+    argv = [os.path.join(_REPO_ROOT, "runners", script), *args]
+    call = next(calls)
+    out, err = folder / f"{call}.out", folder / f"{call}.err"
+    server.stdin.write(json.dumps(dict(
+        argv=argv, cwd=_REPO_ROOT, stdout=str(out), stderr=str(err),
+        timeout=900)) + "\n")
+    server.stdin.flush()
+    code = json.loads(server.stdout.readline())
+    return subprocess.CompletedProcess(
+        [sys.executable, *argv], code, out.read_text(), err.read_text())
 
-  return run
+  yield run
+  server.stdin.close()
+  server.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

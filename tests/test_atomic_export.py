@@ -25,6 +25,8 @@ import tensorflow as tf
 from tf_cvae.models import registry
 from tf_cvae.trained import export
 
+pytestmark = pytest.mark.slow
+
 IMAGES = (np.random.default_rng(0).random((3, 28, 28, 1)) < 0.3).astype(
     np.float32)
 

@@ -68,6 +68,7 @@ def test_aggressive_switch_follows_validation_mi():
   assert not aggressive.stays_aggressive([0.1, 0.3, 0.3])
 
 
+@pytest.mark.slow
 def test_aggressive_step_updates_encoder_then_decoder_only():
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   config = train.TrainConfig(

@@ -10,11 +10,12 @@ import re
 import subprocess
 import sys
 
+from tf_cvae_runners import presets
+
 from absl import flags
 import pytest
 
 from tf_cvae import errors
-from tf_cvae_runners import presets
 from tf_cvae.training import config as config_lib
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,6 +173,7 @@ def test_flags_cfg_rebuilds_the_same_config(tmp_path, train_flags_parsed):
   assert other.out_dir != config.out_dir
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands_own_flags_quietly(tmp_path):
   result = _command("train", "--help", cwd=str(tmp_path))
   assert result.returncode == 0, result.stderr
@@ -185,6 +187,7 @@ def test_help_lists_the_commands_own_flags_quietly(tmp_path):
   assert any(c in loud.stderr for c in CHATTER), loud.stderr
 
 
+@pytest.mark.slow
 def test_preset_list_and_an_unknown_preset(tmp_path):
   listed = _command("train", "--preset=list", cwd=str(tmp_path))
   assert listed.returncode == 0, listed.stderr
@@ -238,6 +241,7 @@ def test_resume_command_adds_the_run_directory(tmp_path, train_flags_parsed):
       "tf-cvae-train --preset=quickstart")
 
 
+@pytest.mark.slow
 def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   script = ("import runpy, sys; sys.modules['matplotlib'] = None; "

@@ -88,6 +88,7 @@ def _parts(step, batch):
       tape.gradient(critic, main))
 
 
+@pytest.mark.slow
 def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
                                                                  batch):
   _, plain = _update(_step(dataset, batch, 0.0, "separate"), batch)
@@ -105,7 +106,8 @@ def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
   assert shrunk < 0.01 * _norm(_decoder(separate_step, separate))
 
 
-@pytest.mark.parametrize("critic", ["self", "nn"])
+@pytest.mark.parametrize("critic", [
+    "self", pytest.param("nn", marks=pytest.mark.slow)])
 def test_reported_norms_and_applied_parts_match_an_independent_tape(
     dataset, batch, critic):
   step = _step(dataset, batch, HUGE, "separate", critic=critic)
@@ -184,6 +186,7 @@ def test_global_norm_counts_repeated_embedding_rows_once_summed():
       float(tf.norm(tf.convert_to_tensor(clipped[0]))), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_separate_clipping_compiles_with_xla_through_the_fused_lstm(dataset,
                                                                      batch):
   keras.utils.set_random_seed(0)

@@ -151,6 +151,7 @@ def _lagged_toy(config, steps=4000, lag=0.99):
   return min(bounds[-1000:]), max(bounds[-1000:])
 
 
+@pytest.mark.slow
 def test_a_proportional_term_damps_the_cycle_of_a_steep_integral():
   """With a 100-step lag and a step of 0.03, dual ascent alone overshoots
   into a cycle (the bound swings by more than 1 nat around its 1-nat target,
@@ -177,6 +178,7 @@ def test_a_restored_multiplier_continues_exactly(tmp_path):
     assert resumed == pytest.approx(uninterrupted, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_training_moves_lambda_toward_the_target_and_records_it(tmp_path):
   """A self critic held at an unreachable target (above log K): lambda rises
   every step by at least step_size * (target - log K), and history.jsonl
@@ -205,6 +207,7 @@ def test_training_moves_lambda_toward_the_target_and_records_it(tmp_path):
   assert lambdas["met"] == 0.0     # bound >= -1 always: lambda falls to 0
 
 
+@pytest.mark.slow
 def test_the_train_steps_multiplier_slows_down_with_each_halving():
   """critic_lambda_follows_lr: a TrainStep held at an unreachable target
   (the bound stays below log K < 5 nats) moves lambda's integral by at least
@@ -233,6 +236,7 @@ def test_the_train_steps_multiplier_slows_down_with_each_halving():
   assert moves[1] == pytest.approx(0.05, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_a_plain_vae_with_a_target_in_its_config_trains(tmp_path):
   """The quickstart's plain half: critic none, the critic's weight and
   target still in the config; no multiplier, no critic term."""

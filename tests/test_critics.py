@@ -262,6 +262,7 @@ def test_negative_queue_adds_rows_and_counts_only_filled_ones():
   assert float(bound) <= math.log(10) + 1e-6
 
 
+@pytest.mark.slow
 def test_a_critic_named_in_python_trains_with_its_default_term():
   """TrainConfig(critic="self") built without flags gets the self critic's
   default lambda and target, and its loss holds lambda times the critic's
@@ -323,6 +324,7 @@ def _mean_model_bound(step, batches) -> float:
 # default is now 3 nats, which presses harder). Text is slower and varies from run to run (threads):
 # under the Lagrange multiplier 30 steps gave a rise of 0.09 to 0.34, 60
 # steps 0.74 (seed 0), against an untrained critic's 0 +- 0.03.
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset_name,model_config,steps,margin", [
     ("synthetic_images", registry.ModelConfig(hidden_dim=16, latent_dim=4),
      30, 0.8),

@@ -79,6 +79,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_two_replicas_take_the_single_device_steps(name, tmp_path):
   """4 steps of SGD (lr 1, clipped): losses, InfoNCE bounds (over the global

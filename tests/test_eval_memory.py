@@ -127,6 +127,7 @@ def _growth(small: dict, large: dict) -> tuple[str, int, int]:
   return key, small[key], large[key]
 
 
+@pytest.mark.slow
 def test_iw_nll_memory_does_not_grow_with_samples():
   runs = {s: _measure("iw", s) for s in (100, 1000)}
   for samples, run in runs.items():
@@ -137,6 +138,7 @@ def test_iw_nll_memory_does_not_grow_with_samples():
   assert large - small < max(0.2 * small, 50 * MB)
 
 
+@pytest.mark.slow
 def test_whole_split_mi_never_holds_n_by_n():
   measured = _measure("mi", MI_EXAMPLES)
   key, value = ("peak", measured["peak"]) if measured["peak"] is not None \
@@ -156,6 +158,7 @@ def test_chunked_iw_nll_equals_one_chunk(chunk):
   np.testing.assert_allclose(chunked.numpy(), whole.numpy(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluator_chunking_changes_no_metric():
   vae, dataset = _text_setup(vocab_size=50, time=9, examples=40)
   evaluator = evaluation.Evaluator(vae, None)

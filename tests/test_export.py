@@ -134,6 +134,7 @@ _FRESH_PROCESS = textwrap.dedent("""
     """)
 
 
+@pytest.mark.slow
 def test_export_in_a_fresh_process_matches_the_live_model(
     tmp_path, text_run, image_run):
   inputs, out = tmp_path / "inputs.npz", tmp_path / "out.npz"
@@ -161,6 +162,7 @@ def test_export_in_a_fresh_process_matches_the_live_model(
   assert errors["shape"] is not None
 
 
+@pytest.mark.slow
 def test_saved_model_cli_serves_both_signatures(tmp_path, text_run,
                                                 image_run):
   """The TF1 loader behind saved_model_cli and TF Serving runs each of the

@@ -83,6 +83,7 @@ def _config(files, out_dir, **overrides):
   return train.TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
                                                 tmp_path, caplog):
   _poison(monkeypatch, "kl", 12, 12)
@@ -98,6 +99,7 @@ def test_an_isolated_nan_is_skipped_and_counted(monkeypatch, text_files,
   assert results["steps"] == batches - 1 and np.isfinite(results["nll"])
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_and_keeps_its_best_checkpoint(
     monkeypatch, text_files, tmp_path, caplog):
   # Every forward pass from the 25th call on (validation's count too) is NaN:
@@ -167,11 +169,12 @@ def _history(run_dir):
              if not k.endswith("_seconds")} for line in f]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
     text_files, tmp_path):
   out = tmp_path / "run"
   process = _start_and_wait(_runner(text_files, out), tmp_path / "log1",
-                            lambda log: "epoch 2 step " in log)
+                            lambda log: "epoch 2 of 6: " in log)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 128 + signal.SIGTERM
   log = (tmp_path / "log1").read_text()
@@ -186,6 +189,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
   assert [r["epoch"] for r in _history(out)] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
                                                              tmp_path):
   whole = subprocess.run(_runner(text_files, tmp_path / "whole"),
@@ -195,7 +199,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
   out = tmp_path / "killed"
   process = _start_and_wait(
       _runner(text_files, out), tmp_path / "log",
-      lambda log: "epoch 3 step " in log)  # after epoch 2's checkpoint
+      lambda log: "epoch 3 of 6: " in log)  # after epoch 2's checkpoint
   process.kill()
   process.wait(timeout=60)
   assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
@@ -238,6 +242,7 @@ print("second saved", flush=True)
 '''
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_checkpoint_leaves_the_previous_one(tmp_path):
   """tf.train.CheckpointManager, as the run uses it, writes into a temporary
   name and renames, and names the latest checkpoint last: kill it while the

@@ -5,12 +5,13 @@ import dataclasses
 import glob
 import os
 
+from tf_cvae_runners import presets
+
 from absl import flags
 import pytest
 
 from tf_cvae import critics
 from tf_cvae import data as data_lib
-from tf_cvae_runners import presets
 from tf_cvae.models import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

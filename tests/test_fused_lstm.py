@@ -171,6 +171,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_gradients_under_mirrored_strategy_sum_to_the_single_device_ones():
   result = subprocess.run([sys.executable, "-c", _MIRRORED],
                           capture_output=True, text=True, timeout=300)

@@ -269,6 +269,7 @@ def _runner_cases(tmp) -> dict:
   }
 
 
+@pytest.mark.slow
 def test_runners_report_bad_files_in_one_line(tmp_path):
   cases = _runner_cases(str(tmp_path))
   procs = {name: subprocess.Popen(
@@ -288,7 +289,7 @@ def test_runners_report_bad_files_in_one_line(tmp_path):
 
 
 if __name__ == "__main__":
-  import tempfile   # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
   for case in CASES:
     with tempfile.TemporaryDirectory() as folder:
       try:

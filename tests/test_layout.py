@@ -5,8 +5,9 @@ tf-cvae-* console scripts)."""
 import ast
 import os
 
-import tf_cvae
 import tf_cvae_runners
+
+import tf_cvae
 
 _LIBRARY = os.path.dirname(tf_cvae.__file__)
 _COMMANDS = os.path.dirname(tf_cvae_runners.__file__)

@@ -124,6 +124,7 @@ def test_iw_nll_samples_only_what_is_asked_and_prefixes_match(synthetic_text):
       rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_noise_floor_is_the_estimate_for_a_posterior_that_ignores_x():
   num, dim = 300, 16
   floor = metrics.mi_noise_floor(num, dim)
@@ -183,6 +184,7 @@ def test_probe_recovers_a_planted_latent_and_not_a_collapsed_code():
   assert abs(r2) < 0.03
 
 
+@pytest.mark.slow
 def test_a_collapsed_encoder_reads_inside_the_noise_floor(synthetic_text):
   """q(z|x) = p(z) for every x (to_params zeroed, no bias): MI, full MI and
   the probe show nothing, within the interval the evaluation states."""

@@ -154,6 +154,7 @@ def _checkpoint_values(run_dir) -> dict:
   return values
 
 
+@pytest.mark.slow
 def test_two_workers_take_the_single_device_steps(tmp_path, corpus):
   """8 steps of the self critic with a queue: the 2-worker run's loss at
   every step
@@ -194,6 +195,7 @@ def _latest_step(run_dir) -> int:
   return int(path.rsplit("-", 1)[1]) if path else 0
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_the_chiefs_checkpoint(tmp_path, corpus):
   """Worker 1 is killed mid-run: the chief stops with a TrainingError that
   says to start both again (a hang would be killed after 30 s and fail the

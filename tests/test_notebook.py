@@ -59,6 +59,7 @@ def test_cells_are_plain_python_and_parameters_come_first():
   assert "list_physical_devices" in cells[1]       # the GPU check is next
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url", ["", "  ", "https://github.com/<owner>/tf_cvae.git",
                                  "https://github.com/OWNER/tf_cvae.git"])
 def test_an_unset_repo_url_stops_with_one_line(url):
@@ -91,6 +92,7 @@ def _decoded_png(path, least_values=10):
   return image
 
 
+@pytest.mark.slow
 def test_notebook_runs_on_a_cpu_with_the_tiny_size(tmp_path):
   checkout = _checkout_copy(tmp_path / "checkout")
   site, runs = tmp_path / "site", tmp_path / "runs"

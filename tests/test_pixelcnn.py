@@ -106,6 +106,7 @@ def small_decoder(dataset):
   return decoder
 
 
+@pytest.mark.slow
 def test_sample_is_binary_seeded_and_autoregressively_distributed(
     small_decoder):
   z = tf.random.stateless_normal([32, 8], seed=[7, 8])
@@ -122,6 +123,7 @@ def test_sample_is_binary_seeded_and_autoregressively_distributed(
   assert abs(z_score) < 4.0, z_score
 
 
+@pytest.mark.slow
 def test_first_pixel_marginal_matches_its_probability(small_decoder):
   num = 128
   z = tf.tile(tf.random.stateless_normal([1, 8], seed=[9, 9]), [num, 1])
@@ -182,6 +184,7 @@ def test_parameter_counts_at_paper_size(dataset):
   assert pixelcnn.spread_kernel_sizes(4) == (9, 7, 5, 3)
 
 
+@pytest.mark.slow
 def test_hundred_adam_steps_lower_the_negative_elbo(dataset):
   vae = _vae(SMALL, dataset)
   optimizer = keras.optimizers.Adam(1e-3)

@@ -61,6 +61,7 @@ def _checkpoint_step(folder) -> int:
 # End to end.
 
 
+@pytest.mark.slow
 def test_stuck_run_halves_every_patience_epochs_and_stops(text_files, tmp_path):
   # At lr 1e-30 the weights cannot move: the validation loss of epoch 1 is
   # never beaten, so with patience 2 the rate halves at epochs 3 and 5, and
@@ -178,6 +179,7 @@ def test_tensorboard_scalars_equal_the_history(protocol_run):
   assert steps == [r["step"] for r in history]
 
 
+@pytest.mark.slow
 def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
                                                 protocol_run):
   whole_config, whole_metrics, whole_history = protocol_run
@@ -208,6 +210,7 @@ def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
         whole_metrics["test_last"][key], rel=1e-4, abs=1e-4), key
 
 
+@pytest.mark.slow
 def test_a_final_partial_epoch_is_validated_and_tested(text_files, tmp_path):
   """max_steps inside the first epoch: the final step is validated (a
   partial record), becomes the best checkpoint and is what the test reads."""
@@ -273,6 +276,7 @@ def test_evaluate_runner_on_a_missing_run_dir_is_one_clear_line(tmp_path,
   assert "config.json not found" in errors[0]
 
 
+@pytest.mark.slow
 def test_validation_inside_epochs_and_best_by_validation_nll(text_files,
                                                               tmp_path):
   """validate_every adds validations inside epochs; select_by=nll ranks them

@@ -11,17 +11,17 @@ from matplotlib import image as mpimg
 import numpy as np
 import pytest
 
-from tf_cvae import critics
-from tf_cvae import methods
 from experiments.reproduction import families as families_lib
 from experiments.reproduction import reproduction as repro
 from experiments.reproduction import reproduction_sizes as sizes
 from experiments.reproduction import rereadings
 from experiments.reproduction import results
-from experiments.reproduction import scales
 from experiments.reproduction import results_measure as measure
 from experiments.reproduction import results_report as report
 from experiments.reproduction import results_tradeoff as tradeoff
+from experiments.reproduction import scales
+from tf_cvae import critics
+from tf_cvae import methods
 from tf_cvae.training import config as config_lib
 
 TINY = repro.Setup(

@@ -1,6 +1,7 @@
 """Decoding from trained runs (tf_cvae.trained.sampling) and runners/sample.py."""
 
 import json
+
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -45,6 +45,7 @@ def test_training_stops_at_the_last_halving():
 
 def test_schedule_flags_reach_the_train_config():
   from tf_cvae_runners import common
+
   from absl import flags
   if "lr_patience" not in flags.FLAGS:
     common.define_train_flags()

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tf_cvae import data as data_lib
-from tf_cvae import objective
 from tf_cvae import methods
+from tf_cvae import objective
 from tf_cvae.models import registry
 from tf_cvae.training import train
 

@@ -80,6 +80,7 @@ MOCKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MOCKS))
 def test_mock_data_trains(tmp_path, empty_dir, monkeypatch, name):
   max_value, count, sizes = MOCKS[name]

@@ -30,6 +30,7 @@ def _config(tmp_path, name, **overrides):
   return train.TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_train_step_is_a_callable_library_object_that_lowers_the_loss():
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(SMALL_TEXT, dataset)
@@ -113,6 +114,7 @@ def test_run_writes_config_metrics_vocab_and_checkpoints(plain_and_critic):
   assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-600")
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
   # With dropout: its random state must resume too, not restart.
   model = dataclasses.replace(SMALL_TEXT, decoder_dropout=0.3)
@@ -127,6 +129,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     assert resumed[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resuming_with_another_model_is_refused(tmp_path):
   train.run(_config(tmp_path, "run", max_steps=2))
   other = _config(tmp_path, "run", max_steps=4, model=dataclasses.replace(
@@ -138,6 +141,7 @@ def test_resuming_with_another_model_is_refused(tmp_path):
 # Seeds 0, 1, 2: the hybrid critic's MI 3.00, 3.06, 2.84 nats against the
 # plain VAE's 2.00, 1.60, 0.80 (log K = log 50 = 3.91); its NLL 188, 187, 189
 # against 200, 202, 206.
+@pytest.mark.slow
 def test_image_path_hybrid_critic_keeps_more_information_than_plain_vae(
     tmp_path):
   runs = {}

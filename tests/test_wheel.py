@@ -19,12 +19,16 @@ import shutil
 import subprocess
 import sys
 
+import tf_cvae_runners
+
 import numpy as np
 import pytest
 
+import tf_cvae
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "flags",
-            "tf_cvae", "runners")
+_SOURCES = ("setup.py", "pyproject.toml", "README.md", "flags", "tf_cvae",
+            "runners")
 TINY = ["--preset=quickstart", "--max_steps=2", "--embed_dim=8",
         "--hidden_dim=8", "--latent_dim=3", "--iw_samples=2",
         "--iw_chunk_size=2", "--iw_report=", "--eval_examples=8",
@@ -99,6 +103,46 @@ def installed(tmp_path_factory):
                cwd=str(work), env=env).stdout.strip()
   assert where.startswith(site), (where, site)
   return env_dir / "bin", work, env
+
+
+def _pyproject() -> dict:
+  tomllib = pytest.importorskip("tomllib")          # Python 3.11 and newer
+  with open(os.path.join(_REPO_ROOT, "pyproject.toml"), "rb") as f:
+    return tomllib.load(f)
+
+
+def test_the_package_list_names_every_package_folder():
+  """pyproject.toml lists the packages by hand (its package-dir mappings
+  rule out discovery): every folder of tf_cvae with an __init__.py, the
+  presets and the commands, and setup.py is only a shim."""
+  library = os.path.dirname(tf_cvae.__file__)
+  folders = {"tf_cvae" + folder[len(library):].replace(os.sep, ".")
+             for folder, _, files in os.walk(library)
+             if "__init__.py" in files}
+  assert len(folders) >= 6 and "tf_cvae.training" in folders
+  setuptools_config = _pyproject()["tool"]["setuptools"]
+  assert sorted(setuptools_config["packages"]) == sorted(
+      folders | {"tf_cvae.presets", "tf_cvae_runners"})
+  assert setuptools_config["package-dir"] == {
+      "tf_cvae.presets": "flags", "tf_cvae_runners": "runners"}
+  with open(os.path.join(_REPO_ROOT, "setup.py"), encoding="utf-8") as f:
+    assert f.read().strip() == "import setuptools; setuptools.setup()"
+
+
+def test_every_command_module_has_its_console_script():
+  """tf-cvae-<name> for each runners/<name>.py that defines main(),
+  pointing at tf_cvae_runners.<name>:main."""
+  commands = os.path.dirname(tf_cvae_runners.__file__)
+
+  def has_main(name: str) -> bool:
+    with open(os.path.join(commands, name), encoding="utf-8") as f:
+      return "\ndef main(" in f.read()
+
+  names = sorted(name[:-3] for name in os.listdir(commands)
+                 if name.endswith(".py") and has_main(name))
+  assert len(names) == 9 and "quickstart" in names
+  assert _pyproject()["project"]["scripts"] == {
+      f"tf-cvae-{name}": f"tf_cvae_runners.{name}:main" for name in names}
 
 
 def test_console_commands_of_the_installed_wheel(installed):

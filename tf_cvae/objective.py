@@ -22,7 +22,6 @@ from tf_cvae import critics
 from tf_cvae import replicas
 from tf_cvae.models import latent
 
-
 # lambda, the critic term's weight, is one object (CriticWeight): the fixed
 # lambda warmed up from 0, or a Lagrange multiplier holding the InfoNCE bound
 # at a target by dual ascent (docs/design.md: why, and its dampers):

@@ -6,14 +6,14 @@ A TrainStep is a library object: build it from a VAE, critics and optimizers,
 call it with batches. Tests call it directly.
 """
 
+import keras
+import tensorflow as tf
+
 from tf_cvae import critics as critics_lib
 from tf_cvae import errors
 from tf_cvae import metrics
 from tf_cvae import objective as objective_lib
 from tf_cvae import replicas
-
-import keras
-import tensorflow as tf
 
 
 def _unique(variables) -> list:

@@ -20,13 +20,13 @@ import time
 from absl import logging
 import keras
 
+from experiments.reproduction import families as families_lib
+from experiments.reproduction import rereadings
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
-from tf_cvae import objective as objective_lib
-from experiments.reproduction import families as families_lib
 from tf_cvae import methods as methods_lib
-from experiments.reproduction import rereadings
+from tf_cvae import objective as objective_lib
 from tf_cvae.models import registry
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation

@@ -16,13 +16,14 @@ import time
 
 import keras
 
-from tf_cvae import aggressive as aggressive_lib
-from tf_cvae import methods as methods_lib
 from experiments.reproduction import reproduction as repro
 from experiments.reproduction import results_report as report
+from tf_cvae import aggressive as aggressive_lib
+from tf_cvae import methods as methods_lib
 from tf_cvae.training import build
 from tf_cvae.training import evaluation
 from tf_cvae.training import timing
+
 
 def cost_class(config) -> str:
   """What a step costs like: aggressive, model, a critic name, or vae."""

@@ -4,14 +4,14 @@ import collections
 import math
 import os
 
-from tf_cvae import critics
-from tf_cvae import data as data_lib
 from experiments.reproduction import families as families_lib
 from experiments.reproduction import reproduction as repro
 from experiments.reproduction import results_measure as measure
 from experiments.reproduction import results_plots as plots
 from experiments.reproduction import results_report as report
 from experiments.reproduction import results_tradeoff as tradeoff
+from tf_cvae import critics
+from tf_cvae import data as data_lib
 
 
 def write(scale_name: str, scale: repro.Scale, runs: list, records: dict,

@@ -7,6 +7,7 @@ import math
 import os
 
 import matplotlib
+
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 from matplotlib import ticker

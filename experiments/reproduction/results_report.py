@@ -240,7 +240,7 @@ def header(scale_name: str, setups: dict, parts, counts: dict,
   stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
   lines = [
       "# Reproduction results", "",
-      "Written by `" + (command or f"python runners/reproduce.py "
+      "Written by `" + (command or f"python experiments/reproduce.py "
                         f"--scale={scale_name}") + "` on "
       f"{stamp} (parts: {', '.join(parts)}; runs finished "
       f"{counts.get('finished', 0)}, failed {counts.get('failed', 0)}, not "

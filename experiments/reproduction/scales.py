@@ -11,7 +11,7 @@ defaults without the multiplier's damper (and with the other damper on the
 text setups), and a sweep of the critics' targets in nats on the text
 setups and Omniglot, read on the validation split, that chooses the
 defaults.
-`runners/reproduce.py --scale=cpu --dry_run` gives its time.
+`experiments/reproduce.py --scale=cpu --dry_run` gives its time.
 `SCALES["cpu_short"]`: the measurement's short runs (PTB 300 steps,
 Omniglot 200): the old protocol against the new, one and two clips.
 `SCALES["paper"]`: the paper's networks and protocol (for a GPU).

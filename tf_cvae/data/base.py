@@ -13,6 +13,7 @@ true latents of the generated data sets).
 """
 
 import dataclasses
+
 import numpy as np
 import tensorflow as tf
 

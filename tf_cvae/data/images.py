@@ -24,9 +24,9 @@ import functools
 import gzip
 import os
 import re
+from typing import TYPE_CHECKING
 import zipfile
 import zlib
-from typing import TYPE_CHECKING
 
 from absl import logging
 import numpy as np

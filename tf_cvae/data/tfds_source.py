@@ -65,7 +65,7 @@ def tfds_images(name: str, splits: dict[str, str], download: bool = True
   splits are named in `splits` (ours -> tfds's); downloads if needed and
   `download`. Raises ConnectionError at once when it would download with
   no network."""
-  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   def images(split, may_download):
     # Omniglot's RGB channels are equal: keep one (a no-op for MNIST).

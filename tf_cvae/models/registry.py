@@ -13,7 +13,6 @@ package calls on the pair:
 import dataclasses
 from typing import Callable
 
-
 from tf_cvae import errors
 from tf_cvae.data import base as data_base
 from tf_cvae.models import decoders

@@ -3,7 +3,6 @@ the InfoNCE bound and the controls) in one pass."""
 
 import collections
 import dataclasses
-import math
 import time
 
 from absl import logging
@@ -147,7 +146,7 @@ class Evaluator:
     subset = example_subset(num_examples, config.max_examples)
     total = len(subset) if subset is not None else num_examples
     what = f"evaluating {dataset.name}/{config.split}"
-    progress = progress_lib.PassProgress(what, total, "examples",
+    progress = progress_lib.PassProgress(what, total, "example",
                                          self.progress_seconds)
     # The subset IW-NLL comes from the main pass's draws when that pass
     # covers the whole split with enough samples, else from a pass of its own.
@@ -210,7 +209,7 @@ class Evaluator:
     results["elbo"] = -(results["rec"] + results["kl"])
     mu, logvar, z = (tf.concat(x, axis=0) for x in (mus, logvars, zs))
     mi_progress = progress_lib.PassProgress(
-        what + " (MI over the split)", count, "codes", self.progress_seconds)
+        what + " (MI over the split)", count, "code", self.progress_seconds)
     results["mi_full"] = float(metrics.mutual_information(
         mu, logvar, z, chunk_size=config.mi_chunk_size,
         progress=mi_progress.update))

@@ -17,7 +17,6 @@ import tensorflow as tf
 from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
 
-
 # The device-side account of the steps since the last check (BadSteps).
 _WINDOW = ("count", "mask", "longest", "update", "limit_update", "limit_mask")
 _EMPTY_WINDOW = (0, 0, 0, -1, -1, 0)

@@ -11,7 +11,6 @@ import tensorflow as tf
 from tf_cvae import train_step as train_step_lib
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PlateauState:
   """The learning-rate schedule after some epochs (losses in nats)."""

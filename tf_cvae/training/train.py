@@ -67,9 +67,8 @@ class _Training:
     self.steps_per_epoch = build.steps_per_epoch(dataset, config,
                                                  step_fn.num_replicas)
     self.validator = evaluation.Evaluator(step_fn.vae, step_fn.critic)
-    self.progress = progress_lib.TrainProgress(progress_lib.RunPlan(
-        config.max_steps, config.epochs, self.steps_per_epoch,
-        config.validate_every))
+    self.progress = progress_lib.TrainProgress(
+        config.max_steps, config.epochs, self.steps_per_epoch)
 
   def resume(self) -> None:
     """Loads the last checkpoint, if any, and the history of its epochs."""
@@ -140,12 +139,12 @@ class _Training:
         # Counted as if no step was skipped (never below the true count),
         # so the device is read only where the loop may have work to do.
         step += 1
-        self.progress.tick(step)
+        self.progress.tick(step, out)
         if not self.due(step):
           continue
         step, skipped = self.check()
         if step % config.log_every == 0:
-          self.log_progress(out, step, timer.lap())
+          self.log_progress(out, step)
         if step % config.checkpoint_every == 0 and not skipped:
           self.checkpoints.save_last(step)
         if self.signals.requested:
@@ -167,11 +166,11 @@ class _Training:
     self.writer.flush()
     return timer.seconds_per_step()
 
-  def log_progress(self, out: dict, step: int, steps_per_second: float):
+  def log_progress(self, out: dict, step: int):
     """The progress line and TensorBoard's train scalars of a step."""
     values = summaries_lib.step_scalars(out, self.step_fn, step,
                                         self.state.bad_steps.total)
-    self.progress.report(step, values, steps_per_second)
+    self.progress.report(step, values)
     self.summaries("train", values, step)
 
   def summaries(self, prefix: str, values: dict, step: int) -> None:
