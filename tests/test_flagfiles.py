@@ -160,6 +160,10 @@ def test_unknown_flag_in_a_flagfile_is_refused(tmp_path, parse):
 
 def test_nested_flagfile_paths_are_relative_to_the_including_file(
     tmp_path, parse, monkeypatch):
+  # Data files resolve against the data folder, the same from any folder
+  # when it is given as an absolute path (as .ci/run and users give it).
+  monkeypatch.setenv("TF_CVAE_DATA", os.path.abspath(os.environ.get(
+      "TF_CVAE_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))))
   from_root = parse("--flagfile=flags/ptb_cpu_self.cfg")
   monkeypatch.chdir(tmp_path)
   elsewhere = parse(

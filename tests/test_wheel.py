@@ -119,7 +119,7 @@ def test_the_package_list_names_every_package_folder():
   folders = {"tf_cvae" + folder[len(library):].replace(os.sep, ".")
              for folder, _, files in os.walk(library)
              if "__init__.py" in files}
-  assert len(folders) >= 6 and "tf_cvae.training" in folders
+  assert len(folders) >= 5 and "tf_cvae.training" in folders
   setuptools_config = _pyproject()["tool"]["setuptools"]
   assert sorted(setuptools_config["packages"]) == sorted(
       folders | {"tf_cvae.presets", "tf_cvae_runners"})
@@ -140,7 +140,7 @@ def test_every_command_module_has_its_console_script():
 
   names = sorted(name[:-3] for name in os.listdir(commands)
                  if name.endswith(".py") and has_main(name))
-  assert len(names) == 9 and "quickstart" in names
+  assert len(names) == 8 and "quickstart" in names
   assert _pyproject()["project"]["scripts"] == {
       f"tf-cvae-{name}": f"tf_cvae_runners.{name}:main" for name in names}
 
