@@ -296,6 +296,29 @@ def calibration_table(study: Study, methods) -> str:
   return "\n".join(lines)
 
 
+def calibration_test_table(study: Study, methods) -> str:
+  """Markdown: seed 0 of each calibrated knob on the test split, beside its
+  validation MI (one seed: the shape of each method's curve, no interval)."""
+  vae = study.done(Point("vae", None, 0), "test")
+  lines = ["| method | knob | valid MI | test MI | IW-NLL (500) | vs VAE | "
+           "probe R² z | R² z beyond length | probe R² means | z reliance "
+           "| AU |", "|" + "---|" * 11]
+  for point in study.calibration_points(methods):
+    train_summary, test = study.done(point, "train"), study.done(point, "test")
+    if not train_summary or not test:
+      continue
+    knob = "" if point.knob is None else f"{point.knob:g}"
+    delta = (f"{100 * (test['nll'] / vae['nll'] - 1):+.2f}%" if vae
+             else "-")
+    lines.append(
+        f"| {point.method} | {knob} | {train_summary['valid_mi']:.2f} | "
+        f"{test['mi']:.2f} | {test['nll']:.2f} | {delta} | "
+        f"{test['probe_r2_z']:.2f} | {test['probe_r2_z_beyond_length']:.2f} | "
+        f"{test['probe_r2']:.2f} | {test['z_reliance']:.2f} | "
+        f"{test['au']:.0f} |")
+  return "\n".join(lines)
+
+
 def level_table(study: Study, methods, level: float | None,
                 seeds: int) -> str:
   """Markdown: test metrics (mean ± s.e. over seeds) of every method at a
@@ -362,7 +385,10 @@ def report(study: Study, methods, levels, seeds: int) -> str:
   """The setup's Markdown report: calibration, then a table per level."""
   out = [f"## {study.name}: every method at matched MI", "",
          "Calibration (seed 0, validation split, last weights):", "",
-         calibration_table(study, methods), ""]
+         calibration_table(study, methods), "",
+         "The same runs on the test split (seed 0, last weights; 500 "
+         "sentences, 500 importance samples, exact-length batches):", "",
+         calibration_test_table(study, methods), ""]
   for level in levels:
     out += [f"### MI at about {level:g} nats (knobs chosen on validation; "
             f"test split, last weights, mean ± s.e. over seeds)", "",
