@@ -34,7 +34,9 @@ def code_cells() -> list[str]:
   """The notebook's code cells, each as one string (committed unexecuted)."""
   with open(NOTEBOOK, encoding="utf-8") as f:
     notebook = json.load(f)
-  assert notebook["nbformat"] == 4
+  assert notebook["nbformat"] == 4 and notebook["nbformat_minor"] >= 5
+  ids = [c.get("id") for c in notebook["cells"]]   # required from 4.5 on
+  assert all(ids) and len(set(ids)) == len(ids)
   cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
   assert all(not c["outputs"] for c in cells), "commit it without outputs"
   return ["".join(c["source"]) for c in cells]
