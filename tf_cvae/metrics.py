@@ -180,6 +180,21 @@ def length_only_mi(batch_lengths: list[np.ndarray]) -> tuple[float, float]:
   return per_batch, plug_in_entropy(np.concatenate(batch_lengths))
 
 
+def _ridge(train_features: np.ndarray, train_targets: np.ndarray,
+           ridge: float):
+  """features [M, d] -> predicted targets [M, k]: ridge regression on the
+  training rows' standardized features, the bias unpenalized."""
+  mean, std = train_features.mean(0), train_features.std(0) + 1e-8
+  def design(features):
+    return np.concatenate([(features - mean) / std,
+                           np.ones((len(features), 1))], axis=1)
+  a = design(train_features)
+  penalty = ridge * len(a) * np.eye(a.shape[1])
+  penalty[-1, -1] = 0.0                                  # no penalty on b
+  weights = np.linalg.solve(a.T @ a + penalty, a.T @ train_targets)
+  return lambda features: design(features) @ weights
+
+
 def linear_probe_r2(train_features: np.ndarray, train_targets: np.ndarray,
                     test_features: np.ndarray, test_targets: np.ndarray,
                     ridge: float = 1e-3) -> float:
@@ -190,15 +205,8 @@ def linear_probe_r2(train_features: np.ndarray, train_targets: np.ndarray,
   the k target dimensions of R^2 = 1 - SSE / SST (1: recovered, about 0 or
   below: nothing).
   """
-  mean, std = train_features.mean(0), train_features.std(0) + 1e-8
-  def design(features):
-    return np.concatenate([(features - mean) / std,
-                           np.ones((len(features), 1))], axis=1)
-  a = design(train_features)
-  penalty = ridge * len(a) * np.eye(a.shape[1])
-  penalty[-1, -1] = 0.0                                  # no penalty on b
-  weights = np.linalg.solve(a.T @ a + penalty, a.T @ train_targets)
-  residual = test_targets - design(test_features) @ weights
+  predict = _ridge(train_features, train_targets, ridge)
+  residual = test_targets - predict(test_features)
   sse = (residual ** 2).sum(0)
   sst = ((test_targets - test_targets.mean(0)) ** 2).sum(0)
   return float(np.mean(1.0 - sse / sst))
@@ -256,16 +264,8 @@ def linear_probe_accuracy(train_features: np.ndarray,
   test rate of train's most frequent class, "chance": 1 / classes in train}.
   """
   classes, counts = np.unique(train_labels, return_counts=True)
-  mean, std = train_features.mean(0), train_features.std(0) + 1e-8
-  def design(features):
-    return np.concatenate([(features - mean) / std,
-                           np.ones((len(features), 1))], axis=1)
-  a = design(train_features)
-  penalty = ridge * len(a) * np.eye(a.shape[1])
-  penalty[-1, -1] = 0.0
-  weights = np.linalg.solve(a.T @ a + penalty,
-                            a.T @ one_hot(train_labels, classes))
-  predicted = classes[np.argmax(design(test_features) @ weights, axis=1)]
+  predict = _ridge(train_features, one_hot(train_labels, classes), ridge)
+  predicted = classes[np.argmax(predict(test_features), axis=1)]
   test_labels = np.asarray(test_labels)
   return {"accuracy": float(np.mean(predicted == test_labels)),
           "majority": float(np.mean(test_labels == classes[np.argmax(counts)])),
