@@ -231,6 +231,8 @@ class Study:
     for (k0, m0), (k1, m1) in zip(readings, readings[1:]):
       if min(m0, m1) <= level <= max(m0, m1) and m0 != m1:
         return float(k0 + (level - m0) * (k1 - k0) / (m1 - m0))
+    if not readings:                  # every calibration run failed
+      return None
     nearest = min(readings, key=lambda r: abs(r[1] - level))
     return nearest[0] if abs(nearest[1] - level) <= TOLERANCE else None
 
@@ -283,11 +285,11 @@ def calibration_table(study: Study, methods) -> str:
     s = study.done(point, "train")
     if s is None:
       continue
+    knob = "" if point.knob is None else f"{point.knob:g}"
     if "failed" in s:
-      lines.append(f"| {point.method} | {point.knob:g} | failed: "
+      lines.append(f"| {point.method} | {knob} | failed: "
                    f"{s['failed'].split(';')[0]} |||||||")
       continue
-    knob = "" if point.knob is None else f"{point.knob:g}"
     lines.append(
         f"| {point.method} | {knob} | {s['valid_mi']:.2f} | "
         f"{s['valid_kl']:.2f} | {s['valid_au']:.0f} | "
@@ -305,17 +307,18 @@ def calibration_test_table(study: Study, methods) -> str:
            "| AU |", "|" + "---|" * 11]
   for point in study.calibration_points(methods):
     train_summary, test = study.done(point, "train"), study.done(point, "test")
-    if not train_summary or not test:
+    if not train_summary or not test or "failed" in train_summary:
       continue
     knob = "" if point.knob is None else f"{point.knob:g}"
     delta = (f"{100 * (test['nll'] / vae['nll'] - 1):+.2f}%" if vae
              else "-")
+    cell = lambda key: ("-" if test.get(key) is None
+                        else f"{test[key]:.2f}")
     lines.append(
         f"| {point.method} | {knob} | {train_summary['valid_mi']:.2f} | "
-        f"{test['mi']:.2f} | {test['nll']:.2f} | {delta} | "
-        f"{test['probe_r2_z']:.2f} | {test['probe_r2_z_beyond_length']:.2f} | "
-        f"{test['probe_r2']:.2f} | {test['z_reliance']:.2f} | "
-        f"{test['au']:.0f} |")
+        f"{cell('mi')} | {cell('nll')} | {delta} | {cell('probe_r2_z')} | "
+        f"{cell('probe_r2_z_beyond_length')} | {cell('probe_r2')} | "
+        f"{cell('z_reliance')} | {test['au']:.0f} |")
   return "\n".join(lines)
 
 
@@ -386,8 +389,9 @@ def report(study: Study, methods, levels, seeds: int) -> str:
   out = [f"## {study.name}: every method at matched MI", "",
          "Calibration (seed 0, validation split, last weights):", "",
          calibration_table(study, methods), "",
-         "The same runs on the test split (seed 0, last weights; 500 "
-         "sentences, 500 importance samples, exact-length batches):", "",
+         "The same runs on the test split (seed 0, last weights; 500 test "
+         "examples, 500 importance samples; text in exact-length batches):",
+         "",
          calibration_test_table(study, methods), ""]
   for level in levels:
     out += [f"### MI at about {level:g} nats (knobs chosen on validation; "

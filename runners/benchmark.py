@@ -189,7 +189,7 @@ def bookkeeping_fns(config) -> dict:
     out = booking_step(batch)
     calls[0] += 1
     if calls[0] % FLAGS.log_every == 0:
-      state.bad_steps.check(best_dir="")
+      state.bad_steps.check()
       _ = booking_step.iterations
     return out
 

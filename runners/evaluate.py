@@ -35,9 +35,10 @@ flags.DEFINE_integer("eval_examples", None, "Evaluate only this many "
                      "examples.", lower_bound=1)
 flags.DEFINE_enum("checkpoint", restore.DEFAULT_CHECKPOINT,
                   list(restore.CHECKPOINTS), restore.CHECKPOINT_HELP)
-flags.DEFINE_enum("text_batching", None, ["exact", "bucket"], "Text batches "
-                  "for the MI estimates (default: the run's): exact = one "
-                  "length a batch, bucket = lengths mixed.")
+flags.DEFINE_enum("text_batching", None, ["full", "exact"], "Text batches "
+                  "for the MI estimates (default: full): full = batches of "
+                  "the run's K, lengths mixed within a range; exact = one "
+                  "length a batch (smaller batches on a small split).")
 flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS
 
@@ -46,14 +47,16 @@ def evaluate_run() -> dict:
   """Restores --run_dir, evaluates --split, writes metrics_<split>.json."""
   run = restore.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
   dataset = run.dataset
-  if FLAGS.text_batching and dataset.kind == "text":
-    dataset = dataclasses.replace(dataset, batching=FLAGS.text_batching)
   eval_config = dataclasses.replace(
       validation.final_eval_config(run.config), split=FLAGS.split,
       iw_samples=FLAGS.iw_samples, max_examples=FLAGS.eval_examples)
+  if FLAGS.text_batching:
+    eval_config = dataclasses.replace(eval_config,
+                                      text_batching=FLAGS.text_batching)
   results = evaluation.evaluate(run.vae, run.critic, dataset, eval_config)
-  results.update(run.checkpoint_record(), split=FLAGS.split,
-                 text_batching=getattr(dataset, "batching", None))
+  results.update(run.checkpoint_record(), split=FLAGS.split)
+  if dataset.kind == "text":
+    results["text_batching"] = eval_config.text_batching
   path = os.path.join(FLAGS.run_dir, f"metrics_{FLAGS.split}.json")
   with open(path, "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2, sort_keys=True)

@@ -363,9 +363,9 @@ def _unit_images(values: np.ndarray, path: str, size: int,
 
 
 def read_image_folder(folder: str, size: int, channels: int):
-  """(images float32 [N, size, size, channels] in [0, 1], labels int64 [N]
-  or None) of the PNG/JPEG files under `folder`, in sorted path order; the
-  first-level subfolders are the classes (sorted; -1 outside them)."""
+  """(images float32 [N, size, size, channels] in [0, 1], each image's class
+  name [N] or None) of the PNG/JPEG files under `folder`, in sorted path
+  order; the first-level subfolders are the classes ("" outside them)."""
   paths = []
   for root, dirs, names in os.walk(folder):
     dirs.sort()
@@ -386,8 +386,8 @@ def read_image_folder(folder: str, size: int, channels: int):
                                   (size, size), method="area").numpy())
   relative = [os.path.relpath(p, folder).split(os.sep) for p in paths]
   classes = sorted({r[0] for r in relative if len(r) > 1})
-  labels = (np.asarray([classes.index(r[0]) if len(r) > 1 else -1
-                        for r in relative], np.int64) if classes else None)
+  labels = (np.asarray([r[0] if len(r) > 1 else "" for r in relative])
+            if classes else None)
   logging.info("%s: %d images%s", folder, len(paths),
                f" in {len(classes)} classes" if classes else "")
   return np.clip(np.stack(images), 0.0, 1.0), labels
@@ -486,6 +486,11 @@ def load_own_images(config: "DataConfig") -> base.ImageDataset:
   else:
     binarization = dict(_SPLITS_GREY)
   has_labels = all(v is not None for v in labels.values())
+  if has_labels and labels["train"].dtype.kind == "U":   # class folders
+    classes = sorted(set(labels["train"]) - {""})     # train's, every split
+    index = {name: i for i, name in enumerate(classes)}
+    labels = {split: np.asarray([index.get(name, -1) for name in names],
+                                np.int64) for split, names in labels.items()}
   return base.ImageDataset(
       name="images", splits=splits, fixed_seed=config.seed,
       binarization=binarization,

@@ -17,8 +17,11 @@ class MeanNormalization(keras.layers.Layer):
   def __init__(self, gamma: float, **kwargs):
     super().__init__(**kwargs)
     self.gamma = gamma
+    # Synchronized: under tf.distribute the statistics are the global
+    # batch's, so replicas take the single-device step.
     self.norm = keras.layers.BatchNormalization(center=False, scale=False,
-                                                epsilon=1e-5)
+                                                epsilon=1e-5,
+                                                synchronized=True)
 
   def build(self, input_shape):
     self.beta = self.add_weight(shape=(input_shape[-1],), initializer="zeros",

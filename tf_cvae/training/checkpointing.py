@@ -84,10 +84,6 @@ class Checkpoints:
     self.checkpoint, self.last, self.best = build.training_checkpoint(
         step_fn, out_dir, **state.checkpointed())
 
-  @property
-  def best_directory(self) -> str:
-    return self.best.directory
-
   def best_path(self, step: int) -> str:
     """The best checkpoint saved at update `step`."""
     return os.path.join(self.best.directory, f"ckpt-{step}")

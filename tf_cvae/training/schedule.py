@@ -91,7 +91,9 @@ class DecoderReset(tf.Module):
   """Encoder pre-training's switch (Li et al. 2019): once `at` optimizer
   steps are done (beta was 0 until then), the decoder's weights return to
   their initial draw, which knows nothing pre-training learnt, and the ELBO
-  trains from there. The initial weights and `done` are checkpointed."""
+  trains from there. The initial weights and `done` are checkpointed; the
+  optimizer's state for the decoder is kept (SGD, the text protocol's, has
+  none; Adam's moments adapt within a few hundred steps)."""
 
   def __init__(self, step_fn: train_step_lib.TrainStep, at: int):
     super().__init__(name="decoder_reset")
@@ -101,18 +103,23 @@ class DecoderReset(tf.Module):
       self.initial = [tf.Variable(tf.convert_to_tensor(v), trainable=False,
                                   name="initial") for v in self._decoder]
       self.done = tf.Variable(False, trainable=False, name="done")
-
+    self._done = None        # the host's copy of `done`, read once
   def maybe_reset(self, steps_at_least: int) -> bool:
     """Resets the decoder if `at` steps are done and it has not been reset
     (the loop's count, never below the true one, spares reading the device
     before the switch); True if it reset now."""
-    if steps_at_least < self.at or bool(self.done):
+    if steps_at_least < self.at or self._done:
       return False
+    if self._done is None:           # after a restore: read the device once
+      self._done = bool(self.done)
+      if self._done:
+        return False
     if self._step_fn.iterations < self.at:
       return False
     for variable, initial in zip(self._decoder, self.initial):
       variable.assign(initial)
     self.done.assign(True)
+    self._done = True
     logging.info("step %d: encoder pre-training done; the decoder starts "
                  "again from its initial weights", self._step_fn.iterations)
     return True

@@ -82,6 +82,7 @@ def step_scalars(outputs: dict, step_fn, step: int, skipped_steps) -> dict:
                                    step_fn.model_critic):
     values.pop("critic_term", None)
     values.pop("critic_lambda", None)
+    values.pop("critic_lambda_effective", None)
     return values
   if step_fn.multiplier is not None:   # its active flag is in the outputs
     return values
