@@ -28,7 +28,9 @@ import os
 import sys
 import time
 
-from absl import app
+import tf_cvae_runners  # noqa: F401, I001  first: TensorFlow starts quietly
+from tf_cvae_runners import launch
+
 from absl import flags
 from absl import logging
 import keras
@@ -474,4 +476,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)          # --help exits 0; a bad flag is one error line

@@ -257,7 +257,7 @@ def test_reproduce_without_matplotlib_names_the_extra(tmp_path):
 
 
 COMMANDS = ("train", "evaluate", "export", "encode", "sample", "compare",
-            "reproduce", "benchmark", "quickstart")
+            "benchmark", "quickstart")
 
 
 @pytest.mark.slow
@@ -266,6 +266,13 @@ def test_every_command_s_help_exits_0(tmp_path):
     result = _command(name, "--help", cwd=str(tmp_path))
     assert result.returncode == 0, (name, result.stderr[-2000:])
     assert f"tf-cvae-{name}" in result.stdout or "--" in result.stdout, name
+  for script in ("reproduce.py", "matched_mi.py"):      # not installed
+    result = subprocess.run(
+        [sys.executable, os.path.join(_REPO_ROOT, "experiments", script),
+         "--help"], capture_output=True, text=True, cwd=str(tmp_path),
+        timeout=600)
+    assert result.returncode == 0, (script, result.stderr[-2000:])
+    assert "--" in result.stdout, script
 
 
 @pytest.mark.parametrize("argv, line", [
