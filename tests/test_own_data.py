@@ -184,3 +184,19 @@ def test_own_text_and_own_images_train_end_to_end(tmp_path):
       "(images "
       "of any size and colour are resized and made grey to fit): use "
       "--image_size=28"]
+
+
+def test_separate_folders_share_the_training_folders_class_numbers(tmp_path):
+  # The test folder holds only "dog" (and a class train never saw): its
+  # images read train's number for dog, and -1 for the unseen class.
+  _png_folder(tmp_path / "train", count=8)
+  _png_folder(tmp_path / "valid", count=4)
+  _png_folder(tmp_path / "test", count=4, classes=("dog", "emu"))
+  ds = data.load(data.DataConfig(
+      name="images", train_file=str(tmp_path / "train"),
+      valid_file=str(tmp_path / "valid"), test_file=str(tmp_path / "test")))
+  assert sorted(np.unique(ds.labels["train"]["class"])) == [0, 1]
+  test = ds.labels["test"]["class"]
+  # In that folder "dog" is its first class (dark), "emu" its second.
+  dark = ds.splits["test"].reshape(4, -1).mean(axis=1) < 0.5
+  assert (test[dark] == 1).all() and (test[~dark] == -1).all()
