@@ -42,6 +42,7 @@ from tf_cvae import methods as methods_lib
 from tf_cvae.models import registry
 from tf_cvae.trained import restore
 from tf_cvae.training import build
+from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
 
@@ -163,10 +164,7 @@ class Study:
       return json.load(f)
 
   def _save(self, point: Point, what: str, payload: dict) -> None:
-    path = self._path(point, what)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      json.dump(payload, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    config_lib.write_json(self._path(point, what), payload)
 
   def train(self, point: Point) -> dict:
     """Trains a point (resuming its run directory); returns its summary:
