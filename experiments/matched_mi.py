@@ -95,7 +95,7 @@ KNOBS = {
     "cyclical": ("cyclical", "objective.kl_cycle_steps", (0.5, 0.25, 0.125)),
     "free_bits": ("free_bits_0.25", "objective.free_bits",
                   (0.05, 0.1, 0.25, 0.5)),
-    "bn_vae": ("bn_vae", "model.bn_gamma", (0.2, 0.35, 0.5)),
+    "bn_vae": ("bn_vae", "model.bn_gamma", (0.2, 0.35, 0.5, 0.7)),
     "pretrain_free_bits": ("pretrain_free_bits", "objective.free_bits",
                            (0.05, 0.1, 0.25, 0.5)),
     "aggressive": ("aggressive", None, ()),
@@ -152,19 +152,20 @@ class Study:
     self.results_dir = os.path.join(results_dir, setup_name)
     os.makedirs(self.results_dir, exist_ok=True)
 
-  def _path(self, point: Point, what: str) -> str:
-    return os.path.join(self.results_dir, f"{point.name}.{what}.json")
-
   def done(self, point: Point, what: str) -> dict | None:
     """The saved `what` ("train" or "test") of a point, or None."""
-    path = self._path(point, what)
+    return self.done_named(point.name, what)
+
+  def done_named(self, name: str, what: str) -> dict | None:
+    path = os.path.join(self.results_dir, f"{name}.{what}.json")
     if not os.path.exists(path):
       return None
     with open(path, encoding="utf-8") as f:
       return json.load(f)
 
   def _save(self, point: Point, what: str, payload: dict) -> None:
-    config_lib.write_json(self._path(point, what), payload)
+    config_lib.write_json(
+        os.path.join(self.results_dir, f"{point.name}.{what}.json"), payload)
 
   def train(self, point: Point) -> dict:
     """Trains a point (resuming its run directory); returns its summary:
@@ -217,9 +218,9 @@ class Study:
     return points
 
   def choose(self, method: str, level: float) -> float | None:
-    """The knob whose seed-0 validation MI lands at `level` (linear in the
-    knob between the two calibration values around it), None when no
-    calibrated value comes within TOLERANCE of the level."""
+    """The knob whose seed-0 validation MI lands at `level`: a calibrated
+    value within TOLERANCE of it, else linear in the knob between the two
+    calibrated values around it, else None (the method cannot reach it)."""
     values = KNOBS[method][2]
     readings = []
     for value in values:
@@ -228,13 +229,17 @@ class Study:
         raise ValueError(f"{method} at {value} is not calibrated yet")
       if "failed" not in summary:
         readings.append((value, summary["valid_mi"]))
+    if not readings:                  # every calibration run failed
+      return None
+    # A calibrated value already within the tolerance is matched: its seed
+    # 0 is reused (interpolating would cost a run and land no closer).
+    nearest = min(readings, key=lambda r: abs(r[1] - level))
+    if abs(nearest[1] - level) <= TOLERANCE:
+      return nearest[0]
     for (k0, m0), (k1, m1) in zip(readings, readings[1:]):
       if min(m0, m1) <= level <= max(m0, m1) and m0 != m1:
         return float(k0 + (level - m0) * (k1 - k0) / (m1 - m0))
-    if not readings:                  # every calibration run failed
-      return None
-    nearest = min(readings, key=lambda r: abs(r[1] - level))
-    return nearest[0] if abs(nearest[1] - level) <= TOLERANCE else None
+    return None
 
   def matched_points(self, methods, levels, seeds) -> list[Point]:
     """Every seed at each level's chosen knob (knob-less methods once)."""
@@ -384,9 +389,69 @@ def baselines_line(study: Study, seeds: int) -> str:
   return "Beside every row: " + "; ".join(parts) + "."
 
 
+def curves(study: Study, methods) -> dict:
+  """{method: [(knob, {seed: test metrics}), ...]} of every measured run,
+  calibration and matched alike, knobs in increasing order."""
+  found = {}
+  for name in sorted(os.listdir(study.results_dir)):
+    if not name.endswith(".test.json"):
+      continue
+    with open(os.path.join(study.results_dir, name), encoding="utf-8") as f:
+      test = json.load(f)
+    summary = study.done_named(name[:-len(".test.json")], "train")
+    if not summary or summary["method"] not in methods:
+      continue
+    found.setdefault(summary["method"], {}).setdefault(
+        summary["knob"], {})[summary["seed"]] = test
+  return {m: sorted(k.items(), key=lambda kv: -1 if kv[0] is None else kv[0])
+          for m, k in found.items()}
+
+
+def figure(study: Study, methods, path: str) -> None:
+  """PNG: the NLL against the VAE's and the probe R² on z samples, each
+  against the test MI; a point per knob (mean ± s.e. over its seeds), a line
+  per method; the length-only probe and 1% NLL beside them."""
+  import matplotlib  # noqa: I001  an extra (tf_cvae[plots]); report only
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+  data = curves(study, methods)
+  vae = dict(data.get("vae", [(None, {})])[0][1])
+  vae_nll = np.mean([t["nll"] for t in vae.values()]) if vae else math.nan
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  for method, knobs in data.items():
+    xs, nll, probe = [], [], []
+    for _, seeds in knobs:
+      tests = list(seeds.items())
+      xs.append(_mean_se([t["mi"] for _, t in tests]))
+      nll.append(_mean_se([100 * (t["nll"] / vae[s]["nll"] - 1) if s in vae
+                           else 100 * (t["nll"] / vae_nll - 1)
+                           for s, t in tests]))
+      probe.append(_mean_se([t.get("probe_r2_z") for _, t in tests]))
+    for ax, ys in ((axes[0], nll), (axes[1], probe)):
+      ax.errorbar([x[0] for x in xs], [y[0] for y in ys],
+                  xerr=[0 if math.isnan(x[1]) else x[1] for x in xs],
+                  yerr=[0 if math.isnan(y[1]) else y[1] for y in ys],
+                  marker="o", capsize=2, label=method)
+  axes[0].axhline(1.0, color="grey", ls=":", lw=1)
+  axes[0].set(xlabel="test MI (nats)", ylabel="IW-NLL vs the VAE (%)",
+              title="cost")
+  length = _mean_se([t.get("probe_r2_length") for t in vae.values()])[0]
+  if not math.isnan(length):
+    axes[1].axhline(length, color="grey", ls="--", lw=1,
+                    label="length alone")
+  axes[1].set(xlabel="test MI (nats)", ylabel="probe R² on z samples",
+              title="information a linear probe finds")
+  axes[1].legend(fontsize=8, ncol=2)
+  fig.suptitle(f"{study.name}: mean ± s.e. over seeds, test split")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def report(study: Study, methods, levels, seeds: int) -> str:
   """The setup's Markdown report: calibration, then a table per level."""
   out = [f"## {study.name}: every method at matched MI", "",
+         "![NLL and probe against MI](matched_mi.png)", "",
          "Calibration (seed 0, validation split, last weights):", "",
          calibration_table(study, methods), "",
          "The same runs on the test split (seed 0, last weights; 500 test "
@@ -460,6 +525,8 @@ def main(argv):
     path = os.path.join(study.results_dir, "REPORT.md")
     with open(path, "w", encoding="utf-8") as f:
       f.write(text)
+    figure(study, FLAGS.methods, os.path.join(study.results_dir,
+                                              "matched_mi.png"))
     print(text)
     return
   started = time.time()

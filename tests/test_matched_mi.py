@@ -40,22 +40,21 @@ def _calibrated(mm, tmp_path, method, readings):
   return study
 
 
-def test_a_knob_is_interpolated_on_validation_mi(mm, tmp_path,
-                                                 monkeypatch):
+def test_a_knob_is_chosen_on_validation_mi(mm, tmp_path, monkeypatch):
   monkeypatch.setitem(mm.KNOBS, "bn_vae", ("bn_vae", "model.bn_gamma",
                                             (0.2, 0.35, 0.5)))
   study = _calibrated(mm, tmp_path, "bn_vae",
-                      [(0.2, 0.4), (0.35, 1.2), (0.5, 2.4)])
-  # 1 nat lies a quarter of the way from 0.2's 0.4 to 0.35's 1.2 ... 0.75.
-  assert study.choose("bn_vae", 1.0) == pytest.approx(0.2 + 0.75 * 0.15)
-  assert study.choose("bn_vae", 2.0) == pytest.approx(
-      0.35 + (0.8 / 1.2) * 0.15)
+                      [(0.2, 0.4), (0.35, 1.2), (0.5, 2.8)])
+  # 1 nat: 0.35 lands within 0.3 nats (1.2), so it is matched as it is.
+  assert study.choose("bn_vae", 1.0) == 0.35
+  # 2 nats: no value within 0.3; half-way from 0.35's 1.2 to 0.5's 2.8.
+  assert study.choose("bn_vae", 2.0) == pytest.approx(0.35 + 0.5 * 0.15)
   # Beyond every calibrated value: the nearest within 0.3 nats, else none.
-  assert study.choose("bn_vae", 2.6) == 0.5
-  assert study.choose("bn_vae", 3.0) is None
-  points = study.matched_points(["bn_vae"], (1.0, 3.0), seeds=2)
-  assert [p.name for p in points] == ["bn_vae_0.312_seed0",
-                                      "bn_vae_0.312_seed1"]
+  assert study.choose("bn_vae", 3.0) == 0.5
+  assert study.choose("bn_vae", 3.5) is None
+  points = study.matched_points(["bn_vae"], (2.0, 3.5), seeds=2)
+  assert [p.name for p in points] == ["bn_vae_0.425_seed0",
+                                      "bn_vae_0.425_seed1"]
 
 
 def test_an_uncalibrated_method_is_refused(mm, tmp_path):
