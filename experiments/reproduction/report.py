@@ -499,10 +499,10 @@ def _targets(setup: str, stats: dict, families: list) -> list[str]:
       held += within
       rel = (f"{stats_lib.rel(s['nll'][0], vae['nll'][0]):+.2f}%"
              if "nll" in vae else "-")
+      answer = fill("yes" if within else "no")
       rows.append(
           f"| {family.method} | {knob:g} | {cell(bound)} | "
-          f"{cell(s.get('valid:infonce_bound'))} | "
-          f"{fill('yes' if within else 'no')} | "
+          f"{cell(s.get('valid:infonce_bound'))} | {answer} | "
           f"{cell(s.get('critic_lambda'))} | {cell(s.get('mi'))} | "
           f"{cell(s.get('au'), 1)} | {rel} |")
   if not rows:
