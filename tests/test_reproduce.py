@@ -11,15 +11,12 @@ from matplotlib import image as mpimg
 import numpy as np
 import pytest
 
+from experiments.reproduction import cost
 from experiments.reproduction import families as families_lib
+from experiments.reproduction import report
 from experiments.reproduction import reproduction as repro
-from experiments.reproduction import reproduction_sizes as sizes
-from experiments.reproduction import rereadings
-from experiments.reproduction import results
-from experiments.reproduction import results_measure as measure
-from experiments.reproduction import results_report as report
-from experiments.reproduction import results_tradeoff as tradeoff
 from experiments.reproduction import scales
+from experiments.reproduction import stats as stats_lib
 from tf_cvae import critics
 from tf_cvae import methods
 from tf_cvae.training import config as config_lib
@@ -28,8 +25,7 @@ TINY = repro.Setup(
     "omniglot", dict(name="mlp", hidden_dim=16, latent_dim=4),
     batch_size=16, max_steps=3, epochs=1, valid_examples=32,
     eval=dict(iw_samples=2, iw_chunk_size=2, max_examples=32),
-    paper="Omniglot", old_eval=dict(iw_samples=2, iw_chunk_size=2,
-                                    max_examples=16))
+    paper="Omniglot")
 # long_factor 1: the long-training reference is the plain VAE's directory.
 TINY_SCALE = repro.Scale(
     setups={"omni": TINY}, table=("omni",), methods=("vae", "self"), seeds=2,
@@ -54,21 +50,18 @@ def test_tiny_grid_writes_results_and_plots(grid):
   assert len(records) == 9            # 4 table + 3 sweep + 2 K directories
   assert {r["status"] for r in records.values()} <= {"done", "skipped"}
   md, png = root / "RESULTS.md", root / "png"
-  choice = results.write("tiny", TINY_SCALE, runs, records, str(md), str(png))
+  choice = report.write("tiny", TINY_SCALE, runs, records, str(md), str(png))
   text = md.read_text()
   assert "| vae | 2 |" in text and "| self | 2 |" in text
   assert " ± " in text                      # mean ± s.e. over the 2 seeds
-  # What each reading is worth, and the same runs read the earlier way.
+  # What each reading is worth, and how far 2 IW samples are from 500.
   assert "what the readings are worth" in text and "Noise floor" in text
   assert "| vae | 2 | " in text.split("what the readings are worth")[1]
-  assert "earlier NLL" in text and "IW-NLL by importance samples" in text
-  table = [r for r in runs if r.part == "table"]
-  for run in table:
-    old = records[run.config.out_dir]["old_protocol"]
-    assert old["num_examples"] == 16 and old["checkpoint"] == "best"
-    if run.seed == 0:
-      c = records[run.config.out_dir]["iw_convergence"]
-      assert c["nll_iw500"] <= c["nll_iw100"] + 0.5  # the bound tightens
+  assert "IW-NLL by importance samples" in text
+  for run in [r for r in runs if r.part == "table" and r.seed == 0]:
+    c = records[run.config.out_dir]["iw_convergence"]
+    assert c["nll_iw500"] <= c["nll_iw100"] + 0.5  # the bound tightens
+    assert records[run.config.out_dir]["valid"]["num_examples"] == 32
   assert "89.41 / 1.51 / 1.43 / 3" in text  # the paper's Omniglot VAE row
   assert "Reading: the plain VAE" in text
   assert "## MI against K" in text and "### Chosen defaults" in text
@@ -91,35 +84,30 @@ def test_second_invocation_skips_finished_runs(grid):
   assert again.keys() == records.keys()
 
 
-def test_table_seed_zero_reads_iw_convergence_without_the_old_protocol(
-    grid, tmp_path):
+def test_table_seed_zero_reads_iw_convergence(grid, tmp_path):
   """A table run read with fewer than 500 IW samples gets its IW-NLL at 20,
-  100 and 500 samples on seed 0 even without an earlier-protocol reading;
-  other seeds and the sweep's runs are not measured again."""
+  100 and 500 samples on seed 0; other seeds and the sweep's runs are not
+  measured again."""
   _, runs, _ = grid
   def copied(run, name):
     out = str(tmp_path / name)
     shutil.copytree(run.config.out_dir, out)
-    for cached in (rereadings.CONVERGENCE_FILE, rereadings.OLD_PROTOCOL_FILE):
-      if os.path.exists(os.path.join(out, cached)):
-        os.remove(os.path.join(out, cached))
+    if os.path.exists(os.path.join(out, repro.CONVERGENCE_FILE)):
+      os.remove(os.path.join(out, repro.CONVERGENCE_FILE))
     return dataclasses.replace(
-        run, old_eval=None, config=dataclasses.replace(run.config,
-                                                       out_dir=out))
+        run, config=dataclasses.replace(run.config, out_dir=out))
   table = [r for r in runs if r.part == "table" and r.family == "self"]
   first = copied(next(r for r in table if r.seed == 0), "seed0")
-  readings = rereadings.all_of(first)
-  assert "old_protocol" not in readings
-  c = readings["iw_convergence"]
+  c = repro.readings(first)["iw_convergence"]
   assert 0 < c["num_examples"] <= 500
   assert c["nll_iw500"] <= c["nll_iw20"] + 0.5     # the bound tightens
   assert os.path.exists(os.path.join(first.config.out_dir,
-                                     rereadings.CONVERGENCE_FILE))
+                                     repro.CONVERGENCE_FILE))
   second = copied(next(r for r in table if r.seed == 1), "seed1")
-  assert "iw_convergence" not in rereadings.all_of(second)
+  assert "iw_convergence" not in repro.readings(second)
   sweep = copied(next(r for r in runs if r.part == "sweep" and r.seed == 0),
                  "sweep")
-  assert "iw_convergence" not in rereadings.all_of(sweep)
+  assert "iw_convergence" not in repro.readings(sweep)
 
 
 def test_changed_config_in_a_finished_directory_is_refused(grid):
@@ -130,8 +118,7 @@ def test_changed_config_in_a_finished_directory_is_refused(grid):
 
 
 def test_equal_configs_share_a_directory():
-  runs = repro.plan(scales.SCALES["cpu_short"], data_dir="/data",
-                    out_dir="r")
+  runs = repro.plan(scales.SCALES["paper"], data_dir="/data", out_dir="r")
   by_dir = {}
   for run in runs:
     by_dir.setdefault(run.config.out_dir, run.config)
@@ -139,17 +126,13 @@ def test_equal_configs_share_a_directory():
   names = {os.path.basename(os.path.dirname(d)) for d in by_dir}
   # The table's self critic (lambda 3) is the sweep's lambda-3 point.
   assert {"self_w3", "self_w3_t1", "hybrid_w10", "hybrid_w10_t1", "beta0.5",
-          "fb0.25", "anneal150", "anneal1000", "self_w3_b64", "self_w3_q224",
-          "vae_steps600"} <= names
+          "fb0.25", "anneal250", "anneal1000", "self_w3_b64", "self_w3_q224",
+          "vae_epochs300"} <= names
   table = [(r.setup, r.family, r.seed) for r in runs if r.part == "table"]
-  # The measurement's table: 5 methods on 3 setups, 3 seeds each, and the
-  # self critic with one clip for both gradients on synthetic text.
-  assert len(table) == 3 * 5 * 3 + 3
-  assert ("synthetic_text", "self_joint_clip", 2) in table
-  assert ("ptb", "self_joint_clip", 0) not in table
-  assert ("synthetic_text", "hybrid", 2) in table
+  # The paper's table: 9 methods on 4 setups, 5 seeds each.
+  assert len(table) == 4 * 9 * 5 and len(set(table)) == len(table)
+  assert ("ptb", "hybrid", 4) in table
   assert ("omniglot", "free_bits_0.25", 0) in table
-  assert all(r.old_eval for r in runs if r.part == "table")
 
 
 def test_method_config_step_fractions():
@@ -179,22 +162,23 @@ def test_defaults_pick_most_mi_within_one_percent():
            ("omni", "self", 4.0): _stats(104.0, 3.4),     # over 1%
            ("omni", "self, target 1 nat", 4.0): _stats(100.9, 2.0),
            ("omni", "hybrid", 1.0): _stats(102.0, 0.2)}
-  choice = tradeoff.choose_defaults(stats, families, ["omni"],
+  choice = stats_lib.choose_defaults(stats, families, ["omni"],
                                     {"omni": "image"})
   assert choice["self"]["overall"] == {"image": (4.0, 1.0, "hinge")}
   assert choice["hybrid"]["overall"] == {"image": None}
-  text = "\n".join(tradeoff.defaults_section(choice, stats))
+  text = "\n".join(report.defaults_section(choice, stats))
   assert "self on image data: lambda 4, hinge at 1 nats" in text
   # The test split plays no part: a test NLL far over 1% changes nothing,
   # a validation NLL over 1% rules the point out.
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(100.9, 2.0, 150.0)
   as_text = {"omni": "text"}
-  assert tradeoff.choose_defaults(stats, families, ["omni"], as_text)["self"][
+  assert stats_lib.choose_defaults(stats, families, ["omni"], as_text)["self"][
       "overall"]["text"] == (4.0, 1.0, "hinge")
   stats[("omni", "self, target 1 nat", 4.0)] = _stats(101.1, 2.0, 100.0)
-  assert tradeoff.choose_defaults(stats, families, ["omni"], as_text)["self"][
+  assert stats_lib.choose_defaults(stats, families, ["omni"], as_text)["self"][
       "overall"]["text"] == (1.0, None, "hinge")
-  summary = "\n".join(tradeoff.sweep_section("omni", stats, families))
+  summary = "\n".join(report.sweep_section("omni", stats, families,
+                                            "omni.png"))
   assert "first at 1 (MI 1.50, NLL +0.50%)" in summary
   assert "MI never rises" in summary             # hybrid
 
@@ -212,29 +196,29 @@ def test_defaults_are_chosen_per_kind_of_data():
                   (setup, "self", 1.0): _stats(*self_1),
                   (setup, "self", 4.0): _stats(*self_4)})
   kinds = {"text_a": "text", "text_b": "text", "images": "image"}
-  choice = tradeoff.choose_defaults(stats, families, list(kinds), kinds)
+  choice = stats_lib.choose_defaults(stats, families, list(kinds), kinds)
   assert choice["self"]["overall"] == {"text": (1.0, None, "hinge"),
                                        "image": (4.0, None, "hinge")}
   np.testing.assert_allclose(choice["self"]["gain"]["text"], 1.25)
   np.testing.assert_allclose(choice["self"]["gain"]["image"], 3.0)
   # Pooled as one kind, no setting is within the rule everywhere.
-  assert choice["self"]["overall"]["text"] != tradeoff.choose_defaults(
+  assert choice["self"]["overall"]["text"] != stats_lib.choose_defaults(
       stats, families, list(kinds), dict.fromkeys(kinds, "text"))["self"][
           "overall"]["text"]
-  text = "\n".join(tradeoff.defaults_section(choice, stats))
+  text = "\n".join(report.defaults_section(choice, stats))
   assert "- **self on image data: lambda 4, no target**" in text
 
 
 def test_cell_and_estimate():
-  assert report.cell((1.0, 0.5, 4)) == "1.00 ± 0.25"   # std / sqrt(n)
-  assert report.cell((1.0, 0.0, 1)) == "1.00"
+  assert stats_lib.cell((1.0, 0.5, 4)) == "1.00 ± 0.25"   # std / sqrt(n)
+  assert stats_lib.cell((1.0, 0.0, 1)) == "1.00"
   run = repro.plan(TINY_SCALE, ("table",), 1, "/data", "r")[1]
   base = dict(startup=2.0, step=0.5, valid=1.0, eval=3.0, steps_per_epoch=2,
               inner_steps=0)
   calibration = {"omni": {"base": base, "vae": base,
                          "self": dict(base, step=1.0)}}
   # 3 steps of 1 s, 2 epochs of validation, startup 2 s, test 3 s.
-  assert sizes.estimate(TINY_SCALE, run, calibration) == 2 + 3 + 2 + 3
+  assert cost.estimate(TINY_SCALE, run, calibration) == 2 + 3 + 2 + 3
 
 
 def test_the_plan_times_a_run_by_finished_runs_of_its_kind():
@@ -251,7 +235,7 @@ def test_the_plan_times_a_run_by_finished_runs_of_its_kind():
   vaes = [r for r in runs if r.family == "vae"]
   records = {vaes[0].config.out_dir: wall(90.0),
              vaes[1].config.out_dir: wall(150.0)}
-  lines = sizes.describe(TINY_SCALE, runs, calibration, records)
+  lines = cost.describe(TINY_SCALE, runs, calibration, records)
   selfs = sum(r.family == "self" for r in runs)
   # One VAE left at (120 + 180) / 2 = 150 s; the self runs at 10 s each.
   expected = (150.0 + 10.0 * selfs) / 60
@@ -312,25 +296,9 @@ def test_the_library_defaults_are_the_ones_results_md_chose():
   for critic, kind, words in chosen:
     weight, target = critics.DEFAULTS[kind][critic]
     held = None if target == critics.NO_TARGET else target
-    assert words in (tradeoff.describe_setting(weight, held, constraint)
+    assert words in (stats_lib.describe_setting(weight, held, constraint)
                      for constraint in ("hinge", "lagrangian")), (
         critic, kind)
-
-
-def test_clipping_paragraph_pairs_seeds_against_the_plain_vae():
-  """The one-clip-or-two paragraph: NLL cost in percent of each seed's plain
-  VAE, and the joint-minus-separate difference paired by seed."""
-  nll = {"vae": [100.0, 110.0], "self": [105.0, 110.0],
-         "self_joint_clip": [110.0, 121.0]}
-  rows = [(repro.Run("table", "s", method, None, seed, None),
-           {"metrics": {"nll": values[seed], "mi": 1.0 + seed}})
-          for method, values in nll.items() for seed in (0, 1)]
-  text = " ".join(measure.clipping(rows, "s"))
-  # joint: +10% both seeds; separate: +5% and 0%; joint - separate: 5, 11.
-  assert "NLL is 10.00 ± 0.00% above" in text
-  assert "clipped apart (the default), 2.50 ± 2.50%" in text
-  assert "seed by seed: 8.00 ± 3.00 nats" in text
-  assert measure.clipping(rows[:4], "s") == []     # no joint-clip runs
 
 
 def test_how_a_target_is_held_matters_only_with_a_target():

@@ -4,10 +4,9 @@ seeds' interval; aggressive training's cost as total training time."""
 import re
 import types
 
+from experiments.reproduction import report
 from experiments.reproduction import reproduction as repro
-from experiments.reproduction import results_measure as measure
-from experiments.reproduction import results_report as report
-from experiments.reproduction import results_tradeoff as tradeoff
+from experiments.reproduction import stats as stats_lib
 
 
 def _stat(mean, std, n):
@@ -67,10 +66,12 @@ def test_the_caveats_say_how_the_runs_ended_and_at_which_settings():
   setups = {"ptb": repro.Setup("ptb", {}, batch_size=32, max_steps=None,
                                epochs=40, eval={})}
   rows = [_finished(5), _finished(2), (None, {})]   # the last: not finished
-  text = " ".join(measure.caveats(setups, rows, ("vae", "self_default")))
+  caveats = lambda rows, methods: report.fill(
+      "table_part", progress="", **report.caveats(setups, rows, methods))
+  text = caveats(rows, ("vae", "self_default"))
   assert "Caps: ptb 40 epochs. 1 of 2 finished runs ended on the " in text
   assert "at the library's defaults" in text
-  text = " ".join(measure.caveats(setups, rows[:1], ("vae", "self")))
+  text = caveats(rows[:1], ("vae", "self"))
   assert "Every run trained until the learning-rate rule stopped it" in text
   assert "fixed settings of the earlier table" in text
 
@@ -80,7 +81,7 @@ def test_a_critic_without_a_default_is_not_written_as_a_choice():
   library's DEFAULTS are checked against); no choice bolds the name alone."""
   choice = {"self": {"per_setup": {}, "overall": {"text": None},
                      "gain": {"text": 0.0}}}
-  lines = tradeoff.defaults_section(choice, {})
+  lines = report.defaults_section(choice, {})
   assert ("- **self on text data**: no setting is within the rule on every "
           "swept text setup; no default is chosen from this evidence."
           ) in lines
@@ -100,9 +101,9 @@ def test_a_multiplier_settles_when_its_last_epochs_hold_still():
   cycling = [0.9, 1.8, 0.07, 0.5, 1.6, 0.1]
   records = [record(early_swing), record(cycling), record(cycling, False),
              record(early_swing, finished=False)]
-  assert measure.settles(records) == "1 of 2"
-  assert measure.settles([record(cycling, False)]) == ""
-  assert measure.settles([record(cycling[:3])]) == ""   # too short to tell
+  assert stats_lib.settles(records) == "1 of 2"
+  assert stats_lib.settles([record(cycling, False)]) == ""
+  assert stats_lib.settles([record(cycling[:3])]) == ""   # too short to tell
 
 
 def test_measurement_lines_show_the_baselines_beside_each_probe():
@@ -117,7 +118,7 @@ def test_measurement_lines_show_the_baselines_beside_each_probe():
          "probe_acc_z_alphabet": (0.41, 0, 1),
          "probe_acc_alphabet_majority": (0.27, 0, 1),
          "probe_acc_alphabet_chance": (0.2, 0, 1)}
-  text = "\n".join(measure.section("x", [], {("x", "vae", None): vae},
+  text = "\n".join(report.worth_section("x", [], {("x", "vae", None): vae},
                                    ["vae"]))
   assert "batches mix lengths" in text and "1.30 nats as batch MI" in text
   assert "31.9 examples on average" in text and "log K = 3.43" in text
@@ -126,6 +127,6 @@ def test_measurement_lines_show_the_baselines_beside_each_probe():
   assert "probe R² 0.12" in text
   assert "majority rate is 0.27 and chance 0.200" in text
   vae["length_only_mi"] = (0.0, 0, 1)
-  text = "\n".join(measure.section("x", [], {("x", "vae", None): vae},
+  text = "\n".join(report.worth_section("x", [], {("x", "vae", None): vae},
                                    ["vae"]))
   assert "every batch holds one length" in text

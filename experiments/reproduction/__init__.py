@@ -1,2 +1,3 @@
-"""The reproduction as data (its plan, sizes, re-readings) and the reports
-written from its runs (results*)."""
+"""The reproduction: its plan and runs (scales, families, reproduction, cost)
+and RESULTS.md written from them (stats, report, figures, and the prose in
+RESULTS.template.md)."""

@@ -9,6 +9,10 @@ Three parts, each a list of `Run`s (see `plan`):
 Every run is one train.run into <out_dir>/<setup>/<name>/seed<k>, where the
 name spells the run's config (`run_name`), so a run that two parts share is
 trained once, and a finished run (metrics.json) is read, not trained again.
+A finished run is also read on the validation split (what the defaults are
+chosen by) and, for seed 0 of a table run read with fewer importance
+samples, at 20, 100 and 500 samples (how far its count is from converged);
+both readings are cached in the run's directory.
 """
 
 import dataclasses
@@ -21,18 +25,22 @@ from absl import logging
 import keras
 
 from experiments.reproduction import families as families_lib
-from experiments.reproduction import rereadings
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae import methods as methods_lib
 from tf_cvae import objective as objective_lib
 from tf_cvae.models import registry
+from tf_cvae.trained import restore
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import evaluation
 from tf_cvae.training import train
 
 PARTS = ("table", "sweep", "k")
+CONVERGENCE_FILE = "metrics_iw_convergence.json"
+VALID_FILE = "metrics_valid.json"
+# The importance samples the IW convergence reading takes as converged.
+CONVERGED_SAMPLES = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +58,6 @@ class Setup:
   skip: tuple = ()              # table methods not run here (cost, or
                                 # a text-only question)
   seeds: int | None = None      # table seeds at most here (its cost)
-  old_eval: dict | None = None  # table runs: also tested the earlier way
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +95,6 @@ class Run:
   knob: float | None            # the family's knob value (None: table)
   seed: int
   config: train.TrainConfig
-  old_eval: dict | None = None  # Setup.old_eval (table runs)
 
 
 def base_config(setup: Setup, seed: int, data_dir: str) -> train.TrainConfig:
@@ -175,8 +181,7 @@ def _run(part: str, setup_name: str, scale: Scale, method: str, seed: int,
                                      dict(top, objective=objective))
   config = dataclasses.replace(config, out_dir=os.path.join(
       out_dir, setup_name, run_name(config, plain), f"seed{seed}"))
-  old_eval = scale.setups[setup_name].old_eval if part == "table" else None
-  return Run(part, setup_name, family, knob, seed, config, old_eval)
+  return Run(part, setup_name, family, knob, seed, config)
 
 
 def _family_runs(part, scale, setup_names, families, data_dir, out_dir,
@@ -261,14 +266,14 @@ def execute(runs: list[Run], dry_run: bool = False) -> dict:
       records[out] = dict(record or {}, status="skipped" if record else
                           "planned")
       if record is not None:   # a dry run reads cached readings only
-        records[out].update(rereadings.all_of(run, measure=not dry_run))
+        records[out].update(readings(run, measure=not dry_run))
       continue
     logging.info("run %d of %d: %s", len(records) + 1, total, out)
     started = time.time()
     try:
       train.run(run.config)
       record = dict(read_finished(run.config), status="done")
-      record.update(rereadings.all_of(run))
+      record.update(readings(run))
     except errors.TrainingError as error:
       logging.error("%s failed: %s", out, error)
       record = {"status": "failed", "error": str(error)}
@@ -277,3 +282,65 @@ def execute(runs: list[Run], dry_run: bool = False) -> dict:
     keras.backend.clear_session()
   return records
 
+
+
+def _cached(path: str, measure) -> dict | None:
+  """The JSON at `path`, else measure() written there (measure None: None)."""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  if measure is None:
+    return None
+  results = measure()
+  config_lib.write_json(path, results)
+  keras.backend.clear_session()
+  return results
+
+
+def iw_convergence(run, examples: int = 500,
+                   samples: int = CONVERGED_SAMPLES,
+                   measure_it: bool = True) -> dict | None:
+  """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
+  last weights on a fixed subset of `examples` test examples."""
+  def measure():
+    restored = restore.restore_run(run.config.out_dir, "last")
+    dataset, config = restored.dataset, restored.config
+    results = evaluation.evaluate(
+        restored.vae, restored.critic, dataset, dataclasses.replace(
+            config.eval, batch_size=config.batch_size, seed=config.seed,
+            iw_samples=samples, iw_report=(20, 100), max_examples=examples))
+    return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")
+            } | {f"nll_iw{samples}": results["nll"]}
+  return _cached(os.path.join(run.config.out_dir, CONVERGENCE_FILE),
+                 measure if measure_it else None)
+
+
+def validation(run, measure_it: bool = True) -> dict | None:
+  """The last weights' metrics on the validation split (the run's evaluation
+  settings: IW samples, seed; at most config.valid_examples examples), in
+  nats, as evaluation.evaluate returns them."""
+  def measure():
+    restored = restore.restore_run(run.config.out_dir, "last")
+    config = restored.config
+    return evaluation.evaluate(
+        restored.vae, restored.critic, restored.dataset, dataclasses.replace(
+            config.eval, split="valid", batch_size=config.batch_size,
+            seed=config.seed, iw_report=(),
+            max_examples=config.valid_examples))
+  return _cached(os.path.join(run.config.out_dir, VALID_FILE),
+                 measure if measure_it else None)
+
+
+def readings(run, measure: bool = True) -> dict:
+  """A finished run's further readings: {"valid": ...} and, for seed 0,
+  "iw_convergence" where cached or where the run is a table run read with
+  fewer than CONVERGED_SAMPLES importance samples (so every table shows how
+  far its count is from converged); with measure False, only those already
+  cached. A directory shared by two parts reads the same."""
+  out = {"valid": validation(run, measure)}
+  if run.seed == 0:
+    few_samples = (run.part == "table"
+                   and run.config.eval.iw_samples < CONVERGED_SAMPLES)
+    out["iw_convergence"] = iw_convergence(
+        run, measure_it=measure and few_samples)
+  return {k: v for k, v in out.items() if v is not None}

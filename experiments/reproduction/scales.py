@@ -12,8 +12,6 @@ text setups), and a sweep of the critics' targets in nats on the text
 setups and Omniglot, read on the validation split, that chooses the
 defaults.
 `experiments/reproduce.py --scale=cpu --dry_run` gives its time.
-`SCALES["cpu_short"]`: the measurement's short runs (PTB 300 steps,
-Omniglot 200): the old protocol against the new, one and two clips.
 `SCALES["paper"]`: the paper's networks and protocol (for a GPU).
 `SCALES["smoke"]`: the cpu grid for a few steps (the numbers mean nothing).
 """
@@ -24,63 +22,16 @@ from experiments.reproduction import reproduction as repro
 
 _TABLE_METHODS = ("vae", "kl_annealing", "beta_0.5", "free_bits_0.25",
                   "aggressive", "self", "hybrid", "nn", "model")
-_MEASURED_METHODS = ("vae", "kl_annealing", "free_bits_0.25", "self",
-                     "self_joint_clip", "hybrid")
-# The measurement's text runs: their hybrid critic shared the word embedding.
-_MEASURED_TEXT = dict(hybrid_features="embedding")
 # The whole test split. IW samples as 2 cores allow (PTB's 3,761 sentences
 # at 100 samples take about 5 minutes a checkpoint); RESULTS.md shows how
-# far 20 and 100 are from 500 on seed 0 of every method (rereadings.py).
+# far 20 and 100 are from 500 on seed 0 of every method (reproduction.readings).
 _EVAL_TEXT = dict(iw_samples=100, iw_chunk_size=100, iw_report=(20,))
 _EVAL_PTB = dict(iw_samples=20, iw_chunk_size=20, iw_report=())
 _EVAL_IMAGES = dict(iw_samples=100, iw_chunk_size=50, iw_report=(20,))
-# How the earlier protocol tested: 300 sentences (images: the split), IW 20.
-_OLD_EVAL_300 = dict(iw_samples=20, iw_chunk_size=20, max_examples=300)
 _SMALL_PIXELCNN = dict(name="pixelcnn", latent_dim=32, resnet_channels=16,
                        pixelcnn_layers=4, pixelcnn_channels=16)
 
 SCALES = {
-    "cpu_short": repro.Scale(
-        setups={
-            "synthetic_text": repro.Setup(
-                "synthetic_text", dict(embed_dim=64, hidden_dim=128,
-                                       latent_dim=16, decoder_dropout=0.0,
-                                       **_MEASURED_TEXT),
-                batch_size=32, max_steps=None, epochs=4,
-                eval=_EVAL_TEXT, old_eval=_OLD_EVAL_300),
-            "ptb": repro.Setup(
-                "ptb", dict(embed_dim=64, hidden_dim=128, latent_dim=16,
-                            decoder_dropout=0.5, **_MEASURED_TEXT),
-                batch_size=32, max_steps=300, epochs=3,
-                eval=_EVAL_PTB, paper="Yahoo", old_eval=_OLD_EVAL_300,
-                skip=("self_joint_clip",)),
-            "mnist_mlp": repro.Setup(
-                "binarized_mnist", dict(name="mlp", hidden_dim=256,
-                                        latent_dim=32),
-                batch_size=50, max_steps=2000, epochs=2, valid_examples=1000,
-                eval=dict(iw_samples=50, iw_chunk_size=50,
-                          max_examples=1000)),
-            # The model critic samples x ~ p(x|z) pixel by pixel: 784
-            # PixelCNN passes a step, too slow for 2 cores. One seed: MNIST
-            # has no row in the paper, and Omniglot has the same networks.
-            "mnist_pixelcnn": repro.Setup(
-                "binarized_mnist", _SMALL_PIXELCNN, batch_size=50,
-                max_steps=200, epochs=1, valid_examples=200,
-                eval=dict(iw_samples=20, iw_chunk_size=20, max_examples=200),
-                skip=("model",), seeds=1),
-            "omniglot": repro.Setup(
-                "omniglot", _SMALL_PIXELCNN, batch_size=50, max_steps=200,
-                epochs=5, eval=_EVAL_IMAGES, paper="Omniglot",
-                skip=("model", "self_joint_clip"),
-                old_eval=dict(iw_samples=20, iw_chunk_size=20)),
-        },
-        # The measurement's table: the methods whose readings the earlier
-        # protocol got wrong, on the setups where the plain VAE collapses.
-        table=("synthetic_text", "ptb", "omniglot"),
-        methods=_MEASURED_METHODS, seeds=3, sweep=("ptb", "mnist_mlp"),
-        k=("ptb", "mnist_mlp"),
-        # Six lambdas and 2x longer training keep the sweep near an hour.
-        lambdas=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0), long_factor=2),
     "paper": repro.Scale(
         setups={
             "ptb": repro.Setup(

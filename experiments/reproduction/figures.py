@@ -13,8 +13,7 @@ from matplotlib import pyplot as plt
 from matplotlib import ticker
 import numpy as np
 
-from experiments.reproduction import results_report as report
-from experiments.reproduction import results_tradeoff as tradeoff
+from experiments.reproduction import stats as stats_lib
 
 
 def _save(fig, path: str) -> str:
@@ -81,11 +80,11 @@ def trade_off(setup: str, stats: dict, families: list, path: str) -> str:
   """NLL change against the VAE (%) vs MI and MI full, one line a family."""
   fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
   for index, family in enumerate(families):
-    vae = stats.get((setup, tradeoff.reference(families, family), None), {})
-    found = tradeoff.points(stats, setup, family.label)
+    vae = stats.get((setup, stats_lib.reference(families, family), None), {})
+    found = stats_lib.points(stats, setup, family.label)
     if not found or "nll" not in vae:
       continue
-    rel = [report._rel(s["nll"][0], vae["nll"][0]) for _, s in found]
+    rel = [stats_lib.rel(s["nll"][0], vae["nll"][0]) for _, s in found]
     critic = family.knob == "critic_weight"
     style = dict(marker="*" if not family.knob else "o" if critic else "s",
                  ms=4 if family.knob else 12, ls="-" if family.knob else "",
@@ -99,7 +98,7 @@ def trade_off(setup: str, stats: dict, families: list, path: str) -> str:
                       xytext=(2, 2), textcoords="offset points")
   for ax, name in zip(axes, ("MI (batch; capped at log K)",
                              "MI full (q(z) over the test subset)")):
-    ax.axhline(100 * report.NLL_TOLERANCE, color="grey", ls=":", lw=1)
+    ax.axhline(100 * stats_lib.NLL_TOLERANCE, color="grey", ls=":", lw=1)
     ax.set(xlabel=f"{name}, nats")
   axes[0].set(ylabel="NLL vs the plain VAE (%)")
   axes[0].set_title(f"{setup}: what each knob buys (labels: knob values; "
@@ -114,8 +113,8 @@ def mi_vs_k(setup: str, stats: dict, families: list, batch_size: int,
   fig, ax = plt.subplots(figsize=(7, 4.5))
   ks = []
   for index, family in enumerate(families):
-    found = tradeoff.points(stats, setup, family.label)
-    k = [tradeoff.k_value(family, knob, batch_size) for knob, _ in found]
+    found = stats_lib.points(stats, setup, family.label)
+    k = [stats_lib.k_value(family, knob, batch_size) for knob, _ in found]
     ks += k
     for metric, marker, ls in (("mi", "o", "-"), ("mi_full", "s", "--"),
                                ("infonce_bound", "^", "-.")):

@@ -17,7 +17,7 @@ import time
 import keras
 
 from experiments.reproduction import reproduction as repro
-from experiments.reproduction import results_report as report
+from experiments.reproduction import stats as stats_lib
 from tf_cvae import aggressive as aggressive_lib
 from tf_cvae import methods as methods_lib
 from tf_cvae.training import build
@@ -138,7 +138,7 @@ def finished_walls(runs: list, records: dict) -> dict:
   {"metrics"}), once per run directory."""
   out = {}
   for run in runs:
-    wall = report.value(records.get(run.config.out_dir) or {}, "wall")
+    wall = stats_lib.value(records.get(run.config.out_dir) or {}, "wall")
     if wall is not None:
       out[run.config.out_dir] = (run.setup, cost_class(run.config), wall)
   return out
