@@ -126,7 +126,7 @@ class TrainStep:
         model_samples=self._model_samples(batch, seed))
     if self.num_negatives and self.critic is not None:
       self.negatives = critics_lib.NegativeQueue(
-          self.num_negatives, int(terms["x_side"].shape[-1]))
+          self.num_negatives, int(terms.critic.x_side.shape[-1]))
     def trainable(*modules):
       return _unique(v for m in modules if m is not None
                      for v in m.trainable_variables)
@@ -239,21 +239,23 @@ class TrainStep:
       if self.negatives is not None:
         self.negatives.push(x_side)
       if self.multiplier is not None and update != "encoder":
-        self.multiplier.update(replicas.mean(terms.get(
-            "infonce_bound", terms.get("model_infonce_bound"))),
+        self.multiplier.update(
+            replicas.mean(terms.bound),
             lr_scale=self.optimizer.learning_rate / self._initial_lr,
             saturated=clipped)
     # A step with a non-finite term or gradient changes nothing.
     replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
-                      terms.get("x_side", tf.zeros([0])))
+                      terms.critic.x_side if terms.critic else tf.zeros([0]))
     # The batch MI estimate over the global batch (as on one device).
-    mi_inputs = [tf.stop_gradient(replicas.gather(terms[k]))
-                 for k in ("mu", "logvar", "z")]
-    out = {"loss": loss, "rec": -tf.reduce_mean(terms["log_likelihood"]),
-           "kl": tf.reduce_mean(terms["kl"]),
+    mi_inputs = [tf.stop_gradient(replicas.gather(t))
+                 for t in (terms.mu, terms.logvar, terms.z)]
+    out = {"loss": loss, "rec": -tf.reduce_mean(terms.log_likelihood),
+           "kl": tf.reduce_mean(terms.kl),
            "mi": metrics.mutual_information(*mi_inputs)}
-    out.update({k: terms[k] for k in ("infonce_bound", "model_infonce_bound")
-                if k in terms})
+    if terms.critic is not None:
+      out["infonce_bound"] = terms.critic.bound
+    if terms.model_critic is not None:
+      out["model_infonce_bound"] = terms.model_critic.bound
     out.update(self.multiplier.state() if self.multiplier else {})
     if self.critic_weight is not None:   # lambda as this step used it
       out.update(critic_lambda=losses.critic_weight,
@@ -386,14 +388,14 @@ NONFINITE_TERMS = ("reconstruction", "kl", "critic", "model_critic",
                    "gradients")
 
 
-def _nonfinite_mask(terms: dict, gradients: list) -> tf.Tensor:
+def _nonfinite_mask(terms: objective_lib.Terms, gradients: list) -> tf.Tensor:
   """An int32 bitmask of the step's non-finite parts (0: all finite), the
   same on every replica (each replica's verdicts are combined)."""
   def bad(value):
     return tf.logical_not(tf.reduce_all(tf.math.is_finite(value)))
-  parts = [bad(terms["log_likelihood"]), bad(terms["kl"]),
-           bad(terms.get("log_softmax_positive", 0.0)),
-           bad(terms.get("model_log_softmax_positive", 0.0)),
+  parts = [bad(terms.log_likelihood), bad(terms.kl),
+           *(bad(contrast.log_softmax_positive if contrast else 0.0)
+             for contrast in (terms.critic, terms.model_critic)),
            bad(tf.linalg.global_norm([g for g in gradients if g is not None]))]
   mask = tf.add_n([tf.cast(part, tf.int32) * (1 << i)
                    for i, part in enumerate(parts)])
