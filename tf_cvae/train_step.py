@@ -223,13 +223,10 @@ class TrainStep:
     # Where the critic's clip binds, lambda * gradient is cut back to the
     # clip: the effective weight is lambda * clip / norm, and more lambda
     # would change nothing, so the multiplier's integral may not rise.
-    critic_clip = self.critic_clip_norm if separate else None
-    critic_norm = norms[1] if separate else tf.zeros([])
-    clipped = (tf.logical_and(critic_norm > critic_clip, critic_clip > 0)
-               if critic_clip else tf.constant(False))
-    effective_weight = losses.critic_weight * (
-        tf.minimum(1.0, critic_clip / tf.maximum(critic_norm, 1e-12))
-        if critic_clip else 1.0)
+    critic_scale = (clip_scale(norms[1], self.critic_clip_norm) if separate
+                    else tf.ones([]))
+    clipped = critic_scale < 1.0
+    effective_weight = losses.critic_weight * critic_scale
     nonfinite = _nonfinite_mask(terms, gradients)
 
     def update_fn(gradients, x_side):
@@ -320,6 +317,16 @@ def scaled(gradient, scale):
   return gradient * scale
 
 
+def clip_scale(norm: tf.Tensor, clip_norm: float | None) -> tf.Tensor:
+  """min(1, clip_norm / norm), the factor a clip puts on gradients of global
+  norm `norm` (float32 scalar): 1 without a clip (None or 0), NaN for a
+  non-finite norm."""
+  if not clip_norm:
+    return tf.ones([])
+  scale = clip_norm / tf.maximum(norm, clip_norm)
+  return scale + (norm - norm)       # NaN when the norm is inf or NaN
+
+
 def clip(gradients: list, clip_norm: float | None):
   """(gradients scaled to global norm <= clip_norm, their norm before).
 
@@ -329,8 +336,7 @@ def clip(gradients: list, clip_norm: float | None):
   norm = global_norm(gradients)
   if not clip_norm:
     return list(gradients), norm
-  scale = clip_norm / tf.maximum(norm, clip_norm)
-  scale += norm - norm               # NaN when the norm is inf or NaN
+  scale = clip_scale(norm, clip_norm)
   return [scaled(g, scale) for g in gradients], norm
 
 

@@ -281,7 +281,7 @@ class Evaluator:
       if dataset.kind == "text":
         train_n = dataset.lengths("train")[train_rows]
         split_n = dataset.lengths(split)[split_rows]
-        results["probe_r2_length"] = metrics.length_probe_r2(
+        results["probe_r2_length"] = metrics.probe_r2_length(
             train_n, train_truth, split_n, truth)
         train_rest, rest = metrics.beyond_length(train_n, train_truth,
                                                  split_n, truth)
