@@ -50,6 +50,11 @@ class DataConfig:
     return self.data_dir or default_data_dir()
 
 
+# DataConfig fields that name files or folders.
+PATH_FIELDS = ("data_dir", "train_file", "valid_file", "test_file",
+               "vocab_file")
+
+
 def absolute_paths(config: DataConfig) -> DataConfig:
   """`config` with its folder and files as absolute paths, found as the
   loaders find them (a file relative to the working directory, else to

@@ -264,9 +264,6 @@ RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
 # Nested fields shown by their flag's name where it differs from the field's.
 _FLAG_NAMES = {"data.name": "dataset", "data.seed": "data_seed",
                "model.name": "model"}
-# Data fields that name files or folders: compared as absolute paths.
-_PATH_FIELDS = ("data_dir", "train_file", "valid_file", "test_file",
-                "vocab_file")
 
 
 def _differences(key: str, mine, saved) -> list[str]:
@@ -277,7 +274,7 @@ def _differences(key: str, mine, saved) -> list[str]:
       a, b = mine.get(name), saved.get(name)
       if key == "data" and name == "download":   # not the data itself
         continue
-      if key == "data" and name in _PATH_FIELDS:
+      if key == "data" and name in data_lib.PATH_FIELDS:  # as absolute paths
         a, b = (os.path.abspath(v) if isinstance(v, str) else v
                 for v in (a, b))
       if a != b:
