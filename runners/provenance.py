@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tf_cvae
+from tf_cvae import data as data_lib
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import train
@@ -50,9 +51,8 @@ def run_flagfile(config: config_lib.TrainConfig, **values) -> str:
   files and folder as absolute paths, so that --flagfile=RUN/flags.cfg
   continues the run from any folder; `values` as train_flagfile's."""
   data = config.data
-  paths = {name: getattr(data, name) for name in (
-      "data_dir", "train_file", "valid_file", "test_file", "vocab_file")
-            if getattr(data, name)}
+  paths = {name: getattr(data, name) for name in data_lib.PATH_FIELDS
+           if getattr(data, name)}
   return train_flagfile(**dict(paths, out_dir=os.path.abspath(config.out_dir),
                                **values))
 

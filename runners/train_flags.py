@@ -53,18 +53,6 @@ def define_train_flags() -> None:
                      "(seeded by --data_seed) as the valid split, and as "
                      "much again as the test split.", lower_bound=0.001,
                      upper_bound=0.49)
-  flags.DEFINE_integer("image_size", _DATA.image_size, "--dataset=images: "
-                       "images are resized to this height and width (the "
-                       "image models take 28).", lower_bound=1)
-  flags.DEFINE_integer("image_channels", _DATA.image_channels,
-                       "--dataset=images: channels the images are read with "
-                       "(the image models take 1: grey).", lower_bound=1,
-                       upper_bound=4)
-  for name, supported, what in (("image_size", 28, "28x28 images"),
-                                ("image_channels", 1, "images of 1 channel")):
-    flags.register_validator(name, lambda v, s=supported: v == s, (
-        f"the image models take {what} only (images of any size and colour "
-        f"are resized and made grey to fit): use --{name}={supported}"))
   flags.DEFINE_enum("binarize", _DATA.binarize, ["dynamic", "threshold"],
                     "--dataset=images: dynamic = intensities are Bernoulli "
                     "probabilities, redrawn every epoch for train and drawn "
@@ -79,14 +67,11 @@ def define_train_flags() -> None:
                        "Rarer training words become unknown.",
                        lower_bound=1)
   flags.DEFINE_integer("max_length", _DATA.max_length,
-                       "Words per sentence at most.",
-                       lower_bound=1)
+                       "Words per sentence at most; longer sentences are "
+                       "dropped.", lower_bound=1)
   flags.DEFINE_string("vocab_file", _DATA.vocab_file,
                       "Use this saved vocabulary (a run's "
                       "vocab.txt) instead of building one.")
-  flags.DEFINE_enum("long_sentences", _DATA.long_sentences,
-                    ["drop", "truncate"],
-                    "What happens to sentences over --max_length.")
   flags.DEFINE_enum("model", _MODEL.name, ["auto"] + sorted(registry.MODELS),
                     "Encoder/decoder pair; auto: lstm for text, mlp for "
                     "images.")
@@ -225,13 +210,9 @@ def define_train_flags() -> None:
                      "--clip_mode=separate: global "
                      "norm clip of the critic loss's gradient (default: "
                      "--clip_norm; 0: none).", lower_bound=0.0)
-  flags.DEFINE_enum("critic_optimizer", _TRAIN.critic_optimizer,
-                    ["adam", "same"],
-                    "Optimizer of the critics' own parameters: Adam, or the "
-                    "same as the model's.")
   flags.DEFINE_float("critic_learning_rate", _TRAIN.critic_learning_rate,
-                     "Learning rate of "
-                     "--critic_optimizer=adam.", lower_bound=0.0)
+                     "Learning rate of the Adam that trains the critics' "
+                     "own parameters.", lower_bound=0.0)
   flags.DEFINE_integer("data_seed", _DATA.seed,
                        "Seed of the generated data sets and "
                        "of the fixed test binarization: the same across "

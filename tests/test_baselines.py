@@ -41,9 +41,10 @@ def test_free_bits_floor_per_dimension():
 
 
 def test_free_bits_changes_the_total_loss():
-  terms = {"log_likelihood": tf.constant([-3.0, -5.0]),
-           "kl": tf.constant([0.4, 0.4]),
-           "kl_per_dim": tf.constant([[0.2, 0.2], [0.2, 0.2]])}
+  terms = objective.Terms(
+      None, None, None, log_likelihood=tf.constant([-3.0, -5.0]),
+      kl_per_dim=tf.constant([[0.2, 0.2], [0.2, 0.2]]),
+      kl=tf.constant([0.4, 0.4]))
   plain = objective.loss(terms, objective.ObjectiveConfig()).total
   floored = objective.loss(terms, objective.ObjectiveConfig(
       free_bits=1.0)).total

@@ -269,10 +269,11 @@ def test_a_multiplier_may_start_at_zero():
 def test_the_warm_up_scales_the_multipliers_lambda_too():
   """critic_warmup_steps raises lambda from 0 also when a multiplier gives
   it: lambda(t) = multiplier * min(t / steps, 1)."""
-  terms = {"log_likelihood": tf.constant([-10.0, -12.0]),
-           "kl": tf.constant([1.0, 1.0]),
-           "log_softmax_positive": tf.constant([-1.0, -2.0]),
-           "infonce_bound": tf.constant(0.5)}
+  terms = objective.Terms(
+      None, None, None, log_likelihood=tf.constant([-10.0, -12.0]),
+      kl_per_dim=tf.constant([[1.0], [1.0]]), kl=tf.constant([1.0, 1.0]),
+      critic=objective.Contrast(
+          None, None, tf.constant([-1.0, -2.0]), tf.constant(0.5)))
   config = objective.ObjectiveConfig(critic_weight=4.0, critic_target=1.0,
                                      critic_warmup_steps=10,
                                      critic_lambda_kp=0.0)

@@ -74,8 +74,8 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
-    loss = -tf.reduce_mean(terms["log_softmax_positive"])
-  assert terms["critic_logits"].shape == (8, 8)
+    loss = -tf.reduce_mean(terms.critic.log_softmax_positive)
+  assert terms.critic.logits.shape == (8, 8)
   shared = {id(v) for v in vae.trainable_variables} & {
       id(v) for v in critic.trainable_variables}
   # Exactly the encoder's embedding and LSTM are shared, nothing else.
@@ -102,7 +102,7 @@ def test_hybrid_critic_on_embeddings_shares_only_the_embedding():
   critic = critics.build_critic("hybrid", vae, dataset)
   terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                             training=False)
-  assert terms["critic_logits"].shape == (8, 8)
+  assert terms.critic.logits.shape == (8, 8)
   shared = {id(v) for v in vae.trainable_variables} & {
       id(v) for v in critic.trainable_variables}
   assert shared == {id(vae.encoder.embedding.embeddings)}
@@ -115,7 +115,7 @@ def test_self_critic_gradient_reaches_encoder():
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
-    loss = -tf.reduce_mean(terms["log_softmax_positive"])
+    loss = -tf.reduce_mean(terms.critic.log_softmax_positive)
   grads = tape.gradient(loss, vae.encoder.trainable_variables)
   assert all(g is not None for g in grads)
   assert sum(float(tf.norm(tf.convert_to_tensor(g))) for g in grads) > 0
@@ -127,8 +127,8 @@ def test_nn_critic_has_its_own_network_and_trains_the_encoder():
   with tf.GradientTape() as tape:
     terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
                               training=False)
-    loss = -tf.reduce_mean(terms["log_softmax_positive"])
-  assert terms["critic_logits"].shape == (8, 8)
+    loss = -tf.reduce_mean(terms.critic.log_softmax_positive)
+  assert terms.critic.logits.shape == (8, 8)
   assert not {id(v) for v in vae.trainable_variables} & {
       id(v) for v in critic.trainable_variables}
   grads = tape.gradient(loss, vae.encoder.to_params.trainable_variables)
@@ -191,8 +191,8 @@ def _model_critic_descent(dataset_name, model_config):
     terms = objective.forward(vae, None, batch, seed, training=False,
                               model_critic=model_critic,
                               model_samples=samples)
-    assert float(terms["model_infonce_bound"]) <= math.log(8) + 1e-6
-    return -tf.reduce_mean(terms["model_log_softmax_positive"])
+    assert float(terms.model_critic.bound) <= math.log(8) + 1e-6
+    return -tf.reduce_mean(terms.model_critic.log_softmax_positive)
 
   variables = vae.decoder.trainable_variables
   with tf.GradientTape() as tape:
@@ -292,8 +292,8 @@ def test_a_critic_named_in_python_trains_with_its_default_term():
   assert float(step.multiplier.weight) == weight
   critic_part = objective.loss(terms, step.objective_config, 0,
                                step.critic_weight).critic_term
-  cross_entropy = -float(tf.reduce_mean(terms["log_softmax_positive"]))
-  assert float(terms["infonce_bound"]) < target   # lambda will rise
+  cross_entropy = -float(tf.reduce_mean(terms.critic.log_softmax_positive))
+  assert float(terms.critic.bound) < target   # lambda will rise
   # Before any update the damper adds kp * (target - 0) to the integral.
   np.testing.assert_allclose(float(critic_part),
                              (weight + 1.0 * target) * cross_entropy,
@@ -315,7 +315,7 @@ def _mean_model_bound(step, batches) -> float:
           step.vae, None, batch, seed, training=False,
           model_critic=step.model_critic,
           model_samples=objective.draw_model_samples(step.vae, batch, seed))
-      bounds.append(float(terms["model_infonce_bound"]))
+      bounds.append(float(terms.model_critic.bound))
   return float(np.mean(bounds))
 
 

@@ -78,21 +78,15 @@ def test_ptb_unknown_words(ptb, data_file):
   assert ptb.vocab.tokens[ptb.splits["test"][i][j + 1]] == test_lines[i][j]
 
 
-def test_ptb_max_length_drop_and_truncate(data_file, caplog):
+def test_ptb_max_length_drops_longer_sentences(data_file, caplog):
   lines = _lines(data_file(PTB_VALID))
   longer = sum(len(s) > 10 for s in lines)
   assert 0 < longer < len(lines)
   with caplog.at_level(logging.INFO, logger="absl"):
-    dropped = _ptb(data_file, max_length=10, long_sentences="drop")
+    dropped = _ptb(data_file, max_length=10)
   assert dropped.num_examples("train") == len(lines) - longer
   assert f"dropped {longer} of {len(lines)} sentences" in caplog.text
   assert dropped.max_length() <= 12
-  truncated = _ptb(data_file, max_length=10, long_sentences="truncate")
-  assert truncated.num_examples("train") == len(lines)
-  assert max(len(s) for s in truncated.splits["train"]) == 12
-  first_long = next(i for i, s in enumerate(lines) if len(s) > 10)
-  assert truncated.vocab.decode(
-      truncated.splits["train"][first_long]) == lines[first_long][:10]
 
 
 def test_bucketed_batches_pad_after_end(ptb):
@@ -222,9 +216,8 @@ def test_uncapped_line_over_the_word_limit(tmp_path):
   with pytest.raises(ValueError, match=r"train\.txt, line 2: 1001 words, "
                      "more than 1000; set max_length"):
     _text(tmp_path, train=f"a b\n{long}\n")
-  ds = _text(tmp_path, train=f"a b\n{long}\n", max_length=5,
-             long_sentences="truncate")
-  assert ds.num_examples("train") == 2
+  ds = _text(tmp_path, train=f"a b\n{long}\n", max_length=5)
+  assert ds.num_examples("train") == 1
 
 
 def test_all_sentences_too_long(tmp_path):
@@ -232,10 +225,6 @@ def test_all_sentences_too_long(tmp_path):
                      "max_length=1"):
     _text(tmp_path, train="a\n", valid="a b\n", max_length=1)
 
-
-def test_bad_long_sentences_option(tmp_path):
-  with pytest.raises(ValueError, match="long_sentences must be"):
-    _text(tmp_path, long_sentences="clip")
 
 
 def test_saved_vocabulary_is_reused(ptb, data_file, tmp_path):

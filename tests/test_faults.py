@@ -3,6 +3,7 @@ stops and keeps its best checkpoint), SIGTERM (checkpoint, then exit), SIGKILL
 (the same command resumes and ends where an uninterrupted run ends), and a
 writer killed in the middle of a checkpoint (the previous one still loads)."""
 
+import dataclasses
 import errno
 import glob
 import json
@@ -34,8 +35,9 @@ TINY = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
 
 
 def _poison(monkeypatch, term: str, first_call: int, last_call: int):
-  """Makes objective.forward's `term` NaN on its calls first..last (counted
-  from 0, the build call included); returns the call counter."""
+  """Makes objective.forward's `term` (a Terms field, "critic.<field>" for
+  the critic's) NaN on its calls first..last (counted from 0, the build
+  call included); returns the call counter."""
   real_forward = objective.forward
   calls = tf.Variable(-1, dtype=tf.int64, trainable=False)
 
@@ -43,15 +45,19 @@ def _poison(monkeypatch, term: str, first_call: int, last_call: int):
     terms = real_forward(*args, **kwargs)
     call = calls.assign_add(1)
     bad = tf.logical_and(call >= first_call, call <= last_call)
-    terms[term] = terms[term] + tf.where(bad, float("nan"), 0.0)
-    return terms
+    *owner, name = term.split(".")
+    parent = getattr(terms, owner[0]) if owner else terms
+    poisoned = dataclasses.replace(parent, **{name: getattr(parent, name) + (
+        tf.where(bad, float("nan"), 0.0))})
+    return (dataclasses.replace(terms, **{owner[0]: poisoned}) if owner
+            else poisoned)
 
   monkeypatch.setattr(objective, "forward", forward)
   return calls
 
 
 def test_a_nan_step_changes_nothing_and_names_its_term(monkeypatch):
-  calls = _poison(monkeypatch, "log_softmax_positive", 2, 2)
+  calls = _poison(monkeypatch, "critic.log_softmax_positive", 2, 2)
   dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
   vae = registry.build_vae(TINY, dataset)
   step = train_step.TrainStep(

@@ -39,10 +39,11 @@ def test_critic_hinge_active_below_target():
 
 
 def test_total_loss_adds_lambda_times_critic_cross_entropy():
-  terms = {"log_likelihood": tf.constant([-3.0, -5.0]),
-           "kl": tf.constant([1.0, 2.0]),
-           "log_softmax_positive": tf.constant([-0.5, -1.5]),
-           "infonce_bound": tf.constant(0.0)}
+  terms = objective.Terms(
+      None, None, None, log_likelihood=tf.constant([-3.0, -5.0]),
+      kl_per_dim=tf.constant([[1.0], [2.0]]), kl=tf.constant([1.0, 2.0]),
+      critic=objective.Contrast(
+          None, None, tf.constant([-0.5, -1.5]), tf.constant(0.0)))
   config = objective.ObjectiveConfig(critic_weight=4.0)
   # mean neg. ELBO 5.5, critic cross-entropy 1.0.
   np.testing.assert_allclose(float(objective.loss(terms, config).total), 9.5)

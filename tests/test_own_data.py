@@ -136,15 +136,7 @@ def test_arrays_and_a_threshold(tmp_path):
   assert ds.labels is None
 
 
-def test_sizes_the_models_do_not_take_are_refused_in_one_line(tmp_path):
-  np.save(tmp_path / "x.npy", np.zeros((10, 28, 28), np.uint8))
-  with pytest.raises(errors.InputError) as refused:
-    data.load(data.DataConfig(name="images", train_file=str(
-        tmp_path / "x.npy"), image_size=32))
-  assert str(refused.value) == (
-      "image_size=32, image_channels=1: the image models take 28x28 images "
-      "of 1 channel only; use image_size=28 and image_channels=1 (images of "
-      "any size and colour are resized and made grey to fit)")
+def test_a_file_neither_folder_nor_array_is_refused_in_one_line(tmp_path):
   with pytest.raises(errors.InputError, match=r"x\.txt: neither a folder"):
     data.load(data.DataConfig(name="images",
                               train_file=str(tmp_path / "x.txt")))
@@ -176,14 +168,6 @@ def test_own_text_and_own_images_train_end_to_end(tmp_path):
   metrics = json.loads(images.stdout)
   assert metrics["steps"] == 3 and metrics["num_examples"] == 2
   assert np.isfinite(metrics["nll"])
-  refused = _train(tmp_path, "--dataset=images", "--train_file=my_images",
-                   "--image_size=32")
-  assert refused.returncode == 2
-  assert refused.stderr.splitlines() == [
-      "error: --image_size: '32': the image models take 28x28 images only "
-      "(images "
-      "of any size and colour are resized and made grey to fit): use "
-      "--image_size=28"]
 
 
 def test_separate_folders_share_the_training_folders_class_numbers(tmp_path):

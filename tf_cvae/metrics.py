@@ -224,7 +224,7 @@ def one_hot(values: np.ndarray, categories: np.ndarray) -> np.ndarray:
           ).astype(np.float64)
 
 
-def length_probe_r2(train_lengths: np.ndarray, train_targets: np.ndarray,
+def probe_r2_length(train_lengths: np.ndarray, train_targets: np.ndarray,
                     lengths: np.ndarray, targets: np.ndarray) -> float:
   """linear_probe_r2 of the targets [N, k] from the one-hot sentence length
   alone (lengths [N], categories those of train): what length explains."""

@@ -9,8 +9,8 @@ KL annealing (beta warms up linearly), cyclical KL annealing (beta rises from
 (a fixed beta), free bits (a per-dimension floor on the batch-mean KL),
 encoder pre-training (beta = 0 until pretrain_steps, after which the training
 loop resets the decoder, Li et al. 2019). BN-VAE is a model setting
-(ModelConfig.bn_gamma). `forward` returns the per-example terms; `loss`
-makes the explicit reductions and returns a `Loss`.
+(ModelConfig.bn_gamma). `forward` returns the per-example terms (`Terms`);
+`loss` makes the explicit reductions and returns a `Loss`.
 """
 
 import dataclasses
@@ -182,8 +182,56 @@ def draw_model_samples(vae, batch: dict, seed: tf.Tensor):
   return z_prior, vae.decoder.model_sample(batch, z_prior, fold_in(seed, 2))
 
 
+class _Nested:
+  """Lets tf.nest (tf.function outputs, strategy.run) see the fields."""
+
+  def __tf_flatten__(self):
+    names = tuple(field.name for field in dataclasses.fields(self))
+    return names, tuple(getattr(self, name) for name in names)
+
+  @classmethod
+  def __tf_unflatten__(cls, names, values):
+    return cls(**dict(zip(names, values)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Contrast(_Nested):
+  """One critic's InfoNCE on a batch: z [K_local] of this replica against
+  the candidates (the global batch's K x-side rows, then the queue's Q)."""
+  x_side: tf.Tensor                # [K, ...] the gathered x-side rows
+  logits: tf.Tensor                # [K + Q, K_local] scores f(x_i, z_j)
+  log_softmax_positive: tf.Tensor  # [K_local] c_j <= 0, nats
+  bound: tf.Tensor                 # scalar nats, mean c + log(K + Q) over
+                                   # the global batch (InfoNCE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Terms(_Nested):
+  """`forward`'s terms of a batch of K rows (nats, per example)."""
+  mu: tf.Tensor                    # [K, latent] posterior means
+  logvar: tf.Tensor                # [K, latent] posterior log-variances
+  z: tf.Tensor                     # [K, latent] z ~ q(z|x)
+  log_likelihood: tf.Tensor        # [K] log p(x|z)
+  kl_per_dim: tf.Tensor            # [K, latent] KL(q(z_d|x) || p(z_d))
+  kl: tf.Tensor                    # [K] KL(q(z|x) || p(z)), summed over d
+  critic: Contrast | None = None   # the inference critic's, or None
+  model_critic: Contrast | None = None  # on z ~ p(z), x ~ p(x|z), or None
+
+  @property
+  def contrasts(self) -> list[Contrast]:
+    """The critics' terms present, the inference critic's first."""
+    return [c for c in (self.critic, self.model_critic) if c is not None]
+
+  @property
+  def bound(self) -> tf.Tensor | None:
+    """The InfoNCE bound lambda's target holds (scalar nats): the inference
+    critic's, else the model critic's; None without critics."""
+    contrasts = self.contrasts
+    return contrasts[0].bound if contrasts else None
+
+
 def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
-            model_critic=None, negatives=None, model_samples=None) -> dict:
+            model_critic=None, negatives=None, model_samples=None) -> Terms:
   """Runs encoder, decoder and critics once on a batch.
 
   Args:
@@ -197,33 +245,24 @@ def forward(vae, critic, batch: dict, seed: tf.Tensor, training: bool,
     model_samples: draw_model_samples(...) for the model critic.
     negatives: a critics.NegativeQueue whose rows (x_side of earlier
       batches) join the batch's own as negatives, or None.
-
-  Returns:
-    dict of tensors: mu, logvar, z [K, latent]; log_likelihood, kl [K] nats;
-    kl_per_dim [K, latent]; with a critic: x_side, critic_logits [N, K],
-    log_softmax_positive [K], infonce_bound (scalar nats); with a model
-    critic: model_log_softmax_positive [K], model_infonce_bound.
   """
   mu, logvar = vae.encode(batch, training=training)
   z = _sample_posterior(mu, logvar, seed)
   kl_per_dim = latent.kl_to_prior_per_dim(mu, logvar)
-  terms = {
-      "mu": mu, "logvar": logvar, "z": z, "kl_per_dim": kl_per_dim,
-      "log_likelihood": vae.log_likelihood(batch, z, training=training),
-      "kl": tf.reduce_sum(kl_per_dim, axis=-1),
-  }
+  log_likelihood = vae.log_likelihood(batch, z, training=training)
+  kl = tf.reduce_sum(kl_per_dim, axis=-1)
+  contrast = model_contrast = None
   if critic is not None:
     x_side = critic.x_side(batch, mu, logvar, training=training)
-    terms.update(_contrast(critic, x_side, z, negatives))
+    contrast = _contrast(critic, x_side, z, negatives)
   if model_critic is not None:
     z_prior, x_sample = model_samples
     # No dropout: the relaxed probabilities are those x was drawn from.
     x_model = vae.decoder.relax(x_sample, z_prior, training=False)
-    model_terms = _contrast(model_critic, model_critic.x_side(
+    model_contrast = _contrast(model_critic, model_critic.x_side(
         x_model, None, None, training=training), z_prior)
-    terms["model_log_softmax_positive"] = model_terms["log_softmax_positive"]
-    terms["model_infonce_bound"] = model_terms["infonce_bound"]
-  return terms
+  return Terms(mu, logvar, z, log_likelihood, kl_per_dim, kl, contrast,
+               model_contrast)
 
 
 def _sample_posterior(mu, logvar, seed):
@@ -239,25 +278,19 @@ def _sample_posterior(mu, logvar, seed):
   return replicas.local_rows(z_global, tf.shape(mu)[0])
 
 
-def _contrast(critic, x_side, z, negatives=None) -> dict:
-  """A critic's InfoNCE terms for z [K_local, latent] against every x.
-
-  The candidates are the x-side rows of the global batch (gathered from all
-  replicas, so K is the global batch) plus the queue's. Returns x_side (the
-  gathered rows), critic_logits [K + Q, K_local], log_softmax_positive
-  [K_local] and infonce_bound (scalar nats, over the global batch).
-  """
+def _contrast(critic, x_side, z, negatives=None) -> Contrast:
+  """A critic's InfoNCE terms for z [K_local, latent] against every x: the
+  x-side rows of the global batch (gathered from all replicas, so K is the
+  global batch) plus the queue's."""
   x_side_all = replicas.gather(x_side)
   if negatives is not None:
-    critic_logits, num_candidates = negatives.score(critic, x_side_all, z)
+    logits, num_candidates = negatives.score(critic, x_side_all, z)
   else:
-    critic_logits, num_candidates = critic.score(x_side_all, z), None
+    logits, num_candidates = critic.score(x_side_all, z), None
   log_softmax_positive, bound = critics.infonce(
-      critic_logits, num_candidates,
-      positive_offset=replicas.position(tf.shape(z)[0]))
-  return {"x_side": x_side_all, "critic_logits": critic_logits,
-          "log_softmax_positive": log_softmax_positive,
-          "infonce_bound": replicas.mean(bound)}
+      logits, num_candidates, positive_offset=replicas.position(tf.shape(z)[0]))
+  return Contrast(x_side_all, logits, log_softmax_positive,
+                  replicas.mean(bound))
 
 
 def negative_elbo(log_likelihood: tf.Tensor, kl: tf.Tensor,
@@ -385,7 +418,7 @@ class Loss:
     return self.elbo + self.critic_term
 
 
-def loss(terms: dict, config: ObjectiveConfig, step=0,
+def loss(terms: Terms, config: ObjectiveConfig, step=0,
          critic_weight: CriticWeight | None = None) -> Loss:
   """The loss of `forward`'s terms at optimizer step `step`.
 
@@ -395,26 +428,24 @@ def loss(terms: dict, config: ObjectiveConfig, step=0,
   critic part's gradient after lambda (and holds the multiplier's lambda
   while that clip binds).
   """
-  has_critic = any(p + "log_softmax_positive" in terms for p in ("", "model_"))
-  if critic_weight is None:
-    if has_critic and dual_config(config):
+  contrasts = terms.contrasts
+  if contrasts and critic_weight is None:
+    if dual_config(config):
       raise ValueError("a lagrangian target needs the multiplier's lambda: "
                        "pass critic_weight (TrainStep does)")
-    critic_weight = CriticWeight(config) if has_critic else None
+    critic_weight = CriticWeight(config)
   beta = kl_weight(config, step)
   if config.free_bits > 0:
-    elbo_part = (-tf.reduce_mean(terms["log_likelihood"])
-                 + beta * free_bits_kl(terms["kl_per_dim"], config.free_bits))
+    elbo_part = (-tf.reduce_mean(terms.log_likelihood)
+                 + beta * free_bits_kl(terms.kl_per_dim, config.free_bits))
   else:
-    elbo_part = tf.reduce_mean(negative_elbo(terms["log_likelihood"],
-                                             terms["kl"], beta))
+    elbo_part = tf.reduce_mean(negative_elbo(terms.log_likelihood, terms.kl,
+                                             beta))
   critic_part = tf.zeros([], elbo_part.dtype)
   weight = tf.zeros([], elbo_part.dtype)
-  if has_critic:
+  if contrasts:
     weight = tf.cast(critic_weight(step), elbo_part.dtype)
-    for prefix in ("", "model_"):
-      if prefix + "log_softmax_positive" in terms:
-        critic_part += critic_loss(terms[prefix + "log_softmax_positive"],
-                                   terms[prefix + "infonce_bound"],
-                                   critic_weight.hinge)
+    for contrast in contrasts:
+      critic_part += critic_loss(contrast.log_softmax_positive,
+                                 contrast.bound, critic_weight.hinge)
   return Loss(elbo_part, critic_part, weight)

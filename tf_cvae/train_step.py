@@ -126,7 +126,7 @@ class TrainStep:
         model_samples=self._model_samples(batch, seed))
     if self.num_negatives and self.critic is not None:
       self.negatives = critics_lib.NegativeQueue(
-          self.num_negatives, int(terms["x_side"].shape[-1]))
+          self.num_negatives, int(terms.critic.x_side.shape[-1]))
     def trainable(*modules):
       return _unique(v for m in modules if m is not None
                      for v in m.trainable_variables)
@@ -223,13 +223,10 @@ class TrainStep:
     # Where the critic's clip binds, lambda * gradient is cut back to the
     # clip: the effective weight is lambda * clip / norm, and more lambda
     # would change nothing, so the multiplier's integral may not rise.
-    critic_clip = self.critic_clip_norm if separate else None
-    critic_norm = norms[1] if separate else tf.zeros([])
-    clipped = (tf.logical_and(critic_norm > critic_clip, critic_clip > 0)
-               if critic_clip else tf.constant(False))
-    effective_weight = losses.critic_weight * (
-        tf.minimum(1.0, critic_clip / tf.maximum(critic_norm, 1e-12))
-        if critic_clip else 1.0)
+    critic_scale = (clip_scale(norms[1], self.critic_clip_norm) if separate
+                    else tf.ones([]))
+    clipped = critic_scale < 1.0
+    effective_weight = losses.critic_weight * critic_scale
     nonfinite = _nonfinite_mask(terms, gradients)
 
     def update_fn(gradients, x_side):
@@ -239,21 +236,23 @@ class TrainStep:
       if self.negatives is not None:
         self.negatives.push(x_side)
       if self.multiplier is not None and update != "encoder":
-        self.multiplier.update(replicas.mean(terms.get(
-            "infonce_bound", terms.get("model_infonce_bound"))),
+        self.multiplier.update(
+            replicas.mean(terms.bound),
             lr_scale=self.optimizer.learning_rate / self._initial_lr,
             saturated=clipped)
     # A step with a non-finite term or gradient changes nothing.
     replicas.apply_if(tf.equal(nonfinite, 0), update_fn, gradients,
-                      terms.get("x_side", tf.zeros([0])))
+                      terms.critic.x_side if terms.critic else tf.zeros([0]))
     # The batch MI estimate over the global batch (as on one device).
-    mi_inputs = [tf.stop_gradient(replicas.gather(terms[k]))
-                 for k in ("mu", "logvar", "z")]
-    out = {"loss": loss, "rec": -tf.reduce_mean(terms["log_likelihood"]),
-           "kl": tf.reduce_mean(terms["kl"]),
+    mi_inputs = [tf.stop_gradient(replicas.gather(t))
+                 for t in (terms.mu, terms.logvar, terms.z)]
+    out = {"loss": loss, "rec": -tf.reduce_mean(terms.log_likelihood),
+           "kl": tf.reduce_mean(terms.kl),
            "mi": metrics.mutual_information(*mi_inputs)}
-    out.update({k: terms[k] for k in ("infonce_bound", "model_infonce_bound")
-                if k in terms})
+    if terms.critic is not None:
+      out["infonce_bound"] = terms.critic.bound
+    if terms.model_critic is not None:
+      out["model_infonce_bound"] = terms.model_critic.bound
     out.update(self.multiplier.state() if self.multiplier else {})
     if self.critic_weight is not None:   # lambda as this step used it
       out.update(critic_lambda=losses.critic_weight,
@@ -318,6 +317,16 @@ def scaled(gradient, scale):
   return gradient * scale
 
 
+def clip_scale(norm: tf.Tensor, clip_norm: float | None) -> tf.Tensor:
+  """min(1, clip_norm / norm), the factor a clip puts on gradients of global
+  norm `norm` (float32 scalar): 1 without a clip (None or 0), NaN for a
+  non-finite norm."""
+  if not clip_norm:
+    return tf.ones([])
+  scale = clip_norm / tf.maximum(norm, clip_norm)
+  return scale + (norm - norm)       # NaN when the norm is inf or NaN
+
+
 def clip(gradients: list, clip_norm: float | None):
   """(gradients scaled to global norm <= clip_norm, their norm before).
 
@@ -327,8 +336,7 @@ def clip(gradients: list, clip_norm: float | None):
   norm = global_norm(gradients)
   if not clip_norm:
     return list(gradients), norm
-  scale = clip_norm / tf.maximum(norm, clip_norm)
-  scale += norm - norm               # NaN when the norm is inf or NaN
+  scale = clip_scale(norm, clip_norm)
   return [scaled(g, scale) for g in gradients], norm
 
 
@@ -386,14 +394,14 @@ NONFINITE_TERMS = ("reconstruction", "kl", "critic", "model_critic",
                    "gradients")
 
 
-def _nonfinite_mask(terms: dict, gradients: list) -> tf.Tensor:
+def _nonfinite_mask(terms: objective_lib.Terms, gradients: list) -> tf.Tensor:
   """An int32 bitmask of the step's non-finite parts (0: all finite), the
   same on every replica (each replica's verdicts are combined)."""
   def bad(value):
     return tf.logical_not(tf.reduce_all(tf.math.is_finite(value)))
-  parts = [bad(terms["log_likelihood"]), bad(terms["kl"]),
-           bad(terms.get("log_softmax_positive", 0.0)),
-           bad(terms.get("model_log_softmax_positive", 0.0)),
+  parts = [bad(terms.log_likelihood), bad(terms.kl),
+           *(bad(contrast.log_softmax_positive if contrast else 0.0)
+             for contrast in (terms.critic, terms.model_critic)),
            bad(tf.linalg.global_norm([g for g in gradients if g is not None]))]
   mask = tf.add_n([tf.cast(part, tf.int32) * (1 << i)
                    for i, part in enumerate(parts)])

@@ -5,8 +5,6 @@ import functools
 import os
 from typing import Callable
 
-import numpy as np
-
 from tf_cvae import errors
 from tf_cvae.data import base
 from tf_cvae.data import images
@@ -32,8 +30,8 @@ class DataConfig:
   test_file: str | None = None
   max_vocab: int | None = None         # cap on vocabulary ids, specials included
   min_count: int = 1                   # rarer training words map to unknown
-  max_length: int | None = None        # words per sentence; None: no cap
-  long_sentences: str = "drop"         # "drop" or "truncate" past max_length
+  max_length: int | None = None        # words per sentence (longer ones are
+                                       # dropped); None: no cap
   vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
   text_batching: str = "exact"         # exact: one length a batch; bucket;
@@ -45,13 +43,16 @@ class DataConfig:
   held_out: float = 0.1                # own data given as one training
                                        # file or folder: the fraction held
                                        # out (seeded) for valid and for test
-  image_size: int = 28                 # --dataset=images: height = width
-  image_channels: int = 1
   binarize: str = "dynamic"            # images: dynamic | threshold
   threshold: float = 0.5               # binarize=threshold: pixel >= it is 1
 
   def resolved_data_dir(self) -> str:
     return self.data_dir or default_data_dir()
+
+
+# DataConfig fields that name files or folders.
+PATH_FIELDS = ("data_dir", "train_file", "valid_file", "test_file",
+               "vocab_file")
 
 
 def absolute_paths(config: DataConfig) -> DataConfig:
@@ -112,10 +113,9 @@ def hold_out(dataset: base.Dataset, fraction: float, seed: int) -> base.Dataset:
   if not 0.0 < fraction < 1.0:
     raise errors.InputError(f"the held-out fraction must lie in (0, 1), got "
                             f"{fraction}")
-  count = dataset.num_examples("train")
-  held = max(1, int(round(fraction * count)))
-  order = np.random.default_rng(seed).permutation(count)
-  valid_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
+  rows = base.held_out_rows(dataset.num_examples("train"), fraction, seed,
+                            ("valid",), dataset.name, "training rows")
+  valid_rows, train_rows = rows["valid"], rows["train"]
 
   def pick(values, rows):
     if isinstance(values, list):

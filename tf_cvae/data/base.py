@@ -14,6 +14,7 @@ true latents of the generated data sets).
 
 import dataclasses
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -33,6 +34,27 @@ SPLITS = ("train", "valid", "test")
 TEXT_BATCHINGS = ("exact", "bucket", "full")
 # [height, width, channels] of every image data set's examples.
 IMAGE_SHAPE = (28, 28, 1)
+
+
+def held_out_rows(count: int, fraction: float, seed: int, parts: tuple,
+                  where: str, unit: str) -> dict[str, np.ndarray]:
+  """A seeded draw of `count` rows: `fraction` of them (at least one) for
+  each split of `parts` in turn, the rest for "train"; {split: sorted row
+  indices}, the sizes logged. InputError naming `where` when too few rows
+  are left to train on."""
+  held = max(1, int(round(fraction * count)))
+  if count < len(parts) * held + 1:
+    raise errors.InputError(
+        f"{where}: {count} {unit}, too few to hold out "
+        f"{' and '.join(parts)} parts of {held} each")
+  order = np.random.default_rng(seed).permutation(count)
+  rows = {split: order[i * held:(i + 1) * held]
+          for i, split in enumerate(parts)}
+  rows["train"] = order[len(parts) * held:]
+  logging.info("%s: held out %d %s for %s (seed %d), %d left to train on",
+               where, held, unit, f" and {held} for ".join(parts), seed,
+               len(rows["train"]))
+  return {split: np.sort(r) for split, r in rows.items()}
 
 
 def _check_splits(name: str, splits: dict) -> None:

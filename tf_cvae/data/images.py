@@ -326,7 +326,6 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MODEL_IMAGE = (28, 1)         # the image models' side and channels
 
 
 def _unit_images(values: np.ndarray, path: str, size: int,
@@ -433,19 +432,12 @@ def load_own_images(config: "DataConfig") -> base.ImageDataset:
   .npy/.npz array; valid_file and test_file likewise, or (both unset) held
   out of it (config.held_out each, seeded by config.seed, sizes logged).
 
-  Images are read at config.image_size with config.image_channels, which
-  must be the image models' (MODEL_IMAGE: 28x28, 1 channel; other sizes are
-  refused in one line). binarize "dynamic": intensities are probabilities
+  Images of any size and colour are resized to the image models' 28x28 and
+  made grey (base.IMAGE_SHAPE). binarize "dynamic": intensities are probabilities
   (train redrawn every epoch, valid and test drawn once); "threshold": a
   pixel is 1 from config.threshold on, in every split.
   """
-  size, channels = config.image_size, config.image_channels
-  if (size, channels) != MODEL_IMAGE:
-    raise errors.InputError(
-        f"image_size={size}, image_channels={channels}: the image models "
-        f"take {MODEL_IMAGE[0]}x{MODEL_IMAGE[0]} images of {MODEL_IMAGE[1]} "
-        "channel only; use image_size=28 and image_channels=1 (images of "
-        "any size and colour are resized and made grey to fit)")
+  size, _, channels = base.IMAGE_SHAPE
   if config.binarize not in ("dynamic", "threshold"):
     raise errors.InputError(f"binarize must be dynamic or threshold, got "
                             f"{config.binarize!r}")
@@ -464,21 +456,11 @@ def load_own_images(config: "DataConfig") -> base.ImageDataset:
     labels = {"train": train_labels, "valid": valid_labels,
               "test": test_labels}
   else:
-    held = max(1, int(round(config.held_out * len(train))))
-    if len(train) < 2 * held + 1:
-      raise errors.InputError(
-          f"{config.train_file}: {len(train)} images, too few to hold out "
-          f"valid and test parts of {held} each")
-    order = np.random.default_rng(config.seed).permutation(len(train))
-    rows = {"valid": order[:held], "test": order[held:2 * held],
-            "train": order[2 * held:]}
-    rows = {split: np.sort(r) for split, r in rows.items()}
+    rows = base.held_out_rows(len(train), config.held_out, config.seed,
+                              ("valid", "test"), config.train_file, "images")
     splits = {split: train[r] for split, r in rows.items()}
     labels = {split: None if train_labels is None else train_labels[r]
               for split, r in rows.items()}
-    logging.info("%s: held out %d images for valid and %d for test (seed "
-                 "%d), %d left to train on", config.train_file, held, held,
-                 config.seed, len(rows["train"]))
   if config.binarize == "threshold":
     splits = {s: (v >= config.threshold).astype(np.float32)
               for s, v in splits.items()}

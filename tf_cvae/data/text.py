@@ -16,7 +16,6 @@ import os
 from typing import TYPE_CHECKING
 
 from absl import logging
-import numpy as np
 
 from tf_cvae import errors
 from tf_cvae.data import base
@@ -36,7 +35,6 @@ CORPORA = {
     "yelp": ("yelp", "yelp", "Yelp reviews as released by He et al. 2019 "
              "(github.com/jxhe/vae-lagging-encoder, yelp_data/yelp.{split}.txt)"),
 }
-LONG_SENTENCES = ("drop", "truncate")
 # Words per line at most when max_length is None: a longer line is almost
 # surely not a sentence, and it would pad every batch of its bucket.
 UNCAPPED_WORD_LIMIT = 1000
@@ -107,7 +105,7 @@ def read_sentences(path: str, hint: str = "",
     if word_limit is not None and len(words) > word_limit:
       raise errors.InputError(
           f"{path}, line {number}: {len(words)} words, more than {word_limit}; "
-          "set max_length (and long_sentences) to drop or truncate such lines")
+          "set max_length to drop such lines")
     if words:
       sentences.append(words)
     else:
@@ -120,21 +118,16 @@ def read_sentences(path: str, hint: str = "",
 
 
 def limit_length(sentences: list[list[str]], max_length: int | None,
-                 long_sentences: str, path: str) -> list[list[str]]:
-  """Drops or truncates sentences longer than `max_length` words (logged)."""
+                 path: str) -> list[list[str]]:
+  """Drops sentences longer than `max_length` words (logged)."""
   if max_length is None:
     return sentences
-  longer = sum(len(s) > max_length for s in sentences)
-  if long_sentences == "drop":
-    kept = [s for s in sentences if len(s) <= max_length]
-  else:
-    kept = [s[:max_length] for s in sentences]
-  logging.info("%s: %s %d of %d sentences longer than %d words", path,
-               "dropped" if long_sentences == "drop" else "truncated",
-               longer, len(sentences), max_length)
+  kept = [s for s in sentences if len(s) <= max_length]
+  logging.info("%s: dropped %d of %d sentences longer than %d words", path,
+               len(sentences) - len(kept), len(sentences), max_length)
   if not kept:
-    raise errors.InputError(f"{path}: no sentence has at most max_length={max_length} "
-                     "words (use long_sentences='truncate' or a larger cap)")
+    raise errors.InputError(f"{path}: no sentence has at most max_length="
+                            f"{max_length} words (use a larger cap)")
   return kept
 
 
@@ -145,24 +138,14 @@ def hold_out_splits(sentences: list, fraction: float, seed: int,
   file order; the sizes are logged."""
   if not 0.0 < fraction < 0.5:
     raise errors.InputError(f"held_out must lie in (0, 0.5), got {fraction}")
-  held = max(1, int(round(fraction * len(sentences))))
-  if len(sentences) < 2 * held + 1:
-    raise errors.InputError(f"{path}: {len(sentences)} sentences, too few to "
-                            f"hold out valid and test parts of {held} each")
-  order = np.random.default_rng(seed).permutation(len(sentences))
-  rows = {"valid": order[:held], "test": order[held:2 * held],
-          "train": order[2 * held:]}
-  parts = {split: [sentences[i] for i in np.sort(r)]
-           for split, r in rows.items()}
-  logging.info("%s: held out %d sentences for valid and %d for test (seed "
-               "%d), %d left to train on", path, held, held, seed,
-               len(parts["train"]))
-  return parts
+  rows = base.held_out_rows(len(sentences), fraction, seed,
+                           ("valid", "test"), path, "sentences")
+  return {split: [sentences[i] for i in r] for split, r in rows.items()}
 
 
 def text_dataset(name: str, paths: dict[str, str], *,
                  max_vocab: int | None = None, min_count: int = 1,
-                 max_length: int | None = None, long_sentences: str = "drop",
+                 max_length: int | None = None,
                  hints: dict[str, str] | None = None,
                  vocab_file: str | None = None, held_out: float = 0.1,
                  seed: int = 0) -> base.TextDataset:
@@ -174,8 +157,8 @@ def text_dataset(name: str, paths: dict[str, str], *,
       path of None: that split is held out of the training file.
     max_vocab: cap on vocabulary ids, specials included; None for no cap.
     min_count: training words seen fewer times map to the unknown id.
-    max_length: words per sentence (without <s> </s>); None for no cap.
-    long_sentences: "drop" or "truncate" sentences past max_length.
+    max_length: words per sentence (without <s> </s>), longer ones are
+      dropped; None for no cap.
     hints: split -> what to put at a missing path (for the error message).
     vocab_file: a vocabulary saved by Vocabulary.save (a run directory's
       vocab.txt) to use instead of building one from the training file, so a
@@ -189,9 +172,6 @@ def text_dataset(name: str, paths: dict[str, str], *,
   Returns:
     A TextDataset whose sentences are int32 ids [words + 2].
   """
-  if long_sentences not in LONG_SENTENCES:
-    raise errors.InputError(f"long_sentences must be 'drop' or 'truncate', got "
-                     f"{long_sentences!r}")
   if max_length is not None and max_length < 1:
     raise errors.InputError(f"max_length must be at least 1, got {max_length}")
   hints = hints or {}
@@ -202,8 +182,7 @@ def text_dataset(name: str, paths: dict[str, str], *,
     sentences = read_sentences(
         paths[split], hints.get(split, ""),
         UNCAPPED_WORD_LIMIT if max_length is None else None)
-    tokens[split] = limit_length(sentences, max_length, long_sentences,
-                                 paths[split])
+    tokens[split] = limit_length(sentences, max_length, paths[split])
   if len(tokens) < len(base.SPLITS):
     tokens = hold_out_splits(tokens["train"], held_out, seed, paths["train"])
   options = None
@@ -236,7 +215,6 @@ def training_vocabulary(sentences: list[list[str]], options: dict,
 def _options(config: "DataConfig") -> dict:
   return dict(max_vocab=config.max_vocab, min_count=config.min_count,
               max_length=config.max_length,
-              long_sentences=config.long_sentences,
               vocab_file=config.vocab_file, held_out=config.held_out,
               seed=config.seed)
 

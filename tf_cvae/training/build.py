@@ -151,7 +151,8 @@ def _build_train_step(config, dataset, strategy):
       num_negatives=config.num_negatives,
       encoder_optimizer=(make_optimizer(config, dataset.kind)
                          if config.aggressive else None),
-      critic_optimizer=_critic_optimizer(config), strategy=strategy,
+      critic_optimizer=keras.optimizers.Adam(config.critic_learning_rate),
+      strategy=strategy,
       clip_norm=config.clip_norm, critic_clip_norm=config.critic_clip_norm,
       clip_mode=config.clip_mode)
 
@@ -203,22 +204,6 @@ def log_setup(config: TrainConfig, dataset, step_fn) -> None:
                dataset.name, dataset.num_examples("train"),
                step_fn.num_replicas, config.batch_size, step_fn.jit_compile,
                sum(int(np.prod(v.shape)) for v in step_fn.variables))
-
-
-def _critic_optimizer(config: TrainConfig):
-  """Adam for the critics' own parameters, or None to use the main optimizer.
-
-  Under the text protocol's SGD (lr 1.0, clipped) the NN and hybrid critics'
-  heads learned too slowly to raise MI in 600 steps on the embedded data
-  (NN critic: MI 0.03, as the plain VAE); with Adam they did (0.38 at
-  lambda 3, 1.34 at lambda 10).
-  """
-  if config.critic_optimizer == "same":
-    return None
-  if config.critic_optimizer != "adam":
-    raise errors.InputError(f"critic_optimizer must be adam or same, got "
-                     f"{config.critic_optimizer!r}")
-  return keras.optimizers.Adam(config.critic_learning_rate)
 
 
 def model_parts(step_fn: train_step_lib.TrainStep) -> dict:

@@ -10,6 +10,8 @@ import json
 import math
 import os
 
+from absl import logging
+
 from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import errors
@@ -40,8 +42,7 @@ class TrainConfig:
                                        # clipped apart; joint: their sum
   critic_clip_norm: float | None = None  # separate: the critic part's clip;
                                          # None: clip_norm; 0: none
-  critic_optimizer: str = "adam"       # critics' own parameters: adam | same
-  critic_learning_rate: float = 1e-3
+  critic_learning_rate: float = 1e-3   # Adam of the critics' own parameters
   seed: int = 0
   out_dir: str = "runs/default"
   jit_compile: str = "auto"            # on | off | auto (see resolve_jit_compile)
@@ -81,6 +82,20 @@ class TrainConfig:
     object.__setattr__(self, "objective", objective)
 
 
+# Fields this version removed, with the value runs had (dotted: a section's
+# field): a config.json that holds one still loads (the field is ignored,
+# with a warning), and run names hash it as before, so a command still
+# names (and resumes) the run it named before.
+REMOVED_FIELDS = {"critic_optimizer": "adam", "data.long_sentences": "drop",
+                  "data.image_size": 28, "data.image_channels": 1}
+
+
+def _removed_field(fields: dict, dotted: str):
+  """(the dict that holds a REMOVED_FIELDS entry, its name)."""
+  *section, name = dotted.split(".")
+  return (fields.get(section[0]) if section else fields), name
+
+
 # Fields that do not change what is trained, so not the run's name: how
 # long it trains (a longer run continues the shorter one), how it is
 # evaluated and how often it logs and saves (and data.download).
@@ -98,6 +113,9 @@ def default_run_name(config: TrainConfig) -> str:
   for name in NOT_IN_RUN_NAME:
     fields.pop(name)
   fields["data"].pop("download")      # where the data comes from
+  for dotted, value in REMOVED_FIELDS.items():
+    holder, name = _removed_field(fields, dotted)
+    holder[name] = value
   digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
   model = config.model.name
   if model == "auto" and config.data.name in data_lib.names():
@@ -171,12 +189,27 @@ def _old_runs_no_target(saved) -> None:
     objective.setdefault("critic_constraint", "hinge")
 
 
+def _drop_removed_fields(saved, path: str) -> None:
+  """Removes REMOVED_FIELDS from a saved config, with one warning naming
+  those it held."""
+  dropped = []
+  for dotted in REMOVED_FIELDS:
+    holder, name = _removed_field(saved, dotted) if isinstance(
+        saved, dict) else (None, None)
+    if isinstance(holder, dict) and name in holder:
+      dropped.append(f"{dotted}={holder.pop(name)!r}")
+  if dropped:
+    logging.warning("%s: ignoring field(s) this version removed: %s", path,
+                    ", ".join(dropped))
+
+
 def load_config(run_dir: str) -> TrainConfig:
   """The TrainConfig of a run directory, read from its config.json.
 
   The nested sections (data, model, objective, eval) become their dataclasses
   again; fields the file lacks (runs older than the field) take their
-  defaults, except a text run's model.init ("keras", as it was). Raises
+  defaults, except a text run's model.init ("keras", as it was); fields
+  this version removed (REMOVED_FIELDS) are ignored with a warning. Raises
   errors.InputError (a ValueError) naming the file when it is missing, is
   not JSON, or holds fields this version does not know.
   """
@@ -192,6 +225,7 @@ def load_config(run_dir: str) -> TrainConfig:
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
     raise errors.InputError(
         f"{path} is not readable JSON: {error}") from None
+  _drop_removed_fields(saved, path)
   _old_runs_keras_init(saved)
   _old_runs_no_target(saved)
   try:
@@ -226,13 +260,10 @@ def same_run(a: TrainConfig, b: TrainConfig) -> bool:
 
 # Config sections that must match to resume from an existing run directory.
 RESUME_KEYS = ("data", "model", "critic", "critic_side", "num_negatives",
-               "batch_size", "optimizer", "critic_optimizer", "aggressive")
+               "batch_size", "optimizer", "aggressive")
 # Nested fields shown by their flag's name where it differs from the field's.
 _FLAG_NAMES = {"data.name": "dataset", "data.seed": "data_seed",
                "model.name": "model"}
-# Data fields that name files or folders: compared as absolute paths.
-_PATH_FIELDS = ("data_dir", "train_file", "valid_file", "test_file",
-                "vocab_file")
 
 
 def _differences(key: str, mine, saved) -> list[str]:
@@ -243,7 +274,7 @@ def _differences(key: str, mine, saved) -> list[str]:
       a, b = mine.get(name), saved.get(name)
       if key == "data" and name == "download":   # not the data itself
         continue
-      if key == "data" and name in _PATH_FIELDS:
+      if key == "data" and name in data_lib.PATH_FIELDS:  # as absolute paths
         a, b = (os.path.abspath(v) if isinstance(v, str) else v
                 for v in (a, b))
       if a != b:

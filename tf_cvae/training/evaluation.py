@@ -77,15 +77,16 @@ class Evaluator:
                                reduce_retracing=True)
 
   def _encode_and_score_eager(self, batch, seed, partner):
+    """(objective.Terms, the batch MI estimate, log p(x|z) [B] with each row
+    decoded from its partner's z)."""
     terms = objective.forward(self.vae, self.critic, batch, seed,
                               training=False)
-    terms["mi"] = metrics.mutual_information(terms["mu"], terms["logvar"],
-                                             terms["z"])
+    mi = metrics.mutual_information(terms.mu, terms.logvar, terms.z)
     # Each row decoded from its partner's z (partner [B], another row of the
     # same length for text): what p(x|z) loses when z comes from another x.
-    terms["log_likelihood_shuffled"] = self.vae.log_likelihood(
-        batch, tf.gather(terms["z"], partner), training=False)
-    return terms
+    shuffled = self.vae.log_likelihood(batch, tf.gather(terms.z, partner),
+                                       training=False)
+    return terms, mi, shuffled
 
   def __call__(self, dataset, config: EvalConfig) -> dict:
     """Metrics of the VAE on `config.split` of `dataset`.
@@ -169,13 +170,13 @@ class Evaluator:
       batch = _trim_padding(batch)
       size = len(rows[-1])
       partner, paired = _partners(batch)
-      terms = self._encode_and_score(batch, tf.constant([seed, index]),
-                                     tf.constant(partner, tf.int32))
-      sums["rec"] -= float(tf.reduce_sum(terms["log_likelihood"]))
-      sums["kl"] += float(tf.reduce_sum(terms["kl"]))
-      sums["mi"] += float(terms["mi"]) * size
-      sums["infonce_bound"] += float(terms["infonce_bound"]) * size
-      gap = (terms["log_likelihood"] - terms["log_likelihood_shuffled"]).numpy()
+      terms, mi, shuffled = self._encode_and_score(
+          batch, tf.constant([seed, index]), tf.constant(partner, tf.int32))
+      sums["rec"] -= float(tf.reduce_sum(terms.log_likelihood))
+      sums["kl"] += float(tf.reduce_sum(terms.kl))
+      sums["mi"] += float(mi) * size
+      sums["infonce_bound"] += float(terms.critic.bound) * size
+      gap = (terms.log_likelihood - shuffled).numpy()
       sums["z_reliance"] += float(np.sum(gap[paired]))
       paired_count += int(np.sum(paired))
       unpaired += size - int(np.sum(paired))
@@ -194,9 +195,9 @@ class Evaluator:
         valid = tf.cast(vae.target(batch) != vocab_lib.PAD_ID, tf.int32)
         tokens += int(tf.reduce_sum(valid))
         lengths.append(tf.reduce_sum(valid, axis=1).numpy())
-      mus.append(terms["mu"])
-      logvars.append(terms["logvar"])
-      zs.append(terms["z"])
+      mus.append(terms.mu)
+      logvars.append(terms.logvar)
+      zs.append(terms.z)
       sizes.append(size)
       count += size
       progress.update(count, f"IW-NLL of {config.iw_samples} samples"
@@ -280,7 +281,7 @@ class Evaluator:
       if dataset.kind == "text":
         train_n = dataset.lengths("train")[train_rows]
         split_n = dataset.lengths(split)[split_rows]
-        results["probe_r2_length"] = metrics.length_probe_r2(
+        results["probe_r2_length"] = metrics.probe_r2_length(
             train_n, train_truth, split_n, truth)
         train_rest, rest = metrics.beyond_length(train_n, train_truth,
                                                  split_n, truth)

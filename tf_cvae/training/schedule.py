@@ -77,9 +77,7 @@ def halve_learning_rates(step_fn: train_step_lib.TrainStep) -> float:
   schedule watches the validation negative ELBO, to which the critics' own
   parameters do not contribute, and that rate is a setting of its own
   (critic_learning_rate), there because the critics' heads learned too
-  slowly at the model's pace (see _critic_optimizer). With
-  critic_optimizer="same" the critics' parameters are the model optimizer's
-  and follow the halving.
+  slowly at the model's pace (docs/methods.md).
   """
   for optimizer in (step_fn.optimizer, step_fn.encoder_optimizer):
     if optimizer is not None:
