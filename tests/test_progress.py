@@ -196,6 +196,21 @@ def test_an_evaluation_in_a_log_has_lines_with_the_eta_of_the_whole(
         rf"ETA \d\d:\d\d, {stage}", line), line
 
 
+@pytest.mark.parametrize("inside_training, logged_at", [
+    (False, [5, 35, 65, 95]), (True, [30, 60, 90])])
+def test_an_evaluation_log_starts_after_5_s_then_every_30_s(
+    clock, caplog, absl_info, inside_training, logged_at):
+  with caplog.at_level("INFO"), progress.EvalProgress(
+      "evaluating x", 100, inside_training, clock=clock) as bar:
+    for second in range(1, 101):               # a pass a second
+      clock.now = second
+      bar.update(1)
+  lines = [m for m in caplog.messages if "ETA" in m]
+  assert lines == [f"evaluating x: {n}/100 passes ({n}%),  1.00pass/s, ETA "
+                   f"{(100 - n) // 60:02d}:{(100 - n) % 60:02d}"
+                   for n in logged_at]
+
+
 def test_tqdm_disable_silences_the_evaluation_bar():
   """TQDM_DISABLE=1 (tqdm's own switch, read as tqdm is imported)."""
   script = (

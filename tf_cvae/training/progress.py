@@ -170,14 +170,16 @@ class EvalProgress:
   split's MI, one train example encoded for the probes), so `total` is known
   before the first batch. On a terminal (stderr a tty) it is a tqdm bar drawn
   from the start; elsewhere, or `inside_training` (the training bar is
-  drawn), a log line every `log_seconds` (the first at the first update
-  unless inside_training), never for the last unit (the evaluation logs its
-  own end). TQDM_DISABLE=1 (tqdm's own switch) silences both. Enter it
+  drawn), a log line every `log_seconds`, the first after
+  `first_log_seconds` (past the tracing of the first batches, whose rate
+  would make the ETA minutes too long) unless inside_training, never for
+  the last unit (the evaluation logs its own end). TQDM_DISABLE=1 (tqdm's own switch) silences both. Enter it
   around the evaluation: log lines clear the drawn bar first.
   """
 
   def __init__(self, what: str, total: int, inside_training: bool = False,
-               log_seconds: float = 30.0, clock=time.perf_counter):
+               log_seconds: float = 30.0, first_log_seconds: float = 5.0,
+               clock=time.perf_counter):
     self.stream = sys.stderr
     self.interactive = self.stream.isatty() and not inside_training
     self._sink = None if self.interactive else open(os.devnull, "w")
@@ -186,7 +188,10 @@ class EvalProgress:
                          file=self.stream if self.interactive else self._sink,
                          dynamic_ncols=True)
     self.log_seconds, self._clock = log_seconds, clock
-    self._logged_at = None if not inside_training else clock()
+    # As if a line was logged so that the next comes when the first is due.
+    first = log_seconds if inside_training else min(first_log_seconds,
+                                                    log_seconds)
+    self._logged_at = clock() - (log_seconds - first)
     self._clearer = _BarClearer(self)
 
   def stage(self, name: str) -> None:
@@ -199,7 +204,7 @@ class EvalProgress:
     if self.interactive or self.bar.disable or self.bar.n >= self.bar.total:
       return
     now = self._clock()
-    if self._logged_at is None or now - self._logged_at >= self.log_seconds:
+    if now - self._logged_at >= self.log_seconds:
       self._logged_at = now
       logging.info("%s", self.bar.format_meter(**dict(
           self.bar.format_dict,
