@@ -23,6 +23,7 @@ import tf_cvae_runners
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tf_cvae
 
@@ -176,3 +177,40 @@ def test_console_commands_of_the_installed_wheel(installed):
                     "--input=sentences.txt")
   means = np.loadtxt(encoded.stdout.splitlines(), ndmin=2)
   assert means.shape == (len(SENTENCES), 3) and np.isfinite(means).all()
+
+
+def test_own_text_and_images_with_the_installed_wheel(installed):
+  """A researcher's own files in their own folder: a text file alone (valid
+  and test held out of it) and a folder of PNGs in class subfolders."""
+  bin_dir, work, env = installed
+  own = work / "own"
+  (own / "pngs").mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  (own / "corpus.txt").write_text("\n".join(
+      " ".join(f"w{(i + 3 * j) % 30}" for j in range(rng.integers(3, 8)))
+      for i in range(60)) + "\n")
+  for i in range(20):
+    label = ("dark", "bright")[i % 2]
+    pixels = np.full((20, 16, 1), 30 if label == "dark" else 230, np.uint8)
+    pixels[rng.integers(0, 20)] = 255 - pixels[0, 0]
+    (own / "pngs" / label).mkdir(exist_ok=True)
+    tf.io.write_file(str(own / "pngs" / label / f"{i}.png"),
+                     tf.io.encode_png(pixels))
+  small = ["--max_steps=3", "--latent_dim=2", "--hidden_dim=8",
+           "--iw_samples=2", "--iw_chunk_size=2", "--iw_report=",
+           "--batch_size=4"]
+  text = _run([str(bin_dir / "tf-cvae-train"), "--dataset=text",
+               "--train_file=corpus.txt", "--embed_dim=8", *small],
+              cwd=str(own), env=env)
+  assert "held out 6 sentences for valid and 6 for test" in text.stderr
+  images = _run([str(bin_dir / "tf-cvae-train"), "--dataset=images",
+                 "--train_file=pngs", *small], cwd=str(own), env=env)
+  for result, kind in ((text, "text"), (images, "images")):
+    # The end of training: the test metrics' table and where metrics.json is.
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].split()[:4] == [
+        "run", "nll", "kl", "mi"], lines
+    assert lines[1].startswith(f"runs/{kind}_") and lines[1].split()[1:3] == [
+        "(last,", "test)"], lines
+    found = re.fullmatch(r"metrics: (runs/\S+/metrics\.json)", lines[2])
+    assert found and (own / found[1]).is_file(), lines

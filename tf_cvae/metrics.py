@@ -30,8 +30,8 @@ def mutual_information(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor,
     chunk_size: evaluate q(z) over blocks of this many z and x at a time
       (in a tf.function), so memory stays O(chunk_size^2 * latent + N) for a
       whole test set, never [N, N]; None: all pairs at once.
-    progress: with chunk_size, called as progress(z done) after each block
-      (for log lines of a long pass).
+    progress: with chunk_size, called as progress(z) after each block with
+      the number of z it scored (for the progress of a long pass).
   """
   num = tf.shape(mu)[0]
   neg_entropy = -tf.reduce_mean(latent.posterior(mu, logvar).entropy())
@@ -43,7 +43,7 @@ def mutual_information(mu: tf.Tensor, logvar: tf.Tensor, z: tf.Tensor,
       blocks.append(_logsumexp_over_x(mu, logvar, z[start:start + chunk_size],
                                       chunk_size))
       if progress is not None:
-        progress(min(start + chunk_size, int(num)))
+        progress(min(chunk_size, int(num) - start))
     log_q_z = tf.concat(blocks, axis=0)
   log_q_z -= tf.math.log(tf.cast(num, mu.dtype))
   return neg_entropy - tf.reduce_mean(log_q_z)
@@ -117,12 +117,14 @@ class ImportanceWeightedNLL:
     return log_p_x_given_z + vae.prior().log_prob(z) - q_z_given_x.log_prob(z)
 
   def __call__(self, batch: dict, num_samples: int, seed: int = 0,
-               report_at=()):
+               report_at=(), progress=None):
     """[batch] IW-NLL in nats from `num_samples` samples per example.
 
     With `report_at` (sample counts below num_samples), returns instead
     {S': [batch] IW-NLL from the first S' samples} for each S' and for
     num_samples: the estimate's convergence from one set of draws.
+    progress, if given, is called as progress(samples) after each chunk
+    with the samples per example it scored.
     """
     marks = sorted({s for s in report_at if 0 < s < num_samples}
                    | {num_samples})
@@ -137,6 +139,8 @@ class ImportanceWeightedNLL:
         log_sum = part if log_sum is None else tf.reduce_logsumexp(
             tf.stack([log_sum, part]), axis=0)
         done += count
+        if progress is not None:
+          progress(count)
       estimates[mark] = -(log_sum - tf.math.log(tf.cast(mark, log_sum.dtype)))
     return estimates if report_at else estimates[num_samples]
 

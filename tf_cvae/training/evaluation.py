@@ -58,13 +58,45 @@ def evaluate(vae, critic, dataset, config: EvalConfig,
   return Evaluator(vae, critic, progress_seconds)(dataset, config)
 
 
+def work_units(dataset, config: EvalConfig) -> int:
+  """The passes (progress_lib.EvalProgress's unit) of an evaluation: per
+  example of the split (or of max_examples) its encode and score, its
+  iw_samples importance samples and its code in the split's MI; the subset
+  IW-NLL's samples when it needs a pass of its own; and the train split's
+  examples when the probes encode them."""
+  num_examples = dataset.num_examples(config.split)
+  subset = example_subset(num_examples, config.max_examples)
+  count = len(subset) if subset is not None else num_examples
+  units = count * (2 + config.iw_samples)
+  if config.subset_iw_samples and not _subset_from_pass(config, subset):
+    fixed = example_subset(num_examples, config.subset_examples)
+    units += (num_examples if fixed is None else len(fixed)) * (
+        config.subset_iw_samples)
+  if config.probe and _has_probes(dataset, config.split):
+    units += dataset.num_examples("train")
+  return units
+
+
+def _subset_from_pass(config: EvalConfig, subset) -> bool:
+  """Whether the subset IW-NLL comes from the main pass's draws (the pass
+  covers the whole split with enough samples) rather than a pass of its own."""
+  return bool(config.subset_iw_samples) and subset is None and (
+      config.iw_samples >= config.subset_iw_samples)
+
+
+def _has_probes(dataset, split: str) -> bool:
+  """Whether `split` of `dataset` has known latents or labels to probe."""
+  return any(split in (getattr(dataset, name, None) or {})
+             for name in ("latents", "labels"))
+
+
 class Evaluator:
   """evaluate() that keeps its compiled functions between calls.
 
   train.run validates with one Evaluator, so the encoder pass is traced once
-  per batch shape, not once per validation. A pass logs its progress (done,
-  rate, ETA) every `progress_seconds` (0: every batch or block), so a long
-  test evaluation is never silent.
+  per batch shape, not once per validation. An evaluation shows one
+  progress bar over all its passes (progress_lib.EvalProgress; in a log, a
+  line every `progress_seconds`, 0: every batch or block).
   """
 
   def __init__(self, vae, critic, progress_seconds: float = 30.0):
@@ -88,8 +120,10 @@ class Evaluator:
                                        training=False)
     return terms, mi, shuffled
 
-  def __call__(self, dataset, config: EvalConfig) -> dict:
-    """Metrics of the VAE on `config.split` of `dataset`.
+  def __call__(self, dataset, config: EvalConfig,
+               inside_training: bool = False) -> dict:
+    """Metrics of the VAE on `config.split` of `dataset`; inside_training
+    (a validation): progress as log lines only (see EvalProgress).
 
     Returns a dict of floats (nats unless noted):
       nll: IW estimate per example from iw_samples samples, and nll_iw<S> for
@@ -136,6 +170,14 @@ class Evaluator:
     the split's mu, logvar and z ([N, latent] each) are kept for mi_full and
     au, and mi_full's q(z) is computed in mi_chunk_size blocks, never [N, N].
     """
+    what = f"evaluating {dataset.name}/{config.split}"
+    with progress_lib.EvalProgress(what, work_units(dataset, config),
+                                   inside_training,
+                                   self.progress_seconds) as progress:
+      return self._evaluate(dataset, config, progress)
+
+  def _evaluate(self, dataset, config: EvalConfig, progress) -> dict:
+    """__call__'s work; `progress` (EvalProgress) counts its passes."""
     started = time.time()
     vae, seed = self.vae, config.seed or 0
     if ((config.iw_samples or config.subset_iw_samples)
@@ -145,15 +187,8 @@ class Evaluator:
     nll_estimator = self._nll_estimators.get(config.iw_chunk_size)
     num_examples = dataset.num_examples(config.split)
     subset = example_subset(num_examples, config.max_examples)
-    total = len(subset) if subset is not None else num_examples
-    what = f"evaluating {dataset.name}/{config.split}"
-    progress = progress_lib.PassProgress(what, total, "example",
-                                         self.progress_seconds)
-    # The subset IW-NLL comes from the main pass's draws when that pass
-    # covers the whole split with enough samples, else from a pass of its own.
     subset_s = config.subset_iw_samples
-    subset_from_pass = bool(subset_s) and subset is None and (
-        config.iw_samples >= subset_s)
+    subset_from_pass = _subset_from_pass(config, subset)
     report_at = set(config.iw_report or (config.iw_samples,))
     if subset_from_pass:
       report_at.add(subset_s)
@@ -162,6 +197,8 @@ class Evaluator:
     sums = collections.defaultdict(float)
     rows, mus, logvars, zs, lengths, sizes, per_row_nll = ([] for _ in range(7))
     count, tokens, paired_count, unpaired = 0, 0, 0, 0
+    progress.stage(f"IW-NLL of {config.iw_samples} samples"
+                   if config.iw_samples else "encoding")
     batches = dataset.batches(config.split, config.batch_size,
                               with_index=True, examples=subset,
                               batching=config.text_batching)
@@ -180,10 +217,12 @@ class Evaluator:
       sums["z_reliance"] += float(np.sum(gap[paired]))
       paired_count += int(np.sum(paired))
       unpaired += size - int(np.sum(paired))
+      progress.update(size)
       if config.iw_samples:
-        estimates = nll_estimator(batch, config.iw_samples,
-                                  seed=seed * 100_003 + index,
-                                  report_at=tuple(report_at))
+        estimates = nll_estimator(
+            batch, config.iw_samples, seed=seed * 100_003 + index,
+            report_at=tuple(report_at),
+            progress=lambda samples: progress.update(samples * size))
         for samples, nll in estimates.items():
           if samples in wanted:
             key = ("nll" if samples == config.iw_samples
@@ -200,8 +239,6 @@ class Evaluator:
       zs.append(terms.z)
       sizes.append(size)
       count += size
-      progress.update(count, f"IW-NLL of {config.iw_samples} samples"
-                      if config.iw_samples else "")
     if count == 0:
       raise errors.InputError(f"split {config.split!r} of {dataset.name!r} is empty")
     results = {k: v / count for k, v in sums.items() if k != "z_reliance"}
@@ -209,11 +246,10 @@ class Evaluator:
     results["z_reliance_unpaired"] = unpaired
     results["elbo"] = -(results["rec"] + results["kl"])
     mu, logvar, z = (tf.concat(x, axis=0) for x in (mus, logvars, zs))
-    mi_progress = progress_lib.PassProgress(
-        what + " (MI over the split)", count, "code", self.progress_seconds)
+    progress.stage("MI over the split")
     results["mi_full"] = float(metrics.mutual_information(
         mu, logvar, z, chunk_size=config.mi_chunk_size,
-        progress=mi_progress.update))
+        progress=progress.update))
     floor = metrics.mi_noise_floor(count, vae.latent_dim, seed=seed)
     results["mi_noise_std"], results["mi_noise_hi"] = floor["std"], floor["hi"]
     results["au"], _ = metrics.active_units(mu)
@@ -232,13 +268,17 @@ class Evaluator:
                           np.concatenate(per_row_nll).tolist()))
         value = float(np.mean([by_row[r] for r in fixed.tolist()]))
       else:
-        value = self._subset_nll(dataset, config, fixed, nll_estimator, seed)
+        progress.stage(f"IW-NLL of {subset_s} samples on {len(fixed)} rows")
+        value = self._subset_nll(dataset, config, fixed, nll_estimator, seed,
+                                 progress)
       results[f"nll_iw{subset_s}_subset"] = value
       results["subset_examples"] = len(fixed)
-    if config.probe:
+    if config.probe and _has_probes(dataset, config.split):
+      progress.stage("probes (encoding train)")
       order = np.argsort(all_rows)
       results.update(self._probes(dataset, config.split, all_rows[order],
-                                  mu.numpy()[order], z.numpy()[order], seed))
+                                  mu.numpy()[order], z.numpy()[order], seed,
+                                  progress))
     results["num_examples"] = count
     results["mean_batch_size"] = count / len(sizes)
     results["log_k"] = metrics.size_weighted_log_k(sizes)
@@ -248,28 +288,30 @@ class Evaluator:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
             for k, v in results.items()}
 
-  def _subset_nll(self, dataset, config, rows, nll_estimator, seed) -> float:
+  def _subset_nll(self, dataset, config, rows, nll_estimator, seed,
+                  progress) -> float:
     """Mean IW-NLL (nats) of config.subset_iw_samples samples over `rows`."""
     total = 0.0
     for index, batch in enumerate(dataset.batches(
         config.split, config.batch_size, examples=rows,
         batching=config.text_batching)):
       batch = _trim_padding(batch)
-      nll = nll_estimator(batch, config.subset_iw_samples,
-                          seed=seed * 100_003 + 50_000 + index)
+      size = int(tf.shape(next(iter(batch.values())))[0])
+      nll = nll_estimator(
+          batch, config.subset_iw_samples,
+          seed=seed * 100_003 + 50_000 + index,
+          progress=lambda samples, size=size: progress.update(samples * size))
       total += float(tf.reduce_sum(nll))
     return total / len(rows)
 
-  def _probes(self, dataset, split, split_rows, mu, z, seed) -> dict:
+  def _probes(self, dataset, split, split_rows, mu, z, seed, progress) -> dict:
     """The probes of known latents and labels (see __call__) of the codes
-    mu, z [N, latent] of rows split_rows (sorted) of `split`."""
+    mu, z [N, latent] of rows split_rows (sorted) of `split` (_has_probes)."""
     latents = getattr(dataset, "latents", None)
     labels = getattr(dataset, "labels", None)
     has_latents = latents is not None and split in latents
     has_labels = labels is not None and split in labels
-    if not (has_latents or has_labels):
-      return {}
-    train_mu, train_z, train_rows = self._train_codes(dataset, seed)
+    train_mu, train_z, train_rows = self._train_codes(dataset, seed, progress)
     results = {}
     if has_latents:
       truth = latents[split][split_rows]
@@ -302,7 +344,7 @@ class Evaluator:
         results[f"probe_acc_{name}_chance"] = means["chance"]
     return results
 
-  def _train_codes(self, dataset, seed: int):
+  def _train_codes(self, dataset, seed: int, progress):
     """(posterior means, one z ~ q(z|x) each, [N, latent]; the rows, sorted)
     of the train split, rows in split order."""
     rows, means, samples = [], [], []
@@ -313,6 +355,7 @@ class Evaluator:
       eps = tf.random.stateless_normal(tf.shape(mu), [seed, 10**6 + index])
       means.append(mu.numpy())
       samples.append((mu + tf.exp(0.5 * logvar) * eps).numpy())
+      progress.update(len(rows[-1]))
     order = np.argsort(np.concatenate(rows))
     return (np.concatenate(means)[order], np.concatenate(samples)[order],
             np.sort(np.concatenate(rows)))

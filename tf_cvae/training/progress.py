@@ -8,7 +8,8 @@ numbers are an absl log line every log_every steps, every `log_seconds` in
 between and at the end, so a short run shows progress too. The ETA is
 tqdm's (steps left at the recent rate, validations not counted): the
 learning-rate halving rule (max_lr_decays) may end a run earlier. A long
-evaluation pass (`PassProgress`) logs how much is done, its rate and ETA.
+evaluation (`EvalProgress`) has one bar over all its passes, with the ETA
+of the whole.
 """
 
 import logging as std_logging
@@ -69,6 +70,7 @@ class TrainProgress:
     self._epoch_started, self._epoch_validating = clock(), 0.0
     self._read_at = self._logged_at = clock()
     self._logged_step, self._terms, self._outputs = None, {}, {}
+    self._clearer = _BarClearer(self)
 
   def start_epoch(self, epochs_done: int, step_in_epoch: int,
                   step: int) -> None:
@@ -142,31 +144,14 @@ class TrainProgress:
     logging.info("%s", self.line())
     self._logged_at, self._logged_step = self._clock(), self.bar.n
 
-  def filter(self, record) -> bool:
-    """A log filter: clears the drawn bar before a log line."""
-    del record
-    if self.bar is not None:
-      self.bar.clear()
-    return True
-
-  def _handlers(self) -> set:
-    """The log handlers that may print while the bar is drawn: absl's and
-    those of the root and absl loggers."""
-    return ({logging.get_absl_handler()}
-            | set(std_logging.getLogger().handlers)
-            | set(std_logging.getLogger("absl").handlers))
-
   def __enter__(self):
     if self.interactive:
-      self._filtered = self._handlers()
-      for handler in self._filtered:
-        handler.addFilter(self)
+      self._clearer.attach()
     return self
 
   def __exit__(self, *exc_info):
     if self.interactive:
-      for handler in self._filtered:
-        handler.removeFilter(self)
+      self._clearer.detach()
     elif self.bar is not None and self._logged_step != self.bar.n:
       self._read()                     # the last step, unless just logged
       self._log()
@@ -177,23 +162,89 @@ class TrainProgress:
     return False
 
 
-class PassProgress:
-  """Log lines of a long pass (evaluation): units done of `total`, the
-  rate and an ETA (tqdm's), at most every `period_seconds` (0: every
-  update) and never for the last unit (the pass logs its own end)."""
+class EvalProgress:
+  """One bar over every pass of an evaluation, with the ETA of the whole.
 
-  def __init__(self, what: str, total: int, unit: str = "example",
-               period_seconds: float = 30.0):
-    self.what, self.total, self.unit = what, total, unit
-    self.period_seconds = period_seconds
-    self.started = self.last = time.perf_counter()
+  Its unit is a pass: one example through the model once (the encode and
+  score of a test example, one of its importance samples, one code of the
+  split's MI, one train example encoded for the probes), so `total` is known
+  before the first batch. On a terminal (stderr a tty) it is a tqdm bar drawn
+  from the start; elsewhere, or `inside_training` (the training bar is
+  drawn), a log line every `log_seconds`, the first after
+  `first_log_seconds` (past the tracing of the first batches, whose rate
+  would make the ETA minutes too long) unless inside_training, never for
+  the last unit (the evaluation logs its own end). TQDM_DISABLE=1 (tqdm's own switch) silences both. Enter it
+  around the evaluation: log lines clear the drawn bar first.
+  """
 
-  def update(self, done: int, detail: str = "") -> None:
-    """`done` units of `total` are done; `detail` ends the line."""
-    now = time.perf_counter()
-    if now - self.last < self.period_seconds or done >= self.total:
+  def __init__(self, what: str, total: int, inside_training: bool = False,
+               log_seconds: float = 30.0, first_log_seconds: float = 5.0,
+               clock=time.perf_counter):
+    self.stream = sys.stderr
+    self.interactive = self.stream.isatty() and not inside_training
+    self._sink = None if self.interactive else open(os.devnull, "w")
+    self.bar = tqdm.tqdm(desc=what + ": ", total=total, unit="pass",
+                         smoothing=0,
+                         file=self.stream if self.interactive else self._sink,
+                         dynamic_ncols=True)
+    self.log_seconds, self._clock = log_seconds, clock
+    # As if a line was logged so that the next comes when the first is due.
+    first = log_seconds if inside_training else min(first_log_seconds,
+                                                    log_seconds)
+    self._logged_at = clock() - (log_seconds - first)
+    self._clearer = _BarClearer(self)
+
+  def stage(self, name: str) -> None:
+    """The pass under way (the bar's postfix), e.g. "MI over the split"."""
+    self.bar.set_postfix_str(name, refresh=self.interactive)
+
+  def update(self, units: int) -> None:
+    """`units` more passes are done."""
+    self.bar.update(units)
+    if self.interactive or self.bar.disable or self.bar.n >= self.bar.total:
       return
-    self.last = now
-    logging.info("%s", tqdm.tqdm.format_meter(
-        done, self.total, now - self.started, prefix=self.what + ": ",
-        unit=self.unit, postfix=detail, bar_format=LOG_FORMAT))
+    now = self._clock()
+    if now - self._logged_at >= self.log_seconds:
+      self._logged_at = now
+      logging.info("%s", self.bar.format_meter(**dict(
+          self.bar.format_dict,
+          bar_format=LOG_FORMAT.replace("{unit}s", "passes"))))
+
+  def __enter__(self):
+    if self.interactive:
+      self._clearer.attach()
+    return self
+
+  def __exit__(self, *exc_info):
+    if self.interactive:
+      self._clearer.detach()
+    self.bar.close()
+    if self._sink:
+      self._sink.close()
+    return False
+
+
+class _BarClearer:
+  """A log filter that clears `owner.bar` (once drawn) before a log line
+  prints, on the handlers that may print while it is drawn: absl's and
+  those of the root and absl loggers."""
+
+  def __init__(self, owner):
+    self.owner, self._handlers = owner, set()
+
+  def filter(self, record) -> bool:
+    del record
+    if self.owner.bar is not None:
+      self.owner.bar.clear()
+    return True
+
+  def attach(self) -> None:
+    self._handlers = ({logging.get_absl_handler()}
+                      | set(std_logging.getLogger().handlers)
+                      | set(std_logging.getLogger("absl").handlers))
+    for handler in self._handlers:
+      handler.addFilter(self)
+
+  def detach(self) -> None:
+    for handler in self._handlers:
+      handler.removeFilter(self)

@@ -195,7 +195,8 @@ class _Training:
     """A validation pass: (its results, its history record fields)."""
     config, state = self.config, self.state
     step, _ = self.check()
-    valid = self.validator(self.dataset, validation.valid_config(config))
+    valid = self.validator(self.dataset, validation.valid_config(config),
+                           inside_training=True)
     improved = state.best_validation.update(
         validation.selection_value(valid, config.select_by), step)
     if improved:
