@@ -139,7 +139,7 @@ def test_text_corpus_in_neither_folder(tmp_path):
     _load("ptb", str(tmp_path))
   assert str(raised.value) == (
       f"no files ptb.{{train,valid,test}}.txt in {tmp_path}/ptb nor in "
-      f"{tmp_path}: put the Penn Treebank of Mikolov et al. "
+      f"{tmp_path} (the data folder: --data_dir, else $TF_CVAE_DATA): put the Penn Treebank of Mikolov et al. "
       "(simple-examples/data/ptb.{train,valid,test}.txt) there")
 
 
@@ -154,7 +154,8 @@ def test_image_set_in_neither_folder_and_no_tfds(tmp_path, offline, name,
     _load(name, str(tmp_path))
   message = str(raised.value)
   assert message.startswith(f"no {expected} in {tmp_path}/{name} nor in "
-                            f"{tmp_path} (put ")
-  assert message.endswith(f"there), and the tfds builder '{name}' failed "
+                            f"{tmp_path} (the data folder: --data_dir, else "
+                            "$TF_CVAE_DATA); put ")
+  assert message.endswith(f"there, and the tfds builder '{name}' failed "
                           f"(RuntimeError: cannot download {name})")
   assert "\n" not in message

@@ -152,8 +152,9 @@ def test_offline_fails_in_seconds_naming_where_the_files_go(
   message = str(raised.value)
   assert "\n" not in message
   assert message.startswith(f"no files {{train,t10k}}-images-idx3-ubyte[.gz] "
-                            f"in {empty_dir}/mnist nor in {empty_dir} (put "
-                            "the MNIST idx files there)"), message
+                            f"in {empty_dir}/mnist nor in {empty_dir} (the "
+                            "data folder: --data_dir, else $TF_CVAE_DATA); put "
+                            "the MNIST idx files there"), message
   assert message.endswith("(ConnectionError: no network "
                           "(storage.googleapis.com unreachable), so it "
                           "cannot download)"), message

@@ -31,7 +31,8 @@ def not_found(data_dir: str, folder: str, expected: str) -> str:
   """One line: `expected` (e.g. "files ptb.{train,valid,test}.txt") is in
   neither candidate folder."""
   inside, itself = candidates(data_dir, folder)
-  return f"no {expected} in {inside} nor in {itself}"
+  return (f"no {expected} in {inside} nor in {itself} (the data folder: "
+          "--data_dir, else $TF_CVAE_DATA)")
 
 
 def require_folder(data_dir: str, folder: str, file_names: list[str],

@@ -158,7 +158,7 @@ def load_binarized_mnist(config: "DataConfig") -> base.ImageDataset:
         {"train": "train", "valid": "validation", "test": "test"},
         folders.not_found(data_dir, "binarized_mnist",
                           "files binarized_mnist_{train,valid,test}.amat")
-        + " (put the Larochelle & Murray files there)", config.download)
+        + "; put the Larochelle & Murray files there", config.download)
     tfds_source.check_binary("binarized_mnist", splits)
   splits = {s: np.asarray(v, np.float32) for s, v in splits.items()}
   return base.ImageDataset(
@@ -187,7 +187,7 @@ def load_mnist(config: "DataConfig") -> base.ImageDataset:
         "mnist", {"train": "train", "test": "test"},
         folders.not_found(data_dir, "mnist",
                           "files {train,t10k}-images-idx3-ubyte[.gz]")
-        + " (put the MNIST idx files there)", config.download)
+        + "; put the MNIST idx files there", config.download)
   train = grey["train"].reshape(-1, 28, 28, 1)
   if len(train) <= MNIST_VALID:
     raise errors.InputError(f"mnist: {len(train)} training images; the last "
@@ -307,7 +307,7 @@ def load_omniglot(config: "DataConfig") -> base.ImageDataset:
                           "Omniglot archive images_background.zip, "
                           "images_evaluation.zip or "
                           "images_background_small1.zip")
-        + " (put the zip files of github.com/brendenlake/omniglot there)",
+        + "; put the zip files of github.com/brendenlake/omniglot there",
         config.download)["all"]
     images = strokes_28(grey)
   if len(images) < 10:
