@@ -90,6 +90,7 @@ def test_a_folder_of_pngs_and_jpegs_with_class_subfolders(tmp_path, caplog):
   assert sizes == {"train": 18, "valid": 3, "test": 3}
   assert "held out 3 images for valid and 3 for test (seed 1)" in caplog.text
   assert "24 images in 2 classes" in caplog.text
+  assert "images of 20x16 resized to the models' 28x28" in caplog.text
   for split, images in ds.splits.items():
     assert images.shape[1:] == (28, 28, 1) and images.dtype == np.float32
     labels = ds.labels[split]["class"]

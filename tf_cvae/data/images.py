@@ -355,6 +355,8 @@ def _unit_images(values: np.ndarray, path: str, size: int,
       raise errors.InputError(f"{path}: images of {have} channels cannot be "
                               f"read with {channels}")
   if values.shape[1:3] != (size, size):
+    logging.info("%s: %dx%d images resized to the models' %dx%d", path,
+                 values.shape[1], values.shape[2], size, size)
     values = np.concatenate([
         tf.image.resize(values[i:i + 2048], (size, size), method="area")
         .numpy() for i in range(0, len(values), 2048)])
@@ -373,7 +375,7 @@ def read_image_folder(folder: str, size: int, channels: int):
   if not paths:
     raise errors.InputError(f"{folder}: no PNG or JPEG files in it nor in its "
                             "subfolders")
-  images = []
+  images, shapes = [], set()
   for path in paths:
     try:
       image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
@@ -381,6 +383,7 @@ def read_image_folder(folder: str, size: int, channels: int):
     except tf.errors.InvalidArgumentError:
       raise errors.InputError(f"{path}: not a readable PNG or JPEG "
                               "image") from None
+    shapes.add(tuple(image.shape[:2]))
     images.append(tf.image.resize(tf.cast(image, tf.float32) / 255.0,
                                   (size, size), method="area").numpy())
   relative = [os.path.relpath(p, folder).split(os.sep) for p in paths]
@@ -389,6 +392,9 @@ def read_image_folder(folder: str, size: int, channels: int):
             if classes else None)
   logging.info("%s: %d images%s", folder, len(paths),
                f" in {len(classes)} classes" if classes else "")
+  if shapes != {(size, size)}:
+    logging.info("%s: images of %s resized to the models' %dx%d", folder,
+                 ", ".join(f"{h}x{w}" for h, w in sorted(shapes)), size, size)
   return np.clip(np.stack(images), 0.0, 1.0), labels
 
 
