@@ -196,18 +196,19 @@ class Study:
     self._save(point, "train", summary)
     return summary
 
-  def measure(self, point: Point) -> dict:
-    """The test metrics of a trained point's last weights (cached)."""
-    metrics = self.done(point, "test")
+  def measure(self, point: Point, split: str = "test") -> dict:
+    """The metrics of a trained point's last weights on `split` ("test", or
+    "valid": what a choice between methods may read), cached."""
+    metrics = self.done(point, split)
     if metrics is not None:
       return metrics
     run_dir = self.done(point, "train")["run_dir"]
     keras.backend.clear_session()
     run = restore.restore_run(run_dir, "last", with_data=True)
-    config = dataclasses.replace(self.setup.measure, split="test",
+    config = dataclasses.replace(self.setup.measure, split=split,
                                  seed=point.seed)
     metrics = evaluation.evaluate(run.vae, run.critic, run.dataset, config)
-    self._save(point, "test", metrics)
+    self._save(point, split, metrics)
     return metrics
 
   def calibration_points(self, methods) -> list[Point]:
@@ -328,11 +329,11 @@ def calibration_test_table(study: Study, methods) -> str:
 
 
 def level_table(study: Study, methods, level: float | None,
-                seeds: int) -> str:
-  """Markdown: test metrics (mean ± s.e. over seeds) of every method at a
+                seeds: int, split: str = "test") -> str:
+  """Markdown: `split` metrics (mean ± s.e. over seeds) of every method at a
   level's chosen knob (knob-less methods as they land), with the NLL
   against the VAE's, paired by seed, and the training time against it."""
-  vae = {p.seed: (study.done(p, "test"), study.done(p, "train"))
+  vae = {p.seed: (study.done(p, split), study.done(p, "train"))
          for p in (Point("vae", None, s) for s in range(seeds))}
   header = ["method", "knob", "seeds", "ΔNLL vs VAE (%)"] + [
       c[1] for c in COLUMNS] + ["time vs VAE"]
@@ -351,7 +352,7 @@ def level_table(study: Study, methods, level: float | None,
                      + "| " * (len(header) - 2))
         continue
       knob = float(f"{knob:.3g}")
-    rows = [(p.seed, study.done(p, "test"), study.done(p, "train"))
+    rows = [(p.seed, study.done(p, split), study.done(p, "train"))
             for p in (Point(method, knob, s) for s in range(seeds))]
     rows = [r for r in rows if r[1] is not None]
     if not rows:
@@ -462,6 +463,10 @@ def report(study: Study, methods, levels, seeds: int) -> str:
     out += [f"### MI at about {level:g} nats (knobs chosen on validation; "
             f"test split, last weights, mean ± s.e. over seeds)", "",
             level_table(study, methods, level, seeds), ""]
+    if any(f.endswith(".valid.json") for f in os.listdir(study.results_dir)):
+      valid = level_table(study, methods, level, seeds, "valid")
+      out += [f"The same points on the validation split (500 sentences, the "
+              f"reading a choice between methods may use):", "", valid, ""]
   out += [baselines_line(study, seeds), ""]
   return "\n".join(out)
 
@@ -490,6 +495,8 @@ flags.DEFINE_integer("seeds", None, "Seeds at each matched point (default: "
 flags.DEFINE_string("runs_dir", "runs/matched_mi", "Run directories.")
 flags.DEFINE_string("results_dir", "results/matched_mi",
                     "Where each run's summary and test metrics are kept.")
+flags.DEFINE_enum("split", "test", ["test", "valid"],
+                  "The split the measure stage reads.")
 flags.DEFINE_bool("dry_run", False, "Print what is left, and its time.")
 
 
@@ -535,7 +542,7 @@ def main(argv):
       study.train(point)
     elif FLAGS.stage == "measure" and "failed" not in (
         study.done(point, "train") or {"failed": 1}):
-      study.measure(point)
+      study.measure(point, FLAGS.split)
   logging.info("%s %s done in %.0f s", FLAGS.setup, FLAGS.stage,
                time.time() - started)
 
