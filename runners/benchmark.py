@@ -83,8 +83,15 @@ forward matmuls and convolutions from the shapes, 3 x what is trained.
 Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step: median
 (best) of repeats after warm-up and compilation, rows round-robin in one
 process; other processes slow it down (then fewer than 2 cores busy).
-Aggressive: one encoder plus one decoder update.
+vs plain: the median over rounds of the row's time over the plain step's
+in the same round. Aggressive: one encoder plus one decoder update.
+PyTorch reference (text, with the `bench` extra): He et al.'s LSTM-VAE
+written in PyTorch (tf_cvae/torch_reference.py), timed right after the
+plain step in every round; its FLOPs are the plain step's.
 """
+
+SKIPPED_TORCH = ("PyTorch reference: skipped, torch is not installed "
+                 "(pip install 'tf_cvae[bench]').")
 
 
 def _override(fields: dict, field: str, flag_name: str) -> None:
@@ -131,7 +138,11 @@ def markdown_section(size: str, config, results: dict) -> str:
   first = next(iter(results.values()))
   lines = [f"## {size}", "", f"{describe(config)} Peak "
            f"{first['peak_gflops']:.0f} GFLOP/s; the process kept "
-           f"{first['cores_busy_while_timing']:.2f} cores busy while timing.",
+           f"{first['cores_busy_while_timing']:.2f} cores busy while timing; "
+           f"the 1-minute load average was "
+           f"{first['load_average_before_timing']:.1f} before (above "
+           f"{os.cpu_count()}: other processes shared the cores, so read the "
+           f"ratios, each taken within a round, rather than the seconds).",
            "", "| step | XLA | s/step | vs plain | GFLOP/step | GFLOP/s | "
            "fraction of peak | best s/step | best fraction |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -142,6 +153,16 @@ def markdown_section(size: str, config, results: dict) -> str:
         f"{row['flops_per_step'] / 1e9:.1f} | {row['achieved_gflops']:.0f} | "
         f"{row['fraction_of_peak']:.2f} | {row['best_seconds_per_step']:.4f} "
         f"| {row['best_fraction_of_peak']:.2f} |")
+  reference = results.get(benchmarking.TORCH)
+  if reference:
+    lines += ["", f"Plain step against the PyTorch reference (PyTorch "
+              f"{reference['torch_version']}, {reference['torch_threads']} "
+              f"threads; He et al.'s LSTM-VAE at the same shapes, SGD, "
+              f"timed right after the plain step in each round): "
+              f"{reference['plain_over_reference']:.2f}x its time (median "
+              f"of the rounds' ratios; below 1: faster)."]
+  elif config.data_kind == "text" and "none" in results:
+    lines += ["", SKIPPED_TORCH]
   if "evaluation" in results.get("none", {}):
     ev, pipe = results["none"]["evaluation"], results["none"]["pipeline"]
     memory = ", ".join(f"{k} samples {v:.0f} MB" for k, v in
@@ -235,11 +256,14 @@ def _main(argv):
   tf.get_logger().setLevel("ERROR")     # retracing notes: a variant per model
   config = bench_config()
   if FLAGS.bookkeeping:
-    results, cores = timing.round_robin(bookkeeping_fns(config),
-                                        config.steps, config.repeats)
+    rounds, cores = timing.round_robin(bookkeeping_fns(config),
+                                       config.steps, config.repeats)
+    results = {n: timing.median_and_best(r) for n, r in rounds.items()}
     section = bookkeeping_section(FLAGS.size, config, results, cores)
     title = section.split("\n", 1)[0][3:]
   else:
+    if config.data_kind == "text" and not benchmarking.torch_available():
+      print(SKIPPED_TORCH)
     results = benchmarking.run(config)
     section = markdown_section(FLAGS.size, config, results)
     title = FLAGS.size

@@ -4,9 +4,12 @@
 training does), times it (round-robin in one process after warm-up), counts
 its FLOPs from the shapes and divides by the fp32 matmul peak measured in the
 same process; also the IW-NLL's speed and memory, and the input pipeline's.
+For text models, a PyTorch implementation of He et al.'s LSTM-VAE
+(torch_reference.py) at the same shapes is timed in the same rounds.
 """
 
 import dataclasses
+import importlib.util
 import os
 import threading
 
@@ -26,6 +29,8 @@ from tf_cvae.training import config as config_lib
 from tf_cvae.training import timing
 
 CRITICS = ("none", "self", "hybrid", "nn", "model", "aggressive")
+# The row of the PyTorch reference (torch_reference.py) of the plain step.
+TORCH = "pytorch reference"
 
 
 # The benchmark's model unless told otherwise: He et al.'s text LSTM at half
@@ -46,6 +51,7 @@ class BenchConfig:
   steps: int = 5
   repeats: int = 5
   compare: bool = True        # the plain step also XLA flipped, Keras LSTMs
+  torch_reference: bool = True  # text: also time the PyTorch reference step
   iw_samples: int = 500
   iw_chunk_size: int = 50
   eval_examples: int = 8
@@ -131,6 +137,32 @@ def timed_fns(config: BenchConfig, dataset, batch) -> dict:
         batch, "decoder"))) if critic == "aggressive" else (
             lambda step=step: step(batch)), critic, step)
   return fns
+
+
+def torch_available() -> bool:
+  """Whether PyTorch is installed (the `bench` extra)."""
+  return importlib.util.find_spec("torch") is not None
+
+
+def torch_info() -> dict:
+  """The installed PyTorch's version and its intra-op threads."""
+  import torch  # optional: only where torch_available()
+  return {"torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads()}
+
+
+def torch_step(config: BenchConfig, batch: dict):
+  """The reference step (torch_reference.train_step_fn) at the text model's
+  shapes on the same batch, or None: not text, not asked for, or no torch."""
+  if (config.data_kind != "text" or not config.torch_reference
+      or not torch_available()):
+    return None
+  from tf_cvae import torch_reference  # imports torch
+  model = config.model
+  return torch_reference.train_step_fn(
+      batch["tokens"].numpy(), config.vocab_size, model.embed_dim,
+      model.hidden_dim, model.latent_dim, model.decoder_dropout,
+      seed=config.seed)
 
 
 def _lstm_flops(batch, time_steps, inputs, units):
@@ -254,30 +286,49 @@ def run(config: BenchConfig) -> dict:
   """Times every critic of config.critics (and the plain-step variants).
 
   Returns {name: {seconds_per_step, flops_per_step, achieved_gflops,
-  peak_gflops, fraction_of_peak, ratio_to_plain, ...}}; the plain VAE's
-  entry ("none") also holds "evaluation" and "pipeline".
+  peak_gflops, fraction_of_peak, ratio_to_plain (the median over rounds of
+  the time over the plain step's), ...}}; the plain VAE's entry ("none")
+  also holds "evaluation" and "pipeline". For text, with torch installed,
+  also a TORCH row: the PyTorch reference step at the same shapes, timed
+  right after the plain step in every round, with plain_over_reference.
   """
   dataset = synthetic_dataset(config, config.pipeline_batches
                               * config.batch_size + config.eval_examples)
   batch = bench_batch(config, dataset)
   peak = measure_peak_gflops()
   fns = timed_fns(config, dataset, batch)
-  seconds, cores = timing.round_robin({n: f[0] for n, f in fns.items()},
-                                      config.steps, config.repeats)
+  timed = {}
+  reference = torch_step(config, batch) if "none" in fns else None
+  for name, (fn, _, _) in fns.items():
+    timed[name] = fn
+    if name == "none" and reference:     # right after the plain step
+      timed[TORCH] = reference
+  load = os.getloadavg()[0]        # other processes' share shows here
+  rounds, cores = timing.round_robin(timed, config.steps, config.repeats)
   peak = max(peak, measure_peak_gflops())
-  plain, results = seconds.get("none", (None,))[0], {}
-  for name, (_, critic, step) in fns.items():
-    flops = count_flops(step, batch, critic)
-    (median, best), gflop = seconds[name], flops["step"] / 1e9
-    results[name] = {
-        "seconds_per_step": median, "flops_per_step": flops["step"],
-        "flops_by_part": flops, "achieved_gflops": gflop / median,
-        "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
-        "best_seconds_per_step": best, "best_fraction_of_peak":
-        gflop / best / peak, "cores_busy_while_timing": cores,
-        "ratio_to_plain": median / plain if plain else None,
-        "jit_compile": step.jit_compile}
-  if plain:
+
+  def row(name, flops, jit_compile):
+    (median, best), gflop = (timing.median_and_best(rounds[name]),
+                             flops["step"] / 1e9)
+    return {"seconds_per_step": median, "flops_per_step": flops["step"],
+            "flops_by_part": flops, "achieved_gflops": gflop / median,
+            "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
+            "best_seconds_per_step": best, "best_fraction_of_peak":
+            gflop / best / peak, "cores_busy_while_timing": cores,
+            "load_average_before_timing": load,
+            "ratio_to_plain": (timing.median_ratio(rounds[name], rounds["none"])
+                               if "none" in rounds else None),
+            "jit_compile": jit_compile}
+  results = {name: row(name, count_flops(step, batch, critic),
+                       step.jit_compile)
+             for name, (_, critic, step) in fns.items()}
+  if reference and "none" in results:   # the same shapes: the same FLOPs
+    results[TORCH] = dict(
+        row(TORCH, results["none"]["flops_by_part"], False), **torch_info(),
+        plain_over_reference=timing.median_ratio(rounds["none"],
+                                                 rounds[TORCH]))
+  if "none" in results:
+    plain = results["none"]["seconds_per_step"]
     results["none"].update(
         evaluation=measure_evaluation(fns["none"][2].vae, dataset, config),
         pipeline={"examples_per_second": measure_pipeline(dataset, config),
