@@ -168,8 +168,13 @@ def markdown_section(size: str, config, results: dict) -> str:
     memory = ", ".join(f"{k} samples {v:.0f} MB" for k, v in
                        ev["peak_memory_mb_by_iw_samples"].items())
     lines += ["", f"IW-NLL ({ev['iw_samples']} samples in chunks of "
-              f"{ev['iw_chunk_size']}, {ev['examples']} examples): "
-              f"{ev['examples_per_second']:.2f} examples/s; peak memory "
+              f"{ev['iw_chunk_size']}, {ev['examples']} examples, "
+              f"{ev['tokens']} token positions): "
+              f"{ev['examples_per_second']:.3g} examples/s with the "
+              f"decoder's work shared across samples, "
+              f"{ev['examples_per_second_before']:.3g} with the batch "
+              f"repeated per sample as before ({ev['speedup']:.2f}x, median "
+              f"of the rounds' ratios); peak memory "
               f"({ev['memory_measured_as']}): {memory}. Input pipeline "
               f"alone: {pipe['examples_per_second']:.0f} examples/s; the "
               f"plain step takes {pipe['step_examples_per_second']:.0f}."]

@@ -42,6 +42,7 @@ def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
   assert plain["flops_per_step"] == 3 * (encoder + decoder)
   assert plain["ratio_to_plain"] == 1.0
   assert plain["evaluation"]["examples_per_second"] > 0
+  assert plain["evaluation"]["examples_per_second_before"] > 0
   assert set(plain["evaluation"]["peak_memory_mb_by_iw_samples"]) == {
       "50", "200", "500"}
   assert plain["pipeline"]["examples_per_second"] > 0

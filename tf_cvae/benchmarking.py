@@ -24,6 +24,7 @@ from tf_cvae.data import base as data_base
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
+from tf_cvae.models import vae as vae_lib
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import timing
@@ -54,6 +55,7 @@ class BenchConfig:
   torch_reference: bool = True  # text: also time the PyTorch reference step
   iw_samples: int = 500
   iw_chunk_size: int = 50
+  iw_repeats: int = 3             # rounds of the IW-NLL, before and after
   eval_examples: int = 8
   memory_iw_samples: tuple = (50, 200, 500)
   pipeline_batches: int = 100
@@ -257,18 +259,34 @@ def peak_memory_mb(fn, start: int | None = None) -> float:
 
 
 def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
-  """IW-NLL examples/s at config.iw_samples; peak memory per sample count."""
+  """IW-NLL examples/s at config.iw_samples, the decoder's shared-work
+  sample_log_likelihood ("after") and the batch repeated per sample
+  ("before") timed in turn, config.iw_repeats rounds; peak memory per
+  sample count (after)."""
   batch = next(iter(dataset.batches("test", config.eval_examples)))
-  estimator = metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size)
-  nll = lambda n: float(tf.reduce_sum(estimator(batch, n)))
+  estimators = {
+      "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size),
+      "before": metrics.ImportanceWeightedNLL(
+          vae, config.iw_chunk_size, vae_lib.repeated_log_likelihood)}
+  nll = lambda n, name="after": float(tf.reduce_sum(
+      estimators[name](batch, n)))
   before = memory_in_use()               # before the first chunk (and trace)
   memory = {str(n): round(peak_memory_mb(lambda n=n: nll(n), before), 1)
             for n in sorted(config.memory_iw_samples)}
-  seconds = timing.seconds(lambda: nll(config.iw_samples))
+  nll(1, "before")                       # traced
+  rounds = {"before": [], "after": []}
+  for _ in range(config.iw_repeats):     # in turn
+    for name, seconds in rounds.items():
+      seconds.append(timing.seconds(lambda: nll(config.iw_samples, name)))
+  per_second = {name: config.eval_examples / timing.median_and_best(r)[0]
+                for name, r in rounds.items()}
   gpu = tf.config.list_physical_devices("GPU")
   return {"iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
-          "examples_per_second": config.eval_examples / seconds,
+          "tokens": int(tf.size(batch["tokens"])),
+          "examples_per_second": per_second["after"],
+          "examples_per_second_before": per_second["before"],
+          "speedup": timing.median_ratio(rounds["before"], rounds["after"]),
           "peak_memory_mb_by_iw_samples": memory, "memory_measured_as": (
               "GPU allocator" if gpu else "process RSS") + " peak above the "
           "memory in use before the first call"}
