@@ -66,6 +66,10 @@ flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
                   "LSTM layers: fused (CPU), keras (cuDNN) or auto.")
 flags.DEFINE_integer("iw_samples", 500, "Importance samples of the timed "
                      "IW-NLL.", lower_bound=1)
+flags.DEFINE_integer("iw_repeats", None, "Rounds of the IW-NLL, before and "
+                     "after in turn.", lower_bound=1)
+flags.DEFINE_bool("compare", None, "Also time the plain step with XLA "
+                  "flipped and with Keras LSTMs (default: yes).")
 flags.DEFINE_bool("bookkeeping", False, "Time the plain step alone, with "
                   "the non-finite mask read on the host every step, and "
                   "with it counted on the device (read every --log_every).")
