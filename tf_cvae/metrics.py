@@ -87,10 +87,11 @@ class ImportanceWeightedNLL:
   into a running logsumexp, so memory holds one chunk (the LSTM decoder's
   logits are [chunk_size * batch, vocab], a step at a time) plus [batch],
   whatever S (He et al.: 500 in chunks). Only the S samples asked for are
-  drawn and scored. Sample s of example i is mu_i + sigma_i * eps_s with eps_s drawn from the stateless
-  seed (seed, s): the estimate does not depend on chunk_size, and the
-  estimate from the first S' < S samples is a prefix of the same draws. As S
-  grows it falls towards -log p(x) (IWAE bound).
+  drawn and scored. Sample s of example i is mu_i + sigma_i * eps_s with
+  eps_s drawn from the stateless seed (seed, s): the estimate does not
+  depend on chunk_size, and the estimate from the first S' < S samples is a
+  prefix of the same draws. As S grows it falls towards -log p(x) (IWAE
+  bound).
   """
 
   def __init__(self, vae: vae_lib.VAE, chunk_size: int = 50,

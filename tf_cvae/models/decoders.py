@@ -90,7 +90,8 @@ class LSTMDecoder(keras.layers.Layer):
     words = tf.tile(tf.transpose(words), [1, samples])  # [T, S * B]
     valid = tf.not_equal(words, vocab_lib.PAD_ID)
     recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
-    to_vocab, bias = tf.convert_to_tensor(self.to_vocab.kernel), self.to_vocab.bias
+    to_vocab = tf.convert_to_tensor(self.to_vocab.kernel)
+    bias = self.to_vocab.bias
 
     def body(t, h, c, total):
       gates = tf.reshape(xw[t] + zw, [rows, 4 * units]) + tf.matmul(
