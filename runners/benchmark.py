@@ -66,6 +66,10 @@ flags.DEFINE_enum("lstm_impl", "auto", list(fused_lstm.IMPLEMENTATIONS),
                   "LSTM layers: fused (CPU), keras (cuDNN) or auto.")
 flags.DEFINE_integer("iw_samples", 500, "Importance samples of the timed "
                      "IW-NLL.", lower_bound=1)
+flags.DEFINE_integer("iw_repeats", None, "Rounds of the IW-NLL, before and "
+                     "after in turn.", lower_bound=1)
+flags.DEFINE_bool("compare", None, "Also time the plain step with XLA "
+                  "flipped and with Keras LSTMs (default: yes).")
 flags.DEFINE_bool("bookkeeping", False, "Time the plain step alone, with "
                   "the non-finite mask read on the host every step, and "
                   "with it counted on the device (read every --log_every).")
@@ -83,8 +87,15 @@ forward matmuls and convolutions from the shapes, 3 x what is trained.
 Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step: median
 (best) of repeats after warm-up and compilation, rows round-robin in one
 process; other processes slow it down (then fewer than 2 cores busy).
-Aggressive: one encoder plus one decoder update.
+vs plain: the median over rounds of the row's time over the plain step's
+in the same round. Aggressive: one encoder plus one decoder update.
+PyTorch reference (text, with the `bench` extra): He et al.'s LSTM-VAE
+written in PyTorch (tf_cvae/torch_reference.py), timed right after the
+plain step in every round; its FLOPs are the plain step's.
 """
+
+SKIPPED_TORCH = ("PyTorch reference: skipped, torch is not installed "
+                 "(pip install 'tf_cvae[bench]').")
 
 
 def _override(fields: dict, field: str, flag_name: str) -> None:
@@ -131,7 +142,11 @@ def markdown_section(size: str, config, results: dict) -> str:
   first = next(iter(results.values()))
   lines = [f"## {size}", "", f"{describe(config)} Peak "
            f"{first['peak_gflops']:.0f} GFLOP/s; the process kept "
-           f"{first['cores_busy_while_timing']:.2f} cores busy while timing.",
+           f"{first['cores_busy_while_timing']:.2f} cores busy while timing; "
+           f"the 1-minute load average was "
+           f"{first['load_average_before_timing']:.1f} before (above "
+           f"{os.cpu_count()}: other processes shared the cores, so read the "
+           f"ratios, each taken within a round, rather than the seconds).",
            "", "| step | XLA | s/step | vs plain | GFLOP/step | GFLOP/s | "
            "fraction of peak | best s/step | best fraction |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -142,13 +157,28 @@ def markdown_section(size: str, config, results: dict) -> str:
         f"{row['flops_per_step'] / 1e9:.1f} | {row['achieved_gflops']:.0f} | "
         f"{row['fraction_of_peak']:.2f} | {row['best_seconds_per_step']:.4f} "
         f"| {row['best_fraction_of_peak']:.2f} |")
+  reference = results.get(benchmarking.TORCH)
+  if reference:
+    lines += ["", f"Plain step against the PyTorch reference (PyTorch "
+              f"{reference['torch_version']}, {reference['torch_threads']} "
+              f"threads; He et al.'s LSTM-VAE at the same shapes, SGD, "
+              f"timed right after the plain step in each round): "
+              f"{reference['plain_over_reference']:.2f}x its time (median "
+              f"of the rounds' ratios; below 1: faster)."]
+  elif config.data_kind == "text" and "none" in results:
+    lines += ["", SKIPPED_TORCH]
   if "evaluation" in results.get("none", {}):
     ev, pipe = results["none"]["evaluation"], results["none"]["pipeline"]
     memory = ", ".join(f"{k} samples {v:.0f} MB" for k, v in
                        ev["peak_memory_mb_by_iw_samples"].items())
     lines += ["", f"IW-NLL ({ev['iw_samples']} samples in chunks of "
-              f"{ev['iw_chunk_size']}, {ev['examples']} examples): "
-              f"{ev['examples_per_second']:.2f} examples/s; peak memory "
+              f"{ev['iw_chunk_size']}, {ev['examples']} examples, "
+              f"{ev['tokens']} token positions): "
+              f"{ev['examples_per_second']:.3g} examples/s with the "
+              f"decoder's work shared across samples, "
+              f"{ev['examples_per_second_before']:.3g} with the batch "
+              f"repeated per sample as before ({ev['speedup']:.2f}x, median "
+              f"of the rounds' ratios); peak memory "
               f"({ev['memory_measured_as']}): {memory}. Input pipeline "
               f"alone: {pipe['examples_per_second']:.0f} examples/s; the "
               f"plain step takes {pipe['step_examples_per_second']:.0f}."]
@@ -235,11 +265,14 @@ def _main(argv):
   tf.get_logger().setLevel("ERROR")     # retracing notes: a variant per model
   config = bench_config()
   if FLAGS.bookkeeping:
-    results, cores = timing.round_robin(bookkeeping_fns(config),
-                                        config.steps, config.repeats)
+    rounds, cores = timing.round_robin(bookkeeping_fns(config),
+                                       config.steps, config.repeats)
+    results = {n: timing.median_and_best(r) for n, r in rounds.items()}
     section = bookkeeping_section(FLAGS.size, config, results, cores)
     title = section.split("\n", 1)[0][3:]
   else:
+    if config.data_kind == "text" and not benchmarking.torch_available():
+      print(SKIPPED_TORCH)
     results = benchmarking.run(config)
     section = markdown_section(FLAGS.size, config, results)
     title = FLAGS.size

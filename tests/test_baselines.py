@@ -63,6 +63,27 @@ def test_inner_loop_stop_rule():
   assert not aggressive.inner_loop_converged(improving[:10])
 
 
+@pytest.mark.parametrize("stop_at", [20, 30, 60, None])
+def test_aggressive_step_stops_where_the_rule_does(stop_at):
+  # Scripted encoder losses that fall, then (from update stop_at - 10 on)
+  # stay at the level of the window before: the rule stops at stop_at
+  # (None: never, so at max_inner_steps). The losses reach the host a
+  # window at a time; the count is what reading each one would give.
+  losses = list(np.linspace(10, 5, 100))
+  if stop_at:
+    losses[stop_at - 10:] = [losses[stop_at - 20]] * (110 - stop_at)
+  expected = next((n for n in range(1, 101)
+                   if aggressive.inner_loop_converged(losses[:n])), 100)
+  calls = []
+  def step(batch, update="all"):
+    calls.append(update)
+    return {"loss": tf.constant(losses[len(calls) - 1] if update == "encoder"
+                                else 0.0)}
+  _, inner = aggressive.aggressive_step(step, {}, iter(lambda: {}, None))
+  assert inner == expected == (stop_at or 100)
+  assert calls == ["encoder"] * inner + ["decoder"]
+
+
 def test_aggressive_switch_follows_validation_mi():
   assert aggressive.stays_aggressive([0.1])
   assert aggressive.stays_aggressive([0.1, 0.3])

@@ -6,6 +6,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_cvae import benchmarking
@@ -41,6 +42,7 @@ def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
   assert plain["flops_per_step"] == 3 * (encoder + decoder)
   assert plain["ratio_to_plain"] == 1.0
   assert plain["evaluation"]["examples_per_second"] > 0
+  assert plain["evaluation"]["examples_per_second_before"] > 0
   assert set(plain["evaluation"]["peak_memory_mb_by_iw_samples"]) == {
       "50", "200", "500"}
   assert plain["pipeline"]["examples_per_second"] > 0
@@ -132,3 +134,42 @@ def test_peak_memory_sees_a_large_allocation():
     time.sleep(0.05)                        # the sampler runs every 2 ms
     return block.sum()
   assert benchmarking.peak_memory_mb(allocate) > 50
+
+
+def test_pytorch_reference_row_at_a_tiny_size(tmp_path, run_runner):
+  pytest.importorskip("torch", reason="the bench extra (torch) is absent")
+  markdown, out = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+  result = run_runner("benchmark.py", "--size=small", *TINY,
+                      "--critics=none,self", f"--json_out={out}",
+                      f"--markdown_out={markdown}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads(out.read_text())
+  reference = rows[benchmarking.TORCH]
+  assert reference["seconds_per_step"] > 0 and reference["torch_threads"] >= 1
+  assert reference["flops_per_step"] == rows["none"]["flops_per_step"]
+  assert reference["plain_over_reference"] > 0
+  text = markdown.read_text()
+  assert f"| {benchmarking.TORCH} | off |" in text
+  assert "Plain step against the PyTorch reference" in text
+
+
+def test_pytorch_reference_step_learns_the_batch():
+  torch_reference = pytest.importorskip(
+      "tf_cvae.torch_reference", reason="the bench extra (torch) is absent")
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(4, 30, (8, 6))
+  tokens[:, 0], tokens[:, -1] = 1, 2            # <s> ... </s>
+  step = torch_reference.train_step_fn(tokens, 30, 8, 16, 2, dropout=0.0)
+  losses = [step() for _ in range(60)]
+  # Untrained, each of 5 words costs about log 30 nats (KL near 0); without
+  # using z the best is 4 log 26 (4 uniform words of 26, then </s>).
+  start, floor = 5 * np.log(30), 4 * np.log(26)
+  assert abs(losses[0] - start) < 0.5
+  assert losses[-1] < (start + floor) / 2
+
+
+def test_without_torch_the_reference_step_is_left_out(monkeypatch):
+  monkeypatch.setattr(benchmarking, "torch_available", lambda: False)
+  config = benchmarking.BenchConfig(batch_size=2, seq_len=5, vocab_size=30)
+  batch = {"tokens": tf.ones([2, 5], tf.int32)}
+  assert benchmarking.torch_step(config, batch) is None

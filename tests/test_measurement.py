@@ -13,6 +13,7 @@ import tensorflow as tf
 from tf_cvae import data as data_lib
 from tf_cvae import metrics
 from tf_cvae.models import registry
+from tf_cvae.models import vae as vae_lib
 from tf_cvae.training import evaluation
 
 TINY_TEXT = registry.ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=8,
@@ -107,11 +108,11 @@ def test_iw_nll_samples_only_what_is_asked_and_prefixes_match(synthetic_text):
   vae = registry.build_vae(TINY_TEXT, synthetic_text)
   batch = next(iter(synthetic_text.batches("test", 8)))
   decoded = tf.Variable(0)             # rows the decoder scores
-  log_likelihood = vae.log_likelihood
-  def counting(batch, z, **kwargs):
-    decoded.assign_add(tf.shape(z)[0])
-    return log_likelihood(batch, z, **kwargs)
-  vae.log_likelihood = counting
+  log_likelihood = vae.decoder.sample_log_likelihood
+  def counting(batch, z):
+    decoded.assign_add(tf.shape(z)[0] * tf.shape(z)[1])
+    return log_likelihood(batch, z)
+  vae.decoder.sample_log_likelihood = counting
   estimator = metrics.ImportanceWeightedNLL(vae, chunk_size=50)
   five = estimator(batch, 5, seed=3)
   assert int(decoded) == 5 * 8         # 5 samples, not a chunk of 50
@@ -122,6 +123,39 @@ def test_iw_nll_samples_only_what_is_asked_and_prefixes_match(synthetic_text):
   np.testing.assert_allclose(
       by_prefix[60], metrics.ImportanceWeightedNLL(vae, 7)(batch, 60, seed=3),
       rtol=1e-5)
+
+
+@pytest.mark.parametrize("init,lstm_impl", [("he", "fused"),
+                                             ("keras", "keras")])
+def test_iw_nll_shares_the_samples_work_with_the_same_numbers(
+    synthetic_text, init, lstm_impl):
+  # The LSTM decoder's sample_log_likelihood (embeddings once, softmax a
+  # step at a time) against the batch repeated S times through
+  # log_likelihood, the computation it replaced. Weights N(0, 0.5) so that
+  # z and every weight matter; a mixed-length batch so padding does.
+  model = dataclasses.replace(TINY_TEXT, init=init, lstm_impl=lstm_impl)
+  vae = registry.build_vae(model, synthetic_text)
+  sentences = synthetic_text.splits["test"]
+  by_length = {len(s): s for s in sentences}         # one of each length
+  longest = max(by_length)
+  batch = {"tokens": tf.constant(np.stack([
+      np.pad(s, (0, longest - len(s))) for s in by_length.values()]))}
+  assert len(by_length) > 3
+  vae.log_likelihood(batch, vae.encode(batch)[0])          # builds it
+  rng = np.random.default_rng(0)
+  for weight in vae.weights:
+    weight.assign(rng.normal(0.0, 0.5, weight.shape))
+  new = metrics.ImportanceWeightedNLL(vae, chunk_size=7)(batch, 30, seed=5)
+  old = metrics.ImportanceWeightedNLL(
+      vae, 7, vae_lib.repeated_log_likelihood)(batch, 30, seed=5)
+  assert np.ptp(old.numpy()) > 1.0       # the examples' NLLs differ
+  # Float32 sums of about 10 words of about 10 nats each: rounding 1e-5.
+  np.testing.assert_allclose(new, old, rtol=1e-5)
+  z = tf.random.stateless_normal([3, len(by_length), model.latent_dim],
+                                 [1, 2])
+  np.testing.assert_allclose(
+      vae.decoder.sample_log_likelihood(batch, z),
+      vae_lib.repeated_log_likelihood(vae, batch, z), rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -4,9 +4,12 @@
 training does), times it (round-robin in one process after warm-up), counts
 its FLOPs from the shapes and divides by the fp32 matmul peak measured in the
 same process; also the IW-NLL's speed and memory, and the input pipeline's.
+For text models, a PyTorch implementation of He et al.'s LSTM-VAE
+(torch_reference.py) at the same shapes is timed in the same rounds.
 """
 
 import dataclasses
+import importlib.util
 import os
 import threading
 
@@ -21,11 +24,14 @@ from tf_cvae.data import base as data_base
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
+from tf_cvae.models import vae as vae_lib
 from tf_cvae.training import build
 from tf_cvae.training import config as config_lib
 from tf_cvae.training import timing
 
 CRITICS = ("none", "self", "hybrid", "nn", "model", "aggressive")
+# The row of the PyTorch reference (torch_reference.py) of the plain step.
+TORCH = "pytorch reference"
 
 
 # The benchmark's model unless told otherwise: He et al.'s text LSTM at half
@@ -46,8 +52,10 @@ class BenchConfig:
   steps: int = 5
   repeats: int = 5
   compare: bool = True        # the plain step also XLA flipped, Keras LSTMs
+  torch_reference: bool = True  # text: also time the PyTorch reference step
   iw_samples: int = 500
   iw_chunk_size: int = 50
+  iw_repeats: int = 3             # rounds of the IW-NLL, before and after
   eval_examples: int = 8
   memory_iw_samples: tuple = (50, 200, 500)
   pipeline_batches: int = 100
@@ -131,6 +139,32 @@ def timed_fns(config: BenchConfig, dataset, batch) -> dict:
         batch, "decoder"))) if critic == "aggressive" else (
             lambda step=step: step(batch)), critic, step)
   return fns
+
+
+def torch_available() -> bool:
+  """Whether PyTorch is installed (the `bench` extra)."""
+  return importlib.util.find_spec("torch") is not None
+
+
+def torch_info() -> dict:
+  """The installed PyTorch's version and its intra-op threads."""
+  import torch  # optional: only where torch_available()
+  return {"torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads()}
+
+
+def torch_step(config: BenchConfig, batch: dict):
+  """The reference step (torch_reference.train_step_fn) at the text model's
+  shapes on the same batch, or None: not text, not asked for, or no torch."""
+  if (config.data_kind != "text" or not config.torch_reference
+      or not torch_available()):
+    return None
+  from tf_cvae import torch_reference  # imports torch
+  model = config.model
+  return torch_reference.train_step_fn(
+      batch["tokens"].numpy(), config.vocab_size, model.embed_dim,
+      model.hidden_dim, model.latent_dim, model.decoder_dropout,
+      seed=config.seed)
 
 
 def _lstm_flops(batch, time_steps, inputs, units):
@@ -225,18 +259,34 @@ def peak_memory_mb(fn, start: int | None = None) -> float:
 
 
 def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
-  """IW-NLL examples/s at config.iw_samples; peak memory per sample count."""
+  """IW-NLL examples/s at config.iw_samples, the decoder's shared-work
+  sample_log_likelihood ("after") and the batch repeated per sample
+  ("before") timed in turn, config.iw_repeats rounds; peak memory per
+  sample count (after)."""
   batch = next(iter(dataset.batches("test", config.eval_examples)))
-  estimator = metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size)
-  nll = lambda n: float(tf.reduce_sum(estimator(batch, n)))
+  estimators = {
+      "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size),
+      "before": metrics.ImportanceWeightedNLL(
+          vae, config.iw_chunk_size, vae_lib.repeated_log_likelihood)}
+  nll = lambda n, name="after": float(tf.reduce_sum(
+      estimators[name](batch, n)))
   before = memory_in_use()               # before the first chunk (and trace)
   memory = {str(n): round(peak_memory_mb(lambda n=n: nll(n), before), 1)
             for n in sorted(config.memory_iw_samples)}
-  seconds = timing.seconds(lambda: nll(config.iw_samples))
+  nll(1, "before")                       # traced
+  rounds = {"before": [], "after": []}
+  for _ in range(config.iw_repeats):     # in turn
+    for name, seconds in rounds.items():
+      seconds.append(timing.seconds(lambda: nll(config.iw_samples, name)))
+  per_second = {name: config.eval_examples / timing.median_and_best(r)[0]
+                for name, r in rounds.items()}
   gpu = tf.config.list_physical_devices("GPU")
   return {"iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
-          "examples_per_second": config.eval_examples / seconds,
+          "tokens": int(tf.size(batch["tokens"])),
+          "examples_per_second": per_second["after"],
+          "examples_per_second_before": per_second["before"],
+          "speedup": timing.median_ratio(rounds["before"], rounds["after"]),
           "peak_memory_mb_by_iw_samples": memory, "memory_measured_as": (
               "GPU allocator" if gpu else "process RSS") + " peak above the "
           "memory in use before the first call"}
@@ -254,30 +304,49 @@ def run(config: BenchConfig) -> dict:
   """Times every critic of config.critics (and the plain-step variants).
 
   Returns {name: {seconds_per_step, flops_per_step, achieved_gflops,
-  peak_gflops, fraction_of_peak, ratio_to_plain, ...}}; the plain VAE's
-  entry ("none") also holds "evaluation" and "pipeline".
+  peak_gflops, fraction_of_peak, ratio_to_plain (the median over rounds of
+  the time over the plain step's), ...}}; the plain VAE's entry ("none")
+  also holds "evaluation" and "pipeline". For text, with torch installed,
+  also a TORCH row: the PyTorch reference step at the same shapes, timed
+  right after the plain step in every round, with plain_over_reference.
   """
   dataset = synthetic_dataset(config, config.pipeline_batches
                               * config.batch_size + config.eval_examples)
   batch = bench_batch(config, dataset)
   peak = measure_peak_gflops()
   fns = timed_fns(config, dataset, batch)
-  seconds, cores = timing.round_robin({n: f[0] for n, f in fns.items()},
-                                      config.steps, config.repeats)
+  timed = {}
+  reference = torch_step(config, batch) if "none" in fns else None
+  for name, (fn, _, _) in fns.items():
+    timed[name] = fn
+    if name == "none" and reference:     # right after the plain step
+      timed[TORCH] = reference
+  load = os.getloadavg()[0]        # other processes' share shows here
+  rounds, cores = timing.round_robin(timed, config.steps, config.repeats)
   peak = max(peak, measure_peak_gflops())
-  plain, results = seconds.get("none", (None,))[0], {}
-  for name, (_, critic, step) in fns.items():
-    flops = count_flops(step, batch, critic)
-    (median, best), gflop = seconds[name], flops["step"] / 1e9
-    results[name] = {
-        "seconds_per_step": median, "flops_per_step": flops["step"],
-        "flops_by_part": flops, "achieved_gflops": gflop / median,
-        "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
-        "best_seconds_per_step": best, "best_fraction_of_peak":
-        gflop / best / peak, "cores_busy_while_timing": cores,
-        "ratio_to_plain": median / plain if plain else None,
-        "jit_compile": step.jit_compile}
-  if plain:
+
+  def row(name, flops, jit_compile):
+    (median, best), gflop = (timing.median_and_best(rounds[name]),
+                             flops["step"] / 1e9)
+    return {"seconds_per_step": median, "flops_per_step": flops["step"],
+            "flops_by_part": flops, "achieved_gflops": gflop / median,
+            "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
+            "best_seconds_per_step": best, "best_fraction_of_peak":
+            gflop / best / peak, "cores_busy_while_timing": cores,
+            "load_average_before_timing": load,
+            "ratio_to_plain": (timing.median_ratio(rounds[name], rounds["none"])
+                               if "none" in rounds else None),
+            "jit_compile": jit_compile}
+  results = {name: row(name, count_flops(step, batch, critic),
+                       step.jit_compile)
+             for name, (_, critic, step) in fns.items()}
+  if reference and "none" in results:   # the same shapes: the same FLOPs
+    results[TORCH] = dict(
+        row(TORCH, results["none"]["flops_by_part"], False), **torch_info(),
+        plain_over_reference=timing.median_ratio(rounds["none"],
+                                                 rounds[TORCH]))
+  if "none" in results:
+    plain = results["none"]["seconds_per_step"]
     results["none"].update(
         evaluation=measure_evaluation(fns["none"][2].vae, dataset, config),
         pipeline={"examples_per_second": measure_pipeline(dataset, config),

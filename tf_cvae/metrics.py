@@ -83,26 +83,33 @@ class ImportanceWeightedNLL:
   """Importance-weighted estimate of -log p(x) per example (nats).
 
   -log (1/S sum_s p(x, z_s) / q(z_s|x)), z_s ~ q(z|x). The S samples are
-  scored at most `chunk_size` at a time and summed into a running logsumexp,
-  so memory holds one chunk (the LSTM decoder's logits are
-  [chunk_size * batch, time - 1, vocab]) plus [batch], whatever S (He et al.:
-  500 in chunks). Only the S samples asked for are drawn and scored. Sample s
-  of example i is mu_i + sigma_i * eps_s with eps_s drawn from the stateless
-  seed (seed, s): the estimate does not depend on chunk_size, and the
-  estimate from the first S' < S samples is a prefix of the same draws. As S
-  grows it falls towards -log p(x) (IWAE bound).
+  scored at most `chunk_size` at a time (the encoder runs once) and summed
+  into a running logsumexp, so memory holds one chunk (the LSTM decoder's
+  logits are [chunk_size * batch, vocab], a step at a time) plus [batch],
+  whatever S (He et al.: 500 in chunks). Only the S samples asked for are
+  drawn and scored. Sample s of example i is mu_i + sigma_i * eps_s with
+  eps_s drawn from the stateless seed (seed, s): the estimate does not
+  depend on chunk_size, and the estimate from the first S' < S samples is a
+  prefix of the same draws. As S grows it falls towards -log p(x) (IWAE
+  bound).
   """
 
-  def __init__(self, vae: vae_lib.VAE, chunk_size: int = 50):
+  def __init__(self, vae: vae_lib.VAE, chunk_size: int = 50,
+               log_likelihood=None):
+    """log_likelihood(vae, batch, z [S, B, latent]) -> [S, B] nats scores
+    the samples (default vae_lib.sample_log_likelihood)."""
     self.vae = vae
     self.chunk_size = chunk_size
+    self._log_likelihood = log_likelihood or vae_lib.sample_log_likelihood
     self._log_weights = tf.function(self._chunk_log_weights,
                                     reduce_retracing=True)
+    self._encode = tf.function(lambda batch: vae.encode(batch),
+                               reduce_retracing=True)
 
-  def _chunk_log_weights(self, batch, seed, start, count):
-    """log p(x, z_s) - log q(z_s|x) for s in [start, start + count): [count, B]."""
+  def _chunk_log_weights(self, batch, mu, logvar, seed, start, count):
+    """log p(x, z_s) - log q(z_s|x) for s in [start, start + count): [count,
+    B]; mu, logvar [B, latent] the batch's posterior parameters."""
     vae = self.vae
-    mu, logvar = vae.encode(batch, training=False)
     q_z_given_x = latent.posterior(mu, logvar)
     eps = tf.map_fn(
         lambda s: tf.random.stateless_normal(tf.shape(mu), tf.stack([seed, s]),
@@ -110,11 +117,8 @@ class ImportanceWeightedNLL:
         tf.range(start, start + tf.cast(count, tf.int64)),
         fn_output_signature=mu.dtype)
     z = mu + tf.exp(0.5 * logvar) * eps                       # [C, B, latent]
-    log_p_x_given_z = tf.reshape(
-        vae.log_likelihood(vae_lib.repeat_batch(batch, count),
-                           tf.reshape(z, [-1, vae.latent_dim])),
-        [count, tf.shape(mu)[0]])
-    return log_p_x_given_z + vae.prior().log_prob(z) - q_z_given_x.log_prob(z)
+    return (self._log_likelihood(vae, batch, z) + vae.prior().log_prob(z)
+            - q_z_given_x.log_prob(z))
 
   def __call__(self, batch: dict, num_samples: int, seed: int = 0,
                report_at=(), progress=None):
@@ -129,10 +133,12 @@ class ImportanceWeightedNLL:
     marks = sorted({s for s in report_at if 0 < s < num_samples}
                    | {num_samples})
     log_sum, done, estimates = None, 0, {}               # log_sum: [batch]
+    mu, logvar = self._encode(batch)                     # once for all S
     for mark in marks:
       while done < mark:
         count = min(self.chunk_size, mark - done)
-        log_w = self._log_weights(batch, tf.constant(seed, tf.int64),
+        log_w = self._log_weights(batch, mu, logvar,
+                                  tf.constant(seed, tf.int64),
                                   tf.constant(done, tf.int64),
                                   tf.constant(count, tf.int32))
         part = tf.reduce_logsumexp(log_w, axis=0)

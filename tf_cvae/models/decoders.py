@@ -59,6 +59,59 @@ class LSTMDecoder(keras.layers.Layer):
       self.to_vocab.build(hidden.shape)
     return self.output_dropout(hidden, training=training)
 
+  def sample_log_likelihood(self, batch: dict, z: tf.Tensor) -> tf.Tensor:
+    """log p(x|z_s) of every sample z_s of each example: [S, B] nats.
+
+    z: [S, B, latent], S samples for each of the batch's B sentences; no
+    dropout (evaluation). The same numbers as `likelihood(...).log_prob` on
+    the batch repeated S times, but the embeddings and their share of the
+    LSTM's input projection are computed once for all S samples, and each
+    step's softmax is scored inside the recurrence: memory holds [S * B,
+    vocab] logits, not [S * B, time - 1, vocab].
+    """
+    cell = self.lstm.cell
+    units, embed_dim = cell.units, self.embedding.output_dim
+    samples, batch_size = tf.shape(z)[0], tf.shape(z)[1]
+    rows = samples * batch_size
+    inputs, words = batch["tokens"][:, :-1], self.target(batch)
+    steps = tf.shape(inputs)[1]
+    if not cell.built:                 # a model neither trained nor restored
+      cell.build([None, embed_dim + z.shape[-1]])
+    if not self.to_vocab.built:
+      self.to_vocab.build([None, units])
+    kernel = tf.convert_to_tensor(cell.kernel)          # [embed + latent, 4H]
+    embedded = tf.reshape(tf.transpose(self.embedding(inputs), [1, 0, 2]),
+                          [-1, embed_dim])
+    xw = tf.reshape(tf.matmul(embedded, kernel[:embed_dim]),
+                    [steps, 1, batch_size, 4 * units])  # [T, 1, B, 4H]
+    zw = tf.reshape(tf.matmul(tf.reshape(z, [rows, -1]), kernel[embed_dim:])
+                    + cell.bias, [samples, batch_size, 4 * units])
+    cell_state = tf.reshape(self.z_to_cell(z), [rows, units])
+    words = tf.tile(tf.transpose(words), [1, samples])  # [T, S * B]
+    valid = tf.not_equal(words, vocab_lib.PAD_ID)
+    recurrent = tf.convert_to_tensor(cell.recurrent_kernel)
+    to_vocab = tf.convert_to_tensor(self.to_vocab.kernel)
+    bias = self.to_vocab.bias
+
+    def body(t, h, c, total):
+      gates = tf.reshape(xw[t] + zw, [rows, 4 * units]) + tf.matmul(
+          h, recurrent)
+      i, f, g, o = tf.split(gates, 4, axis=-1)
+      c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+      h = tf.sigmoid(o) * tf.tanh(c)
+      logits = tf.matmul(h, to_vocab)
+      if bias is not None:
+        logits += bias
+      word_logit = tf.gather(logits, words[t][:, tf.newaxis], batch_dims=1)
+      log_p = word_logit[:, 0] - tf.reduce_logsumexp(logits, axis=-1)
+      return t + 1, h, c, total + tf.where(valid[t], log_p, 0.0)
+
+    *_, total = tf.while_loop(
+        lambda t, *_: t < steps, body,
+        [tf.constant(0), tf.tanh(cell_state), cell_state,
+         tf.zeros([rows], z.dtype)])
+    return tf.reshape(total, [samples, batch_size])
+
   def logits(self, batch: dict, z: tf.Tensor, training: bool = False):
     """Next-token logits [batch, time - 1, vocab] given z [batch, latent]."""
     return _project(self.hidden(batch, z, training), self.to_vocab.kernel,

@@ -83,3 +83,23 @@ def repeat_batch(batch: dict, times: int) -> dict:
     multiples = tf.concat([[times], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
     return tf.tile(x, multiples)
   return {k: tile(v) for k, v in batch.items()}
+
+
+def repeated_log_likelihood(vae, batch: dict, z: tf.Tensor) -> tf.Tensor:
+  """log p(x|z_s) [S, B] nats for z [S, B, latent]: the batch repeated S
+  times through `vae.log_likelihood` (any decoder)."""
+  samples, batch_size = tf.shape(z)[0], tf.shape(z)[1]
+  flat = vae.log_likelihood(repeat_batch(batch, samples),
+                            tf.reshape(z, [-1, vae.latent_dim]))
+  return tf.reshape(flat, [samples, batch_size])
+
+
+def sample_log_likelihood(vae, batch: dict, z: tf.Tensor) -> tf.Tensor:
+  """log p(x|z_s) in nats, [S, B], for z [S, B, latent] (S samples of each
+  example; evaluation): the decoder's own `sample_log_likelihood` where it
+  has one (it shares work across the samples), else
+  `repeated_log_likelihood`."""
+  decoder = getattr(vae, "decoder", None)
+  if hasattr(decoder, "sample_log_likelihood"):
+    return decoder.sample_log_likelihood(batch, z)
+  return repeated_log_likelihood(vae, batch, z)

@@ -77,9 +77,11 @@ class StepTimer:
 def round_robin(fns: dict, calls: int, repeats: int):
   """Times zero-argument step functions in turn, in one process.
 
-  Returns ({name: (median, best) seconds per call over `repeats` rounds of
-  `calls` calls each, after 2 warm-up calls}, the CPU cores the process kept
-  busy meanwhile). A round ends once every result is on the host.
+  Returns ({name: [seconds per call in each of `repeats` rounds of `calls`
+  calls]}, after 2 warm-up calls each, the CPU cores the process kept busy
+  meanwhile). A round ends once every result is on the host; rounds
+  alternate the functions (A, B, A, B, ...), so a ratio of two functions'
+  times in the same round sees the same load from other processes.
   """
   def timed(fn, calls):
     timer = StepTimer()
@@ -94,4 +96,15 @@ def round_robin(fns: dict, calls: int, repeats: int):
     for name, fn in fns.items():
       times[name].append(timed(fn, calls))
   cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
-  return {n: (float(np.median(t)), min(t)) for n, t in times.items()}, cores
+  return times, cores
+
+
+def median_and_best(rounds: list) -> tuple[float, float]:
+  """(median, best) of round_robin's seconds per call of one function."""
+  return float(np.median(rounds)), min(rounds)
+
+
+def median_ratio(rounds: list, reference_rounds: list) -> float:
+  """The median over rounds of one function's time over a reference's in
+  the same round (round_robin's lists)."""
+  return float(np.median(np.asarray(rounds) / np.asarray(reference_rounds)))
