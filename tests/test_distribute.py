@@ -111,6 +111,7 @@ TINY = ("--embed_dim=16", "--hidden_dim=32", "--latent_dim=4",
         "--eval_examples=32", "--valid_examples=64", "--log_every=5")
 
 
+@pytest.mark.slow
 def test_train_runner_on_two_cpu_replicas_resumes(tmp_path, run_runner):
   """--strategy=mirrored on 2 logical CPUs with the self and the model critic
   (critic_side=both) and dropout: it trains, logs the replicas and the global
