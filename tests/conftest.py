@@ -19,8 +19,8 @@ if _REPO_ROOT not in sys.path:
 # one is slow. (A command that fails on its flags takes a second through
 # run_runner; a test that has one train is marked slow where it is.)
 _SLOW_FIXTURES = {"installed", "compared", "grid", "previous",
-                  "protocol_run", "plain_and_critic", "toy_run", "text_run",
-                  "image_run"}
+                  "protocol_run", "plain_and_critic", "resume_runs", "toy_run",
+                  "text_run", "image_run", "tiny_runs"}
 
 
 def pytest_collection_modifyitems(items):
@@ -176,3 +176,32 @@ def text_files(tmp_path_factory) -> dict:
     path.write_text("\n".join(lines) + "\n")
     files[f"{split}_file"] = str(path)
   return files
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict:
+  """Two 5-step runs trained once for the tests that restore, sample from or
+  export a run: a text LSTM VAE and an MLP VAE on the synthetic data;
+  {"text": (config, results), "image": (config, results)}. Tests may write
+  into the run folders' subfolders (samples/, export/), not change them."""
+  from tf_cvae import data as data_lib
+  from tf_cvae.models import registry
+  from tf_cvae.training import evaluation
+  from tf_cvae.training import train
+
+  root = tmp_path_factory.mktemp("tiny_runs")
+  models = {"text": (data_lib.DataConfig(), registry.ModelConfig(
+                embed_dim=16, hidden_dim=16, latent_dim=4,
+                decoder_dropout=0.0)),
+            "image": (data_lib.DataConfig(name="synthetic_images"),
+                      registry.ModelConfig(name="mlp", hidden_dim=32,
+                                           latent_dim=3))}
+  runs = {}
+  for name, (data, model) in models.items():
+    config = train.TrainConfig(
+        data=data, model=model, max_steps=5, log_every=1000,
+        checkpoint_every=1000, out_dir=str(root / name / "run"),
+        eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
+                                   max_examples=64))
+    runs[name] = (config, train.run(config))
+  return runs
