@@ -353,16 +353,17 @@ def test_training_longer_continues_the_run_from_any_folder(tmp_path,
   assert re.search(r"resumed from \S+ckpt-8 at step 8", again.stderr)
   assert json.loads((run / "metrics.json").read_text())["steps"] == 10
   assert not os.listdir(elsewhere)
-  # A refusal is the refusal alone: another run's flags on this directory,
-  # and missing data, which leaves no run directory behind.
-  clash = run_runner("train.py", f"--flagfile={run / 'flags.cfg'}",
+  # A refusal is the refusal alone (in a fresh process: no start-up lines
+  # either): another run's flags on this directory, and missing data, which
+  # leaves no run directory behind.
+  clash = _command("train", f"--flagfile={run / 'flags.cfg'}",
                    "--latent_dim=3", cwd=str(elsewhere))
   assert clash.returncode == 2
   assert clash.stderr.splitlines() == [
       f"error: --out_dir: {run} holds a run with a different model: "
       f"latent_dim 3 vs 2 (this command vs {run / 'config.json'}); pass a "
       "new --out_dir or delete the old run"], clash.stderr
-  missing = run_runner("train.py", *TINY_TEXT, "--train_file=corpus/gone.txt",
+  missing = _command("train", *TINY_TEXT, "--train_file=corpus/gone.txt",
                      "--out_dir=fresh", cwd=str(work))
   assert missing.returncode == 2
   errors_ = [l for l in missing.stderr.splitlines() if l.startswith("error:")]
