@@ -15,16 +15,16 @@ if _REPO_ROOT not in sys.path:
   sys.path.append(_REPO_ROOT)
 
 
-# Fixtures that run a command or train, export or install something first:
-# a test that uses one is slow.
-_SLOW_FIXTURES = {"run_runner", "installed", "compared", "grid", "previous",
-                  "protocol_run", "plain_and_critic", "toy_run", "text_run",
-                  "image_run"}
+# Fixtures that train, export or install something first: a test that uses
+# one is slow. (A command that fails on its flags takes a second through
+# run_runner; a test that has one train is marked slow where it is.)
+_SLOW_FIXTURES = {"installed", "compared", "grid", "previous",
+                  "protocol_run", "plain_and_critic", "resume_runs", "toy_run",
+                  "text_run", "image_run", "tiny_runs"}
 
 
 def pytest_collection_modifyitems(items):
-  """Marks by fixture: a test that runs a command (run_runner) or needs a
-  trained run is slow; one that reads $TF_CVAE_DATA (data_dir, data_file)
+  """Marks by fixture: a test that needs a trained run is slow; one that reads $TF_CVAE_DATA (data_dir, data_file)
   is real_data."""
   for item in items:
     fixtures = getattr(item, "fixturenames", ())
@@ -66,13 +66,17 @@ def data_file(data_dir):
 
 
 # A process that has imported TensorFlow once (as the runners do, quietly)
-# and forks a child per runner call: the child runs runners/<script> as the
-# main program with its own argv, cwd, stdout and stderr files, as a fresh
+# and the library (which defines no flags and starts no TensorFlow runtime)
+# and forks a child per command: the child runs the script as the main
+# program with its own argv, cwd, stdout and stderr files, as a fresh
 # `python runners/<script>` would, minus the start-up of TensorFlow. It
 # imports no command module, so every child defines its flags afresh.
 _FORK_SERVER = r"""
-import json, os, runpy, sys, time, traceback
+import importlib, json, os, pkgutil, runpy, sys, time, traceback
 import tf_cvae_runners  # TensorFlow, quietly
+import tf_cvae
+for module in pkgutil.walk_packages(tf_cvae.__path__, "tf_cvae."):
+  importlib.import_module(module.name)
 print("ready", flush=True)
 for line in sys.stdin:
   job = json.loads(line)
@@ -111,9 +115,10 @@ for line in sys.stdin:
 
 
 @pytest.fixture(scope="session")
-def run_runner(tmp_path_factory):
-  """run_runner("train.py", *flags) -> CompletedProcess of runners/<script>
-  run from the repository root (a child of one forked TensorFlow process)."""
+def run_script(tmp_path_factory):
+  """run_script(path, *flags, cwd=None) -> CompletedProcess of the script at
+  path (absolute or relative to the repository root) run in cwd, by default
+  the repository root: a child of one forked TensorFlow process."""
   server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, cwd=_REPO_ROOT)
@@ -121,12 +126,12 @@ def run_runner(tmp_path_factory):
   folder = tmp_path_factory.mktemp("runner_output")
   calls = iter(range(1_000_000))
 
-  def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    argv = [os.path.join(_REPO_ROOT, "runners", script), *args]
+  def run(path: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    argv = [os.path.join(_REPO_ROOT, path), *args]
     call = next(calls)
     out, err = folder / f"{call}.out", folder / f"{call}.err"
     server.stdin.write(json.dumps(dict(
-        argv=argv, cwd=_REPO_ROOT, stdout=str(out), stderr=str(err),
+        argv=argv, cwd=str(cwd or _REPO_ROOT), stdout=str(out), stderr=str(err),
         timeout=900)) + "\n")
     server.stdin.flush()
     code = json.loads(server.stdout.readline())
@@ -139,16 +144,19 @@ def run_runner(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def run_experiment():
+def run_runner(run_script):
+  """run_runner("train.py", *flags, cwd=None) -> CompletedProcess of
+  runners/<script>, run from the repository root unless cwd is given."""
+  return lambda script, *args, cwd=None: run_script(
+      os.path.join("runners", script), *args, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def run_experiment(run_script):
   """run_experiment("reproduce.py", *flags) -> CompletedProcess of
   experiments/<script>, from the repository root."""
-
-  def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, os.path.join(_REPO_ROOT, "experiments", script),
-         *args], capture_output=True, text=True, cwd=_REPO_ROOT, timeout=900)
-
-  return run
+  return lambda script, *args: run_script(
+      os.path.join("experiments", script), *args)
 
 
 @pytest.fixture(scope="session")
@@ -168,3 +176,32 @@ def text_files(tmp_path_factory) -> dict:
     path.write_text("\n".join(lines) + "\n")
     files[f"{split}_file"] = str(path)
   return files
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict:
+  """Two 5-step runs trained once for the tests that restore, sample from or
+  export a run: a text LSTM VAE and an MLP VAE on the synthetic data;
+  {"text": (config, results), "image": (config, results)}. Tests may write
+  into the run folders' subfolders (samples/, export/), not change them."""
+  from tf_cvae import data as data_lib
+  from tf_cvae.models import registry
+  from tf_cvae.training import evaluation
+  from tf_cvae.training import train
+
+  root = tmp_path_factory.mktemp("tiny_runs")
+  models = {"text": (data_lib.DataConfig(), registry.ModelConfig(
+                embed_dim=16, hidden_dim=16, latent_dim=4,
+                decoder_dropout=0.0)),
+            "image": (data_lib.DataConfig(name="synthetic_images"),
+                      registry.ModelConfig(name="mlp", hidden_dim=32,
+                                           latent_dim=3))}
+  runs = {}
+  for name, (data, model) in models.items():
+    config = train.TrainConfig(
+        data=data, model=model, max_steps=5, log_every=1000,
+        checkpoint_every=1000, out_dir=str(root / name / "run"),
+        eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
+                                   max_examples=64))
+    runs[name] = (config, train.run(config))
+  return runs

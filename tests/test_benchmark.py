@@ -18,6 +18,7 @@ TINY = ["--batch_size=4", "--seq_len=8", "--vocab_size=50", "--embed_dim=8",
         "--iw_samples=20"]
 
 
+@pytest.mark.slow
 def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
                                                               run_runner):
   markdown = tmp_path / "BENCHMARKS.md"
@@ -51,6 +52,7 @@ def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
   assert "## small" in text and "| aggressive |" in text
 
 
+@pytest.mark.slow
 def test_bookkeeping_rows_compare_the_loop_around_one_step(tmp_path,
                                                           run_runner):
   markdown = tmp_path / "BENCHMARKS.md"

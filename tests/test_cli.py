@@ -185,14 +185,17 @@ def test_help_lists_the_commands_own_flags_quietly(tmp_path):
               if any(c in line for c in CHATTER)], result.stderr
   loud = _command("train", "--help", "--verbose", cwd=str(tmp_path))
   assert any(c in loud.stderr for c in CHATTER), loud.stderr
+  # A bad flag in a fresh process: its one line alone, no start-up lines.
+  bad = _command("train", "--dataset=nope", cwd=str(tmp_path))
+  assert bad.returncode == 2
+  assert bad.stderr.splitlines() == [BAD_DATASET], bad.stderr
 
 
-@pytest.mark.slow
-def test_preset_list_and_an_unknown_preset(tmp_path):
-  listed = _command("train", "--preset=list", cwd=str(tmp_path))
+def test_preset_list_and_an_unknown_preset(tmp_path, run_runner):
+  listed = run_runner("train.py", "--preset=list", cwd=tmp_path)
   assert listed.returncode == 0, listed.stderr
   assert listed.stdout.splitlines() == presets.listing().splitlines()
-  unknown = _command("quickstart", "--preset=nope", cwd=str(tmp_path))
+  unknown = run_runner("quickstart.py", "--preset=nope", cwd=tmp_path)
   assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines() == [
       f"error: --preset=nope: unknown preset; known: "
@@ -260,17 +263,13 @@ COMMANDS = ("train", "evaluate", "export", "encode", "sample", "compare",
             "benchmark", "quickstart")
 
 
-@pytest.mark.slow
-def test_every_command_s_help_exits_0(tmp_path):
+def test_every_command_s_help_exits_0(tmp_path, run_runner, run_experiment):
   for name in COMMANDS:
-    result = _command(name, "--help", cwd=str(tmp_path))
+    result = run_runner(f"{name}.py", "--help", cwd=tmp_path)
     assert result.returncode == 0, (name, result.stderr[-2000:])
     assert f"tf-cvae-{name}" in result.stdout or "--" in result.stdout, name
   for script in ("reproduce.py", "matched_mi.py"):      # not installed
-    result = subprocess.run(
-        [sys.executable, os.path.join(_REPO_ROOT, "experiments", script),
-         "--help"], capture_output=True, text=True, cwd=str(tmp_path),
-        timeout=600)
+    result = run_experiment(script, "--help")
     assert result.returncode == 0, (script, result.stderr[-2000:])
     assert "--" in result.stdout, script
 
@@ -297,13 +296,16 @@ def test_a_bad_flag_is_one_line_and_exit_2(argv, line, train_flags_parsed,
   assert len(err.splitlines()) == 1 and err.startswith(line), err
 
 
-def test_a_bad_flag_from_the_command_line(tmp_path):
-  result = _command("train", "--dataset=nope", cwd=str(tmp_path))
+BAD_DATASET = (
+    "error: --dataset: 'nope': value should be one of <binarized_mnist|images|"
+    "mnist|omniglot|ptb|synthetic_images|synthetic_text|text|yahoo|yelp>")
+
+
+def test_a_bad_flag_from_the_command_line(tmp_path, run_runner):
+  result = run_runner("train.py", "--dataset=nope", cwd=tmp_path)
   assert result.returncode == 2
-  assert result.stderr.splitlines() == [
-      "error: --dataset: 'nope': value should be one of <binarized_mnist|images|"
-      "mnist|omniglot|ptb|synthetic_images|synthetic_text|text|yahoo|yelp>"]
-  missing = _command("evaluate", cwd=str(tmp_path))
+  assert result.stderr.splitlines() == [BAD_DATASET]
+  missing = run_runner("evaluate.py", cwd=tmp_path)
   assert (missing.returncode, missing.stderr.splitlines()) == (
       2, ["error: --run_dir: required, and not given"])
 
@@ -323,17 +325,18 @@ def _run_dir(stderr: str) -> str:
 
 @pytest.mark.slow
 def test_training_longer_continues_the_run_from_any_folder(tmp_path,
-                                                           text_files):
+                                                           text_files,
+                                                           run_runner):
   work = tmp_path / "work"
   for split in ("train", "valid", "test"):
     _write(work / "corpus" / f"{split}.txt",
            open(text_files[f"{split}_file"], encoding="utf-8").read())
-  first = _command("train", *TINY_TEXT, "--max_steps=4", cwd=str(work))
+  first = run_runner("train.py", *TINY_TEXT, "--max_steps=4", cwd=str(work))
   assert first.returncode == 0, first.stderr[-3000:]
   run = work / _run_dir(first.stderr)
   assert json.loads((run / "metrics.json").read_text())["steps"] == 4
   # A larger --max_steps: the same run directory, resumed at step 4.
-  longer = _command("train", *TINY_TEXT, "--max_steps=8", cwd=str(work))
+  longer = run_runner("train.py", *TINY_TEXT, "--max_steps=8", cwd=str(work))
   assert longer.returncode == 0, longer.stderr[-3000:]
   assert work / _run_dir(longer.stderr) == run
   assert re.search(r"resumed from \S+ckpt-4 at step 4", longer.stderr)
@@ -344,14 +347,15 @@ def test_training_longer_continues_the_run_from_any_folder(tmp_path,
   assert f"--out_dir={run}\n" in cfg
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
-  again = _command("train", f"--flagfile={run / 'flags.cfg'}",
+  again = run_runner("train.py", f"--flagfile={run / 'flags.cfg'}",
                    "--max_steps=10", cwd=str(elsewhere))
   assert again.returncode == 0, again.stderr[-3000:]
   assert re.search(r"resumed from \S+ckpt-8 at step 8", again.stderr)
   assert json.loads((run / "metrics.json").read_text())["steps"] == 10
   assert not os.listdir(elsewhere)
-  # A refusal is the refusal alone: another run's flags on this directory,
-  # and missing data, which leaves no run directory behind.
+  # A refusal is the refusal alone (in a fresh process: no start-up lines
+  # either): another run's flags on this directory, and missing data, which
+  # leaves no run directory behind.
   clash = _command("train", f"--flagfile={run / 'flags.cfg'}",
                    "--latent_dim=3", cwd=str(elsewhere))
   assert clash.returncode == 2

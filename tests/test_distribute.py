@@ -1,15 +1,12 @@
 """Several replicas train exactly as one device: the host CPU is split into 2
-logical devices (in a fresh process: the split must precede TensorFlow's
-device initialization) and a MirroredStrategy step, fed by the input
+logical devices (in a process of its own, run_script's: the split must
+precede TensorFlow's device initialization) and a MirroredStrategy step, fed by the input
 pipeline that gives each replica its slice (replicas.distribute_batches), is
 compared step after step with a single-device step on the same global
 batches (two workers: test_multi_worker.py)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -81,17 +78,14 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_two_replicas_take_the_single_device_steps(name, tmp_path):
+def test_two_replicas_take_the_single_device_steps(name, tmp_path,
+                                                   run_script):
   """4 steps of SGD (lr 1, clipped): losses, InfoNCE bounds (over the global
   batch: K = 16, not 8) and every weight after every step agree with the
   single-device run, so the gradients do."""
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  result = subprocess.run(
-      [sys.executable, str(script), json.dumps(CASES[name])],
-      capture_output=True, text=True, timeout=600, env=env,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = run_script(str(script), json.dumps(CASES[name]))
   lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
   assert result.returncode == 0 and lines, result.stderr[-3000:]
   worst = json.loads(lines[-1][len("RESULT "):])
@@ -111,6 +105,7 @@ TINY = ("--embed_dim=16", "--hidden_dim=32", "--latent_dim=4",
         "--eval_examples=32", "--valid_examples=64", "--log_every=5")
 
 
+@pytest.mark.slow
 def test_train_runner_on_two_cpu_replicas_resumes(tmp_path, run_runner):
   """--strategy=mirrored on 2 logical CPUs with the self and the model critic
   (critic_side=both) and dropout: it trains, logs the replicas and the global

@@ -43,8 +43,7 @@ def test_the_docs_build_without_a_warning(tmp_path):
   assert "CriticWeight" in html          # the API from the docstrings
 
 
-@pytest.mark.slow
-def test_every_command_and_flag_the_docs_show_exists():
+def test_every_command_and_flag_the_docs_show_exists(run_script):
   commands, shown = _shown()
   scripts = {name: os.path.join(REPO_ROOT, "runners", f"{name}.py")
              for name in commands}
@@ -55,9 +54,7 @@ def test_every_command_and_flag_the_docs_show_exists():
                   if not p.endswith("__init__.py")})
   defined = set()
   for script in scripts.values():
-    result = subprocess.run([sys.executable, script, "--helpfull"],
-                            capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=300)
+    result = run_script(script, "--helpfull")
     defined |= set(re.findall(r"--\[?(?:no\]?)?([a-z][a-z0-9_]+)",
                               result.stdout + result.stderr))
   unknown = {flag: where for flag, where in shown.items()

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -16,20 +17,9 @@ import tensorflow as tf
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae.data import vocabulary as vocab_lib
-from tf_cvae.models import registry
 from tf_cvae.trained import export
 from tf_cvae.trained import restore
 from tf_cvae.training import evaluation
-from tf_cvae.training import train
-
-TINY_EVAL = evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
-                                  max_examples=64)
-
-
-def _train(run_dir, **fields):
-  config = train.TrainConfig(max_steps=5, eval=TINY_EVAL, out_dir=str(run_dir),
-                             log_every=1000, checkpoint_every=1000, **fields)
-  return config, train.run(config)
 
 
 def _text_posterior(vae, vocab, sentences):
@@ -43,11 +33,10 @@ def _text_posterior(vae, vocab, sentences):
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
+def text_run(tiny_runs):
   """A 5-step text run, restored and exported, with live means of sentences."""
-  run_dir = tmp_path_factory.mktemp("text") / "run"
-  config, results = _train(run_dir, model=registry.ModelConfig(
-      embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0))
+  config, results = tiny_runs["text"]
+  run_dir = pathlib.Path(config.out_dir)
   run = restore.restore_run(str(run_dir), "auto", with_data=False)
   vae, vocab, config_dict = run.vae, run.vocab, dataclasses.asdict(run.config)
   assert run.dataset is None and run.which == "best"
@@ -63,11 +52,9 @@ def text_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
+def image_run(tiny_runs):
   """A 5-step MLP run on synthetic images, restored and exported."""
-  run_dir = tmp_path_factory.mktemp("image") / "run"
-  _train(run_dir, data=data_lib.DataConfig(name="synthetic_images"),
-         model=registry.ModelConfig(name="mlp", hidden_dim=32, latent_dim=3))
+  run_dir = pathlib.Path(tiny_runs["image"][0].out_dir)
   run = restore.restore_run(str(run_dir), "auto", with_data=False)
   vae, vocab = run.vae, run.vocab
   assert vocab is None

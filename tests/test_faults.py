@@ -147,10 +147,15 @@ RUNNER_FLAGS = ("--dataset=text", "--embed_dim=16", "--hidden_dim=16",
                 "--epochs=6")
 
 
-def _runner(text_files, out_dir, *extra):
+def _flags(text_files, out_dir, *extra):
   files = [f"--{k}={v}" for k, v in text_files.items()]
+  return [*files, *RUNNER_FLAGS, f"--out_dir={out_dir}", *extra]
+
+
+def _runner(text_files, out_dir, *extra):
+  """The command of a fresh process (one the test signals)."""
   return [sys.executable, os.path.join(_REPO_ROOT, "runners", "train.py"),
-          *files, *RUNNER_FLAGS, f"--out_dir={out_dir}", *extra]
+          *_flags(text_files, out_dir, *extra)]
 
 
 def _start_and_wait(command, log_path, ready) -> subprocess.Popen:
@@ -177,7 +182,7 @@ def _history(run_dir):
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
-    text_files, tmp_path):
+    text_files, tmp_path, run_runner):
   out = tmp_path / "run"
   process = _start_and_wait(_runner(text_files, out), tmp_path / "log1",
                             lambda log: "epoch 2 of 6: " in log)
@@ -188,8 +193,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
   saved = tf.train.latest_checkpoint(str(out / "checkpoints"))
   stopped_at = int(saved.rsplit("-", 1)[1])
   assert stopped_at >= 2 and f"saved {saved}" in log
-  again = subprocess.run(_runner(text_files, out), capture_output=True,
-                         text=True, cwd=_REPO_ROOT, timeout=600)
+  again = run_runner("train.py", *_flags(text_files, out))
   assert again.returncode == 0, again.stderr[-3000:]
   assert f"at step {stopped_at}," in again.stderr
   assert [r["epoch"] for r in _history(out)] == [1, 2, 3, 4, 5, 6]
@@ -197,10 +201,9 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
 
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
-                                                             tmp_path):
-  whole = subprocess.run(_runner(text_files, tmp_path / "whole"),
-                         capture_output=True, text=True, cwd=_REPO_ROOT,
-                         timeout=600)
+                                                             tmp_path,
+                                                             run_runner):
+  whole = run_runner("train.py", *_flags(text_files, tmp_path / "whole"))
   assert whole.returncode == 0, whole.stderr[-3000:]
   out = tmp_path / "killed"
   process = _start_and_wait(
@@ -209,8 +212,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
   process.kill()
   process.wait(timeout=60)
   assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
-  again = subprocess.run(_runner(text_files, out), capture_output=True,
-                         text=True, cwd=_REPO_ROOT, timeout=600)
+  again = run_runner("train.py", *_flags(text_files, out))
   assert again.returncode == 0, again.stderr[-3000:]
   assert "resumed from" in again.stderr
   want, got = _history(tmp_path / "whole"), _history(out)

@@ -4,6 +4,11 @@ import json
 import math
 import os
 
+import pytest
+
+# Both train through the command.
+pytestmark = pytest.mark.slow
+
 SMALL = ["--embed_dim=32", "--hidden_dim=64", "--latent_dim=8",
          "--iw_samples=5", "--iw_chunk_size=5", "--eval_examples=200",
          "--log_every=20"]

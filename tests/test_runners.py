@@ -46,6 +46,7 @@ def _assert_plausible(metrics, latent_dim=4, vocab_size=None):
   assert metrics["au"] == int(metrics["au"]) and 0 <= metrics["au"] <= latent_dim
 
 
+@pytest.mark.slow
 def test_train_runner_writes_metrics(tmp_path, run_runner):
   out = tmp_path / "run"
   result = run_runner("train.py", "--max_steps=10", f"--out_dir={out}",
@@ -68,6 +69,7 @@ def test_train_runner_writes_metrics(tmp_path, run_runner):
   assert {5, 10} <= set(losses) and all(0 < l < 1e3 for l in losses.values())
 
 
+@pytest.mark.slow
 def test_quickstart_prints_both_rows(tmp_path, run_runner):
   result = run_runner("quickstart.py", "--flagfile=flags/quickstart.cfg",
                 "--max_steps=10", f"--quickstart_dir={tmp_path}", *TINY)

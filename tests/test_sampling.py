@@ -1,6 +1,7 @@
 """Decoding from trained runs (tf_cvae.trained.sampling) and runners/sample.py."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -9,43 +10,32 @@ import tensorflow as tf
 from tf_cvae import data as data_lib
 from tf_cvae import errors
 from tf_cvae.models import pixelcnn
-from tf_cvae.models import registry
 from tf_cvae.models import resnet
 from tf_cvae.models import vae as vae_lib
 from tf_cvae.trained import inputs
 from tf_cvae.trained import restore
 from tf_cvae.trained import sampling
-from tf_cvae.training import evaluation
-from tf_cvae.training import train
-
-TINY_EVAL = evaluation.EvalConfig(iw_samples=2, iw_chunk_size=2,
-                                  max_examples=32)
 
 
-def _trained(run_dir, **fields):
-  """A 5-step run in run_dir, restored: (vae, vocab)."""
-  train.run(train.TrainConfig(max_steps=5, eval=TINY_EVAL, out_dir=str(run_dir),
-                              log_every=1000, checkpoint_every=1000, **fields))
+def _trained(run_dir):
+  """The 5-step run in run_dir, restored: (vae, vocab)."""
   run = restore.restore_run(str(run_dir), "auto", with_data=False)
   return run.vae, run.vocab
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-  run_dir = tmp_path_factory.mktemp("text") / "run"
-  vae, vocab = _trained(run_dir, model=registry.ModelConfig(
-      embed_dim=16, hidden_dim=16, latent_dim=4, decoder_dropout=0.0))
+def text_run(tiny_runs):
+  run_dir = pathlib.Path(tiny_runs["text"][0].out_dir)
+  vae, vocab = _trained(run_dir)
   sentences = [" ".join(vocab.decode(s)) for s in
                data_lib.load(data_lib.DataConfig()).splits["test"][:4]]
   return dict(run_dir=run_dir, vae=vae, vocab=vocab, sentences=sentences)
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-  run_dir = tmp_path_factory.mktemp("image") / "run"
-  vae, vocab = _trained(
-      run_dir, data=data_lib.DataConfig(name="synthetic_images"),
-      model=registry.ModelConfig(name="mlp", hidden_dim=32, latent_dim=3))
+def image_run(tiny_runs):
+  run_dir = pathlib.Path(tiny_runs["image"][0].out_dir)
+  vae, vocab = _trained(run_dir)
   assert vocab is None
   images = (np.random.default_rng(0).random((4, 28, 28, 1)) < 0.3).astype(
       np.float32)

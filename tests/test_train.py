@@ -18,13 +18,18 @@ from tf_cvae.training import train
 
 SMALL_TEXT = registry.ModelConfig(embed_dim=64, hidden_dim=128, latent_dim=16,
                                   decoder_dropout=0.0)
+# Runs compared with each other, not with a number: tiny, evaluated cheaply.
+TINY_TEXT = registry.ModelConfig(embed_dim=16, hidden_dim=16, latent_dim=4,
+                                 decoder_dropout=0.0)
+TINY_EVAL = evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
+                                  max_examples=64, probe=False)
 
 
 def _config(tmp_path, name, **overrides):
   fields = dict(
       model=SMALL_TEXT,
       eval=evaluation.EvalConfig(iw_samples=20, iw_chunk_size=20,
-                                 max_examples=320),
+                                 max_examples=320, probe=False),
       out_dir=str(tmp_path / name), log_every=1000, checkpoint_every=1000)
   fields.update(overrides)
   return train.TrainConfig(**fields)
@@ -114,26 +119,37 @@ def test_run_writes_config_metrics_vocab_and_checkpoints(plain_and_critic):
   assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("-600")
 
 
-@pytest.mark.slow
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def resume_runs(tmp_path_factory):
+  """A 40-step run whole, and stopped at step 20 then resumed: (the resumed
+  run's config, its results, the whole run's results)."""
+  tmp_path = tmp_path_factory.mktemp("resume")
   # With dropout: its random state must resume too, not restart.
-  model = dataclasses.replace(SMALL_TEXT, decoder_dropout=0.3)
+  model = dataclasses.replace(TINY_TEXT, decoder_dropout=0.3)
   whole = train.run(_config(tmp_path, "whole", max_steps=40, critic="self",
-                            checkpoint_every=20, model=model))
+                            checkpoint_every=20, model=model, eval=TINY_EVAL,
+                            valid_examples=64))
   part = _config(tmp_path, "resumed", max_steps=20, critic="self",
-                 checkpoint_every=20, model=model)
+                 checkpoint_every=20, model=model, eval=TINY_EVAL,
+                 valid_examples=64)
   train.run(part)
-  resumed = train.run(dataclasses.replace(part, max_steps=40))
+  part = dataclasses.replace(part, max_steps=40)
+  return part, train.run(part), whole
+
+
+@pytest.mark.slow
+def test_resumed_run_matches_uninterrupted_run(resume_runs):
+  _, resumed, whole = resume_runs
   assert resumed["steps"] == 40
   for key in ("nll", "kl", "mi", "infonce_bound"):
     assert resumed[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-4)
 
 
 @pytest.mark.slow
-def test_resuming_with_another_model_is_refused(tmp_path):
-  train.run(_config(tmp_path, "run", max_steps=2))
-  other = _config(tmp_path, "run", max_steps=4, model=dataclasses.replace(
-      SMALL_TEXT, hidden_dim=32))
+def test_resuming_with_another_model_is_refused(resume_runs):
+  part = resume_runs[0]
+  other = dataclasses.replace(part, max_steps=44, model=dataclasses.replace(
+      part.model, hidden_dim=32))
   with pytest.raises(ValueError, match="different model"):
     train.run(other)
 
