@@ -465,8 +465,8 @@ def report(study: Study, methods, levels, seeds: int) -> str:
             level_table(study, methods, level, seeds), ""]
     if any(f.endswith(".valid.json") for f in os.listdir(study.results_dir)):
       valid = level_table(study, methods, level, seeds, "valid")
-      out += [f"The same points on the validation split (500 sentences, the "
-              f"reading a choice between methods may use):", "", valid, ""]
+      out += ["The same points on the validation split (500 sentences, the "
+              "reading a choice between methods may use):", "", valid, ""]
   out += [baselines_line(study, seeds), ""]
   return "\n".join(out)
 

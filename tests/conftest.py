@@ -76,7 +76,8 @@ import importlib, json, os, pkgutil, runpy, sys, time, traceback
 import tf_cvae_runners  # TensorFlow, quietly
 import tf_cvae
 for module in pkgutil.walk_packages(tf_cvae.__path__, "tf_cvae."):
-  importlib.import_module(module.name)
+  if module.name != "tf_cvae.torch_reference":   # an extra's (torch) only
+    importlib.import_module(module.name)
 print("ready", flush=True)
 for line in sys.stdin:
   job = json.loads(line)
