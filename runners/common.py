@@ -97,7 +97,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       aggressive_max_inner=f.aggressive_max_inner, batch_size=f.batch_size, epochs=f.epochs,
       max_steps=f.max_steps, optimizer=f.optimizer,
       learning_rate=f.learning_rate, clip_norm=f.clip_norm or None,
-      clip_mode=f.clip_mode, critic_clip_norm=f.critic_clip_norm,
+      critic_clip_norm=f.critic_clip_norm,
       critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=f.out_dir or "", jit_compile=f.jit_compile,
       strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,

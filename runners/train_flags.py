@@ -199,17 +199,14 @@ def define_train_flags() -> None:
                      "Default 1.0 (SGD) or 1e-3 (Adam).",
                      lower_bound=0.0)
   flags.DEFINE_float("clip_norm", _TRAIN.clip_norm,
-                     "Global gradient norm clip; 0: none.",
+                     "Global norm clip of the negative ELBO's gradient; 0: "
+                     "none.",
                      lower_bound=0.0)
-  flags.DEFINE_enum("clip_mode", _TRAIN.clip_mode, ["separate", "joint"],
-                    "separate: the negative ELBO's gradient is clipped to "
-                    "--clip_norm and the critic loss's to --critic_clip_norm, "
-                    "each by its own global norm, then summed; joint: their "
-                    "sum is clipped to --clip_norm (runs before this flag).")
   flags.DEFINE_float("critic_clip_norm", _TRAIN.critic_clip_norm,
-                     "--clip_mode=separate: global "
-                     "norm clip of the critic loss's gradient (default: "
-                     "--clip_norm; 0: none).", lower_bound=0.0)
+                     "Global norm clip of the critic loss's gradient, "
+                     "apart from the negative ELBO's (--clip_norm); the two "
+                     "are then summed (default: --clip_norm; 0: none).",
+                     lower_bound=0.0)
   flags.DEFINE_float("critic_learning_rate", _TRAIN.critic_learning_rate,
                      "Learning rate of the Adam that trains the critics' "
                      "own parameters.", lower_bound=0.0)

@@ -23,6 +23,7 @@ def test_an_old_config_with_removed_fields_loads_with_one_warning(
       critic="self", data=data_lib.DataConfig(name="synthetic_images"))
   saved = dataclasses.asdict(config)
   saved["critic_optimizer"] = "adam"           # as written before removal
+  saved["clip_mode"] = "joint"     # a clip: the weights are built the same
   saved["data"].update(long_sentences="drop", image_size=28,
                        image_channels=1)
   with caplog.at_level(logging.WARNING, logger="absl"):
@@ -33,7 +34,7 @@ def test_an_old_config_with_removed_fields_loads_with_one_warning(
   assert warnings == [
       f"{tmp_path / 'old' / 'config.json'}: ignoring field(s) this version "
       "removed: critic_optimizer='adam', data.long_sentences='drop', "
-      "data.image_size=28, data.image_channels=1"]
+      "data.image_size=28, data.image_channels=1, clip_mode='joint'"]
   # A field this version never had is still refused, naming it.
   saved["data"]["no_such_field"] = 1
   with pytest.raises(ValueError, match="no_such_field"):

@@ -37,10 +37,8 @@ class TrainConfig:
   max_steps: int | None = None         # overrides epochs when set
   optimizer: str = "auto"              # sgd | adam; auto: sgd text, adam images
   learning_rate: float | None = None   # None: 1.0 for sgd, 1e-3 for adam
-  clip_norm: float | None = 5.0        # global gradient-norm clip
-  clip_mode: str = "separate"          # separate: ELBO and critic gradients
-                                       # clipped apart; joint: their sum
-  critic_clip_norm: float | None = None  # separate: the critic part's clip;
+  clip_norm: float | None = 5.0        # the ELBO gradient's global-norm clip
+  critic_clip_norm: float | None = None  # the critic part's, apart;
                                          # None: clip_norm; 0: none
   critic_learning_rate: float = 1e-3   # Adam of the critics' own parameters
   seed: int = 0
@@ -87,7 +85,8 @@ class TrainConfig:
 # with a warning), and run names hash it as before, so a command still
 # names (and resumes) the run it named before.
 REMOVED_FIELDS = {"critic_optimizer": "adam", "data.long_sentences": "drop",
-                  "data.image_size": 28, "data.image_channels": 1}
+                  "data.image_size": 28, "data.image_channels": 1,
+                  "clip_mode": "separate"}
 
 
 def _removed_field(fields: dict, dotted: str):
