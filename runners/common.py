@@ -73,7 +73,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           resnet_channels=f.resnet_channels,
           pixelcnn_layers=f.pixelcnn_layers,
           pixelcnn_channels=f.pixelcnn_channels, lstm_impl=f.lstm_impl,
-          init=f.init, hybrid_features=f.hybrid_features,
           bn_gamma=f.bn_gamma),
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,

@@ -18,7 +18,7 @@ from tf_cvae.training import build
 from tf_cvae.training import train
 
 TINY = registry.ModelConfig(embed_dim=8, hidden_dim=12, latent_dim=3,
-                            decoder_dropout=0.0, init="keras")
+                            decoder_dropout=0.0)
 HUGE = 1e4          # critic weight: its gradient dwarfs the ELBO's
 CLIP, CRITIC_CLIP = 0.5, 2.0
 

@@ -48,3 +48,39 @@ def test_run_names_hash_removed_fields_as_they_were():
   assert config_lib.default_run_name(config_lib.TrainConfig(
       critic="self", data=data_lib.DataConfig(name="synthetic_images"))) == (
           "synthetic_images_mlp_self_seed0_aeef1756")
+
+
+@pytest.mark.parametrize("critic, model, field", [
+    ("none", {"init": "keras"}, "init=keras"),
+    ("none", {}, "init=keras"),            # a text run from before the field
+    ("hybrid", {"init": "he", "hybrid_features": "embedding"},
+     "hybrid_features=embedding"),
+    ("hybrid", {"init": "he"}, "hybrid_features=embedding")])
+def test_a_network_this_version_no_longer_builds_is_refused(
+    tmp_path, critic, model, field):
+  saved = dataclasses.asdict(config_lib.TrainConfig(critic=critic))
+  saved["model"].update(model)
+  path = tmp_path / "old" / "config.json"
+  with pytest.raises(config_lib.RemovedNetwork) as error:
+    config_lib.load_config(_save(tmp_path / "old", saved))
+  assert str(error.value) == (
+      f"{path}: this run was trained with {field}, which this version no "
+      "longer builds; use tf_cvae<=0.1.0")
+
+
+def test_removed_network_fields_at_the_built_values_load(tmp_path, caplog):
+  config = config_lib.TrainConfig(critic="hybrid")
+  saved = dataclasses.asdict(config)
+  saved["model"].update(init="he", hybrid_features="hidden")
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    assert config_lib.load_config(_save(tmp_path / "text", saved)) == config
+  assert "model.init='he', model.hybrid_features='hidden'" in caplog.text
+  # Only the hybrid critic reads hybrid_features; image models read neither.
+  saved = dataclasses.asdict(config_lib.TrainConfig(critic="self"))
+  saved["model"]["init"] = "he"
+  config_lib.load_config(_save(tmp_path / "self", saved))
+  images = config_lib.TrainConfig(
+      critic="hybrid", data=data_lib.DataConfig(name="synthetic_images"))
+  saved = dataclasses.asdict(images)
+  saved["model"].update(init="keras", hybrid_features="embedding")
+  assert config_lib.load_config(_save(tmp_path / "images", saved)) == images
