@@ -89,7 +89,8 @@ REMOVED_FIELDS = {"critic_optimizer": "adam", "data.long_sentences": "drop",
                   "clip_mode": "separate", "model.init": "he",
                   "model.hybrid_features": "hidden"}
 # Removed fields that shaped a text run's network, with what a text run
-# without the field had (it predates it): a run with another value than
+# without the field had when it predates the field (its objective also lacks
+# critic_lambda_kp, which came after both): a run with another value than
 # REMOVED_FIELDS' cannot be rebuilt here, and is refused (RemovedNetwork).
 # The hybrid critic alone reads hybrid_features.
 REMOVED_NETWORK_FIELDS = {"model.init": "keras",
@@ -171,11 +172,15 @@ def _refuse_removed_networks(saved, path: str) -> None:
       return
   except (errors.InputError, TypeError):
     pass
+  objective = saved.get("objective")
+  predates = not (isinstance(objective, dict)
+                  and "critic_lambda_kp" in objective)
   for dotted, before in REMOVED_NETWORK_FIELDS.items():
     if dotted == "model.hybrid_features" and saved.get("critic") != "hybrid":
       continue
     holder, field = _removed_field(saved, dotted)
-    value = (holder or {}).get(field, before)
+    value = (holder or {}).get(field,
+                                before if predates else REMOVED_FIELDS[dotted])
     if value != REMOVED_FIELDS[dotted]:
       raise RemovedNetwork(
           f"{path}: this run was trained with {field}={value}, which this "
