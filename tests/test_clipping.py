@@ -20,7 +20,7 @@ from tf_cvae.training import train
 TINY = registry.ModelConfig(embed_dim=8, hidden_dim=12, latent_dim=3,
                             decoder_dropout=0.0)
 HUGE = 1e4          # critic weight: its gradient dwarfs the ELBO's
-CLIP, CRITIC_CLIP = 0.5, 2.0
+CLIP, CRITIC_CLIP = 0.005, 0.02
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_separate_clipping_compiles_with_xla_through_the_fused_lstm(dataset,
   assert float(out["critic_grad_norm"]) > 0.0
 
 
-@pytest.mark.parametrize("critic_clip, rises", [(1e-3, False), (0.0, True)])
+@pytest.mark.parametrize("critic_clip, rises", [(1e-5, False), (0.0, True)])
 def test_lambda_does_not_wind_up_while_the_critic_clip_binds(
     dataset, batch, critic_clip, rises):
   # A target out of reach: plain dual ascent raises lambda every step; while
