@@ -73,7 +73,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           resnet_channels=f.resnet_channels,
           pixelcnn_layers=f.pixelcnn_layers,
           pixelcnn_channels=f.pixelcnn_channels, lstm_impl=f.lstm_impl,
-          init=f.init, hybrid_features=f.hybrid_features,
           bn_gamma=f.bn_gamma),
       objective=objective.ObjectiveConfig(
           kl_weight=f.kl_weight, kl_anneal_steps=f.kl_anneal_steps,
@@ -97,7 +96,7 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       aggressive_max_inner=f.aggressive_max_inner, batch_size=f.batch_size, epochs=f.epochs,
       max_steps=f.max_steps, optimizer=f.optimizer,
       learning_rate=f.learning_rate, clip_norm=f.clip_norm or None,
-      clip_mode=f.clip_mode, critic_clip_norm=f.critic_clip_norm,
+      critic_clip_norm=f.critic_clip_norm,
       critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=f.out_dir or "", jit_compile=f.jit_compile,
       strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,

@@ -12,7 +12,6 @@ from tf_cvae import critics
 from tf_cvae import data as data_lib
 from tf_cvae import objective
 from tf_cvae import replicas
-from tf_cvae.models import encoders
 from tf_cvae.models import fused_lstm
 from tf_cvae.models import registry
 from tf_cvae.training import config
@@ -199,17 +198,14 @@ def define_train_flags() -> None:
                      "Default 1.0 (SGD) or 1e-3 (Adam).",
                      lower_bound=0.0)
   flags.DEFINE_float("clip_norm", _TRAIN.clip_norm,
-                     "Global gradient norm clip; 0: none.",
+                     "Global norm clip of the negative ELBO's gradient; 0: "
+                     "none.",
                      lower_bound=0.0)
-  flags.DEFINE_enum("clip_mode", _TRAIN.clip_mode, ["separate", "joint"],
-                    "separate: the negative ELBO's gradient is clipped to "
-                    "--clip_norm and the critic loss's to --critic_clip_norm, "
-                    "each by its own global norm, then summed; joint: their "
-                    "sum is clipped to --clip_norm (runs before this flag).")
   flags.DEFINE_float("critic_clip_norm", _TRAIN.critic_clip_norm,
-                     "--clip_mode=separate: global "
-                     "norm clip of the critic loss's gradient (default: "
-                     "--clip_norm; 0: none).", lower_bound=0.0)
+                     "Global norm clip of the critic loss's gradient, "
+                     "apart from the negative ELBO's (--clip_norm); the two "
+                     "are then summed (default: --clip_norm; 0: none).",
+                     lower_bound=0.0)
   flags.DEFINE_float("critic_learning_rate", _TRAIN.critic_learning_rate,
                      "Learning rate of the Adam that trains the critics' "
                      "own parameters.", lower_bound=0.0)
@@ -233,20 +229,6 @@ def define_train_flags() -> None:
                     list(fused_lstm.IMPLEMENTATIONS),
                     "LSTM layers: fused (hand-written gradient, fastest on "
                     "CPU), keras (cuDNN on GPU); auto: fused without a GPU.")
-  flags.DEFINE_enum("init", _MODEL.init, list(encoders.INITS),
-                    "Initialisation of the LSTM text models. he: He et al.'s, "
-                    "every LSTM weight and bias U(-0.01, 0.01), bias-free "
-                    "linear maps (to (mu, logvar), z to cell, to vocabulary) "
-                    "with U(-0.01, 0.01) weights. keras: LSTM kernels "
-                    "U(-0.01, 0.01) with zero biases and forget-gate bias 1, "
-                    "Glorot linear maps with biases (runs before this flag). "
-                    "Embeddings U(-0.1, 0.1) under both.")
-  flags.DEFINE_enum("hybrid_features", _MODEL.hybrid_features,
-                    list(encoders.HYBRID_FEATURES), "What the hybrid critic "
-                    "shares of the LSTM encoder: hidden = its embedding and "
-                    "LSTM (the sentence's last state), embedding = the word "
-                    "embedding alone, averaged over the sentence (runs "
-                    "before this flag).")
   flags.DEFINE_enum("strategy", _TRAIN.strategy, list(replicas.STRATEGIES),
                     "default: one device; mirrored: every local GPU (or the "
                     "CPU split into --num_cpu_devices); multi_worker: one "

@@ -1,5 +1,5 @@
 """Gradient clipping: the negative ELBO's and the critic part's gradients are
-clipped by their own global norms ("separate") or their sum by one ("joint").
+clipped by their own global norms, then summed.
 SGD with learning rate 1 makes each update minus the applied gradient."""
 
 import dataclasses
@@ -18,9 +18,9 @@ from tf_cvae.training import build
 from tf_cvae.training import train
 
 TINY = registry.ModelConfig(embed_dim=8, hidden_dim=12, latent_dim=3,
-                            decoder_dropout=0.0, init="keras")
+                            decoder_dropout=0.0)
 HUGE = 1e4          # critic weight: its gradient dwarfs the ELBO's
-CLIP, CRITIC_CLIP = 0.5, 2.0
+CLIP, CRITIC_CLIP = 0.005, 0.02
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def batch(dataset):
   return next(iter(dataset.batches("train", 16, drop_remainder=True)))
 
 
-def _step(dataset, batch, critic_weight, clip_mode, critic="self",
+def _step(dataset, batch, critic_weight, critic="self",
           critic_clip_norm=CRITIC_CLIP):
   """A built TrainStep (SGD, lr 1) with the weights of seed 0."""
   keras.utils.set_random_seed(0)
@@ -43,7 +43,7 @@ def _step(dataset, batch, critic_weight, clip_mode, critic="self",
       keras.optimizers.SGD(1.0),
       objective.ObjectiveConfig(critic_weight=critic_weight),
       critic_optimizer=keras.optimizers.Adam(1e-3), clip_norm=CLIP,
-      critic_clip_norm=critic_clip_norm, clip_mode=clip_mode)
+      critic_clip_norm=critic_clip_norm)
   step.build(batch)
   return step
 
@@ -91,8 +91,8 @@ def _parts(step, batch):
 @pytest.mark.slow
 def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
                                                                  batch):
-  _, plain = _update(_step(dataset, batch, 0.0, "separate"), batch)
-  separate_step = _step(dataset, batch, HUGE, "separate")
+  _, plain = _update(_step(dataset, batch, 0.0), batch)
+  separate_step = _step(dataset, batch, HUGE)
   out, separate = _update(separate_step, batch)
   assert float(out["critic_grad_norm"]) > 100 * CRITIC_CLIP
   assert float(out["elbo_grad_norm"]) > CLIP           # clipping is active
@@ -101,16 +101,13 @@ def test_separate_clip_keeps_the_critic_out_of_the_decoder_step(dataset,
     np.testing.assert_allclose(b, a, atol=1e-6)
   # Most of the clipped ELBO gradient's norm is the decoder's.
   assert 0.5 * CLIP < _norm(_decoder(separate_step, separate)) <= CLIP
-  _, joint = _update(_step(dataset, batch, HUGE, "joint"), batch)
-  shrunk = _norm(_decoder(separate_step, joint))
-  assert shrunk < 0.01 * _norm(_decoder(separate_step, separate))
 
 
 @pytest.mark.parametrize("critic", [
     "self", pytest.param("nn", marks=pytest.mark.slow)])
 def test_reported_norms_and_applied_parts_match_an_independent_tape(
     dataset, batch, critic):
-  step = _step(dataset, batch, HUGE, "separate", critic=critic)
+  step = _step(dataset, batch, HUGE, critic=critic)
   main, elbo, critic_part = _parts(step, batch)
   out, changes = _update(step, batch)
   np.testing.assert_allclose(float(out["elbo_grad_norm"]), _norm(elbo),
@@ -136,42 +133,27 @@ def test_reported_norms_and_applied_parts_match_an_independent_tape(
                        for c in _of(step, own, changes))
 
 
-def test_joint_clip_reports_the_norm_of_the_sum(dataset, batch):
-  step = _step(dataset, batch, HUGE, "joint")
-  _, elbo, critic_part = _parts(step, batch)
-  out, changes = _update(step, batch)
-  total = [e + c for e, c in zip(elbo, critic_part)]
-  np.testing.assert_allclose(float(out["elbo_grad_norm"]), _norm(total),
-                             rtol=1e-4)
-  assert float(out["critic_grad_norm"]) == 0.0
-  np.testing.assert_allclose(_norm(changes), CLIP, rtol=1e-4)
-
-
 def test_without_a_critic_term_the_critic_norm_is_zero(dataset, batch):
-  out, _ = _update(_step(dataset, batch, 0.0, "separate"), batch)
+  out, _ = _update(_step(dataset, batch, 0.0), batch)
   assert float(out["critic_grad_norm"]) == 0.0
   assert float(out["elbo_grad_norm"]) > 0.0
 
 
 def test_critic_clip_norm_defaults_to_clip_norm(dataset, batch):
-  step = _step(dataset, batch, HUGE, "separate", critic_clip_norm=None)
+  step = _step(dataset, batch, HUGE, critic_clip_norm=None)
   assert step.critic_clip_norm == CLIP
 
 
 def test_optimizers_do_not_clip_and_a_clipping_one_is_refused(dataset, batch):
-  config = train.TrainConfig(clip_mode="joint", critic_clip_norm=1.0)
+  config = train.TrainConfig(critic_clip_norm=1.0)
   assert build.make_optimizer(config, "text").global_clipnorm is None
   vae = registry.build_vae(TINY, dataset)
   with pytest.raises(ValueError, match="global_clipnorm"):
     train_step.TrainStep(vae, None, keras.optimizers.SGD(
         1.0, global_clipnorm=5.0), objective.ObjectiveConfig())
-  with pytest.raises(ValueError, match="clip_mode must be one of"):
-    train_step.TrainStep(vae, None, keras.optimizers.SGD(1.0),
-                         objective.ObjectiveConfig(), clip_mode="both")
   step = build.build_train_step(
       dataclasses.replace(config, model=TINY), dataset)
-  assert (step.clip_mode, step.clip_norm, step.critic_clip_norm) == (
-      "joint", 5.0, 1.0)
+  assert (step.clip_norm, step.critic_clip_norm) == (5.0, 1.0)
 
 
 def test_global_norm_counts_repeated_embedding_rows_once_summed():
@@ -201,7 +183,7 @@ def test_separate_clipping_compiles_with_xla_through_the_fused_lstm(dataset,
   assert float(out["critic_grad_norm"]) > 0.0
 
 
-@pytest.mark.parametrize("critic_clip, rises", [(1e-3, False), (0.0, True)])
+@pytest.mark.parametrize("critic_clip, rises", [(1e-5, False), (0.0, True)])
 def test_lambda_does_not_wind_up_while_the_critic_clip_binds(
     dataset, batch, critic_clip, rises):
   # A target out of reach: plain dual ascent raises lambda every step; while

@@ -93,21 +93,6 @@ def test_hybrid_critic_shapes_gradients_and_shared_variables():
         sum(int(np.prod(v.shape)) for v in own))
 
 
-def test_hybrid_critic_on_embeddings_shares_only_the_embedding():
-  dataset = data_lib.load(data_lib.DataConfig(name="synthetic_text"))
-  vae = registry.build_vae(registry.ModelConfig(
-      embed_dim=16, hidden_dim=16, latent_dim=4,
-      hybrid_features="embedding"), dataset)
-  batch = next(iter(dataset.batches("train", 8)))
-  critic = critics.build_critic("hybrid", vae, dataset)
-  terms = objective.forward(vae, critic, batch, tf.constant([0, 0]),
-                            training=False)
-  assert terms.critic.logits.shape == (8, 8)
-  shared = {id(v) for v in vae.trainable_variables} & {
-      id(v) for v in critic.trainable_variables}
-  assert shared == {id(vae.encoder.embedding.embeddings)}
-
-
 def test_self_critic_gradient_reaches_encoder():
   vae, batch, dataset = _small_text_vae()
   critic = critics.build_critic("self", vae, dataset)

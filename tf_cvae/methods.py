@@ -24,8 +24,6 @@ METHODS = {
         "critic_constraint": "hinge"}},
     "self_queue_224": {"critic": "self", "num_negatives": 224,
                        "objective": {"critic_weight": 3.0}},
-    "self_joint_clip": {"critic": "self", "clip_mode": "joint",
-                        "objective": {"critic_weight": 3.0}},
     "hybrid": {"critic": "hybrid", "objective": {"critic_weight": 10.0}},
     "nn": {"critic": "nn", "objective": {"critic_weight": 10.0}},
     # The critics as a user gets them: lambda and target unset, so the
@@ -64,7 +62,7 @@ METHODS = {
 # What every method starts from: no critic and no baseline, whatever the
 # base config says.
 NEUTRAL = {"critic": "none", "critic_side": "inference", "num_negatives": 0,
-           "aggressive": False, "clip_mode": "separate"}
+           "aggressive": False}
 # lambda unset: the critic's default unless the method gives one; no target
 # unless the method gives one.
 NEUTRAL_OBJECTIVE = {"kl_weight": 1.0, "kl_anneal_steps": 0, "free_bits": 0.0,

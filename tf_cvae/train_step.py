@@ -43,14 +43,12 @@ class TrainStep:
   then also returns critic_lambda, critic_bound_average and
   critic_constraint_active.
 
-  `clip_mode` "separate": the gradients of the ELBO part and of the critic
-  part (objective.loss) are clipped apart, each by its global norm
-  (`clip_norm`, `critic_clip_norm`; None or 0: no clip), then summed: the
-  critic's gradient never shrinks the ELBO's step. While the critic's clip
-  binds, the multiplier's lambda does not rise (more of it would not move
-  the update). "joint": one gradient of
-  the sum, clipped to `clip_norm` (its norm is elbo_grad_norm; critic 0).
-  The optimizers must not clip themselves (no global_clipnorm).
+  The gradients of the ELBO part and of the critic part (objective.loss)
+  are clipped apart, each by its global norm (`clip_norm`,
+  `critic_clip_norm`; None or 0: no clip), then summed: the critic's
+  gradient never shrinks the ELBO's step. While the critic's clip binds,
+  the multiplier's lambda does not rise (more of it would not move the
+  update). The optimizers must not clip themselves (no global_clipnorm).
 
   With a `strategy` of R replicas (networks and optimizers must have been
   created in its scope), a call takes the per-replica batches of
@@ -69,17 +67,13 @@ class TrainStep:
                critic_optimizer: keras.optimizers.Optimizer | None = None,
                strategy: tf.distribute.Strategy | None = None,
                clip_norm: float | None = None,
-               critic_clip_norm: float | None = None,
-               clip_mode: str = "separate"):
-    if clip_mode not in CLIP_MODES:
-      raise errors.InputError(f"clip_mode must be one of "
-                              f"{', '.join(CLIP_MODES)}, got {clip_mode!r}")
+               critic_clip_norm: float | None = None):
     if any(o is not None and o.global_clipnorm
            for o in (optimizer, encoder_optimizer)):
       raise errors.InputError("pass clip_norm to TrainStep, not the "
                               "optimizer's global_clipnorm (it would clip again)")
     objective_lib.has_critic_term(objective_config, critic, model_critic)
-    self.clip_mode, self.clip_norm = clip_mode, clip_norm
+    self.clip_norm = clip_norm
     self.critic_clip_norm = (clip_norm if critic_clip_norm is None
                              else critic_clip_norm)
     self.vae, self.critic, self.model_critic = vae, critic, model_critic
@@ -200,9 +194,9 @@ class TrainStep:
           tf.random.experimental.stateless_fold_in(seed, 3),
           tf.cast(self.encoder_optimizer.iterations, tf.int32))
     model_samples = self._model_samples(batch, seed)
-    separate = self.clip_mode == "separate" and objective_lib.has_critic_term(
+    with_critic = objective_lib.has_critic_term(
         self.objective_config, self.critic, self.model_critic)
-    with tf.GradientTape(persistent=separate) as tape:
+    with tf.GradientTape(persistent=with_critic) as tape:
       terms = objective_lib.forward(
           self.vae, self.critic, batch, seed, training=True,
           model_critic=self.model_critic, negatives=self.negatives,
@@ -212,7 +206,7 @@ class TrainStep:
       loss = losses.total
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
       shares = [p / replicas.num_replicas()
-                for p in ([losses.elbo, losses.critic_term] if separate
+                for p in ([losses.elbo, losses.critic_term] if with_critic
                           else [loss])]
     main, own = self._split(self._groups[update])
     parts = [tape.gradient(share, main + own) for share in shares]
@@ -223,8 +217,8 @@ class TrainStep:
     # Where the critic's clip binds, lambda * gradient is cut back to the
     # clip: the effective weight is lambda * clip / norm, and more lambda
     # would change nothing, so the multiplier's integral may not rise.
-    critic_scale = (clip_scale(norms[1], self.critic_clip_norm) if separate
-                    else tf.ones([]))
+    critic_scale = (clip_scale(norms[1], self.critic_clip_norm)
+                    if with_critic else tf.ones([]))
     clipped = critic_scale < 1.0
     effective_weight = losses.critic_weight * critic_scale
     nonfinite = _nonfinite_mask(terms, gradients)
@@ -258,7 +252,7 @@ class TrainStep:
       out.update(critic_lambda=losses.critic_weight,
                  critic_lambda_effective=effective_weight)
     out.update(elbo_grad_norm=norms[0],
-               critic_grad_norm=norms[1] if separate else tf.zeros([]),
+               critic_grad_norm=norms[1] if with_critic else tf.zeros([]),
                critic_term=losses.critic_term, nonfinite=nonfinite)
     return out
 
@@ -383,10 +377,6 @@ def combine_parts(parts: list, clip_norms: list, num_clipped: int):
   if scale != 1.0:
     combined = [scaled(g, scale) for g in combined]
   return combined, norms
-
-
-# How the ELBO's and the critic part's gradients are clipped (TrainStep).
-CLIP_MODES = ("separate", "joint")
 
 
 # Bit i of a step's "nonfinite" output: NONFINITE_TERMS[i] was NaN or inf.

@@ -152,8 +152,6 @@ def run_name(config: train.TrainConfig, base: train.TrainConfig) -> str:
     parts.append(f"anneal{o.kl_anneal_steps}")
   if o.free_bits:
     parts.append(f"fb{o.free_bits:g}")
-  if config.clip_mode != base.clip_mode:
-    parts.append(f"{config.clip_mode}clip")
   if config.batch_size != base.batch_size:
     parts.append(f"b{config.batch_size}")
   if (config.max_steps, config.epochs) != (base.max_steps, base.epochs):

@@ -23,23 +23,22 @@ class LSTMDecoder(keras.layers.Layer):
   z is concatenated to every input embedding and sets the initial cell state
   through a linear map (hidden = tanh(cell)). Dropout on the input embeddings
   and on the LSTM output before the vocabulary projection. `lstm_impl`:
-  "fused", "keras" or "auto" (fused_lstm.resolve_impl); `init`: one of
-  encoders.INITS ("he": the linear maps have no bias).
+  "fused", "keras" or "auto" (fused_lstm.resolve_impl). He et al.'s
+  initialisation (encoders.lstm_initializers, encoders.linear_map).
   """
 
   def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int,
-               dropout: float = 0.5, lstm_impl: str = "auto", init: str = "he",
-               **kwargs):
+               dropout: float = 0.5, lstm_impl: str = "auto", **kwargs):
     super().__init__(**kwargs)
     self.embedding = keras.layers.Embedding(
         vocab_size, embed_dim, embeddings_initializer=encoders.embedding_init(),
         name="embedding")
-    self.z_to_cell = encoders.linear_map(hidden_dim, init, "z_to_cell")
+    self.z_to_cell = encoders.linear_map(hidden_dim, "z_to_cell")
     self.lstm = fused_lstm.lstm(hidden_dim, lstm_impl, return_sequences=True,
-                                name="lstm", **encoders.lstm_initializers(init))
+                                name="lstm", **encoders.lstm_initializers())
     self.embed_dropout = keras.layers.Dropout(dropout)
     self.output_dropout = keras.layers.Dropout(dropout)
-    self.to_vocab = encoders.linear_map(vocab_size, init, "to_vocab")
+    self.to_vocab = encoders.linear_map(vocab_size, "to_vocab")
 
   @staticmethod
   def target(batch: dict) -> tf.Tensor:
@@ -114,8 +113,7 @@ class LSTMDecoder(keras.layers.Layer):
 
   def logits(self, batch: dict, z: tf.Tensor, training: bool = False):
     """Next-token logits [batch, time - 1, vocab] given z [batch, latent]."""
-    return _project(self.hidden(batch, z, training), self.to_vocab.kernel,
-                    self.to_vocab.bias)
+    return _project(self.hidden(batch, z, training), self.to_vocab.kernel)
 
   def sample_tokens(self, z: tf.Tensor, num_steps, seed: tf.Tensor,
                     greedy: bool = False) -> tf.Tensor:
@@ -193,50 +191,41 @@ class LSTMDecoder(keras.layers.Layer):
                  training: bool = False) -> tfd.Distribution:
     """p(x|z): Categorical per token, padding masked; event [time - 1]."""
     return Words(self.hidden(batch, z, training), self.to_vocab.kernel,
-                 self.to_vocab.bias,
                  tf.not_equal(self.target(batch), vocab_lib.PAD_ID),
                  fused_gradient=training)
 
 
-def _project(hidden, kernel, bias):
-  """hidden [B, T, H] @ kernel [H, V] (+ bias [V] unless None) as one 2-D
-  matmul (oneDNN fuses the bias into it): logits [B, T, V]."""
+def _project(hidden, kernel):
+  """hidden [B, T, H] @ kernel [H, V] as one 2-D matmul: logits [B, T, V]."""
   flat = tf.matmul(tf.reshape(hidden, [-1, tf.shape(hidden)[-1]]), kernel)
-  if bias is not None:
-    flat += bias
   return tf.reshape(flat, tf.concat([tf.shape(hidden)[:2], [-1]], 0))
 
 
-def word_log_probs(hidden, kernel, bias, words):
-  """log softmax(hidden @ kernel + bias)[word] per row, [N] nats.
+def word_log_probs(hidden, kernel, words):
+  """log softmax(hidden @ kernel)[word] per row, [N] nats.
 
-  hidden [N, H], kernel [H, V], bias [V] or None (no bias), words int32 [N].
+  hidden [N, H], kernel [H, V], words int32 [N].
   One fused softmax cross-entropy; its gradient scales the [N, H] and [N, V]
   operands of the two gradient matmuls by the upstream gradient instead of
   making d logits (a pass over [N, V] saved; the same values as autodiff,
   tested).
   """
   @tf.custom_gradient
-  def log_probs(hidden, kernel, *bias):
+  def log_probs(hidden, kernel):
     logits = tf.matmul(hidden, kernel)
-    if bias:
-      logits += bias[0]
     xent, d_xent = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
         features=logits, labels=words)
     def grad(upstream):
       scale = -upstream[:, tf.newaxis]           # log p = -xent
-      grads = (tf.matmul(d_xent, kernel, transpose_b=True) * scale,
-               tf.matmul(hidden * scale, d_xent, transpose_a=True))
-      if bias:
-        grads += (tf.linalg.matvec(d_xent, scale[:, 0], transpose_a=True),)
-      return grads
+      return (tf.matmul(d_xent, kernel, transpose_b=True) * scale,
+              tf.matmul(hidden * scale, d_xent, transpose_a=True))
     return -xent, grad
-  return log_probs(hidden, kernel, *([] if bias is None else [bias]))
+  return log_probs(hidden, kernel)
 
 
 class Words(tfd.Distribution):
   """Sentences [B, T] of word ids: a Categorical per position with logits
-  hidden @ kernel + bias (bias None: none); positions where `valid` is
+  hidden @ kernel; positions where `valid` is
   False (padding) add 0.
 
   Batch shape [B], event [T]. log_prob (nats, [B]) goes through
@@ -246,13 +235,12 @@ class Words(tfd.Distribution):
   only sampling keeps the [B, T, V] logits.
   """
 
-  def __init__(self, hidden, kernel, bias, valid, fused_gradient=True,
+  def __init__(self, hidden, kernel, valid, fused_gradient=True,
                name="Words"):
     parameters = dict(locals())
     self._hidden, self._valid = hidden, valid
     self._fused_gradient = fused_gradient
     self._kernel = tf.convert_to_tensor(kernel)
-    self._bias = None if bias is None else tf.convert_to_tensor(bias)
     super().__init__(dtype=tf.int32, validate_args=False,
                      reparameterization_type=tfd.NOT_REPARAMETERIZED,
                      allow_nan_stats=True, parameters=parameters, name=name)
@@ -274,18 +262,16 @@ class Words(tfd.Distribution):
     hidden = tf.reshape(self._hidden, [-1, tf.shape(self._hidden)[-1]])
     flat_words = tf.reshape(words, [-1])
     if self._fused_gradient:
-      flat = word_log_probs(hidden, self._kernel, self._bias, flat_words)
+      flat = word_log_probs(hidden, self._kernel, flat_words)
     else:
       logits = tf.matmul(hidden, self._kernel)
-      if self._bias is not None:
-        logits += self._bias
       flat = (tf.gather(logits, flat_words[:, tf.newaxis], batch_dims=1)[:, 0]
               - tf.reduce_logsumexp(logits, axis=-1))
     return tf.reduce_sum(tf.where(self._valid, tf.reshape(
         flat, tf.shape(words)), 0.0), axis=-1)
 
   def _sample_n(self, n, seed=None):
-    logits = _project(self._hidden, self._kernel, self._bias)
+    logits = _project(self._hidden, self._kernel)
     words = tfd.Categorical(logits=logits, dtype=tf.int32).sample(n, seed=seed)
     return tf.where(self._valid, words, vocab_lib.PAD_ID)
 

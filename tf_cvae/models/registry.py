@@ -35,9 +35,6 @@ class ModelConfig:
   pixelcnn_channels: int = 32           # pixelcnn: channels per gated layer
   lstm_impl: str = "auto"               # lstm: fused | keras | auto (fused
                                         # on CPU, keras/cuDNN with a GPU)
-  init: str = "he"                      # lstm: he | keras (encoders.INITS)
-  hybrid_features: str = "hidden"       # lstm: what the hybrid critic shares
-                                        # (encoders.HYBRID_FEATURES)
   bn_gamma: float = 0.0                 # BN-VAE: the fixed scale of the
                                         # normalised means; 0: none
 
@@ -46,13 +43,10 @@ def _lstm(config: ModelConfig, dataset: data_base.Dataset):
   vocab_size = len(dataset.vocab)
   return (encoders.LSTMEncoder(vocab_size, config.embed_dim, config.hidden_dim,
                                config.latent_dim, lstm_impl=config.lstm_impl,
-                               init=config.init,
-                               hybrid_features=config.hybrid_features,
                                name="encoder"),
           decoders.LSTMDecoder(vocab_size, config.embed_dim, config.hidden_dim,
                                dropout=config.decoder_dropout,
-                               lstm_impl=config.lstm_impl, init=config.init,
-                               name="decoder"))
+                               lstm_impl=config.lstm_impl, name="decoder"))
 
 
 def _mlp(config: ModelConfig, dataset: data_base.Dataset):

@@ -44,7 +44,7 @@ def resolve_jit_compile(setting: str, model_name: str) -> bool:
 def make_optimizer(config: TrainConfig, data_kind: str) -> keras.optimizers.Optimizer:
   """The paper's optimizers: SGD (lr 1.0) for text, Adam (1e-3) for images.
 
-  They do not clip: the TrainStep clips (config.clip_norm, clip_mode).
+  They do not clip: the TrainStep clips (config.clip_norm).
   """
   name = config.optimizer
   if name == "auto":
@@ -153,8 +153,7 @@ def _build_train_step(config, dataset, strategy):
                          if config.aggressive else None),
       critic_optimizer=keras.optimizers.Adam(config.critic_learning_rate),
       strategy=strategy,
-      clip_norm=config.clip_norm, critic_clip_norm=config.critic_clip_norm,
-      clip_mode=config.clip_mode)
+      clip_norm=config.clip_norm, critic_clip_norm=config.critic_clip_norm)
 
 
 def training_parts(config: TrainConfig):

@@ -37,10 +37,8 @@ class TrainConfig:
   max_steps: int | None = None         # overrides epochs when set
   optimizer: str = "auto"              # sgd | adam; auto: sgd text, adam images
   learning_rate: float | None = None   # None: 1.0 for sgd, 1e-3 for adam
-  clip_norm: float | None = 5.0        # global gradient-norm clip
-  clip_mode: str = "separate"          # separate: ELBO and critic gradients
-                                       # clipped apart; joint: their sum
-  critic_clip_norm: float | None = None  # separate: the critic part's clip;
+  clip_norm: float | None = 5.0        # the ELBO gradient's global-norm clip
+  critic_clip_norm: float | None = None  # the critic part's, apart;
                                          # None: clip_norm; 0: none
   critic_learning_rate: float = 1e-3   # Adam of the critics' own parameters
   seed: int = 0
@@ -87,7 +85,18 @@ class TrainConfig:
 # with a warning), and run names hash it as before, so a command still
 # names (and resumes) the run it named before.
 REMOVED_FIELDS = {"critic_optimizer": "adam", "data.long_sentences": "drop",
-                  "data.image_size": 28, "data.image_channels": 1}
+                  "data.image_size": 28, "data.image_channels": 1,
+                  "clip_mode": "separate", "model.init": "he",
+                  "model.hybrid_features": "hidden"}
+# Removed fields that shaped a text run's network, with what a text run
+# without the field had when it predates the field (its objective also lacks
+# critic_lambda_kp, which came after both): a run with another value than
+# REMOVED_FIELDS' cannot be rebuilt here, and is refused (RemovedNetwork).
+# The hybrid critic alone reads hybrid_features.
+REMOVED_NETWORK_FIELDS = {"model.init": "keras",
+                          "model.hybrid_features": "embedding"}
+# The last version that builds them.
+REMOVED_NETWORK_VERSION = "0.1.0"
 
 
 def _removed_field(fields: dict, dotted: str):
@@ -144,15 +153,14 @@ def _dataclass_from_dict(cls, values):
   return cls(**kwargs)
 
 
-def _old_runs_keras_init(saved) -> None:
-  """Sets model.init to "keras" and model.hybrid_features to "embedding" in
-  a saved text run's config that lacks them.
+class RemovedNetwork(errors.InputError):
+  """A saved run whose network this version no longer builds."""
 
-  Such a run predates the option: its LSTM model was built with the "keras"
-  initialisation (linear maps with biases), not today's "he" default, and
-  its checkpoints hold those biases; its hybrid critic shared the word
-  embedding alone. Image runs keep the defaults (their models read neither).
-  """
+
+def _refuse_removed_networks(saved, path: str) -> None:
+  """Raises RemovedNetwork when a saved text run was built with a value of a
+  REMOVED_NETWORK_FIELDS field other than the one this version builds
+  (image models read none of them)."""
   if not isinstance(saved, dict) or not isinstance(saved.get("model", {}),
                                                    dict):
     return
@@ -160,13 +168,24 @@ def _old_runs_keras_init(saved) -> None:
   name = (data.get("name", data_lib.DataConfig.name) if isinstance(data, dict)
           else None)
   try:
-    is_image = data_lib.kind(name) == "image"
+    if data_lib.kind(name) == "image":
+      return
   except (errors.InputError, TypeError):
-    is_image = False
-  if not is_image:
-    model = saved.setdefault("model", {})
-    model.setdefault("init", "keras")
-    model.setdefault("hybrid_features", "embedding")
+    pass
+  objective = saved.get("objective")
+  predates = not (isinstance(objective, dict)
+                  and "critic_lambda_kp" in objective)
+  for dotted, before in REMOVED_NETWORK_FIELDS.items():
+    if dotted == "model.hybrid_features" and saved.get("critic") != "hybrid":
+      continue
+    holder, field = _removed_field(saved, dotted)
+    value = (holder or {}).get(field,
+                                before if predates else REMOVED_FIELDS[dotted])
+    if value != REMOVED_FIELDS[dotted]:
+      raise RemovedNetwork(
+          f"{path}: this run was trained with {field}={value}, which this "
+          f"version no longer builds; use "
+          f"tf_cvae<={REMOVED_NETWORK_VERSION}")
 
 
 def _old_runs_no_target(saved) -> None:
@@ -208,10 +227,10 @@ def load_config(run_dir: str) -> TrainConfig:
 
   The nested sections (data, model, objective, eval) become their dataclasses
   again; fields the file lacks (runs older than the field) take their
-  defaults, except a text run's model.init ("keras", as it was); fields
-  this version removed (REMOVED_FIELDS) are ignored with a warning. Raises
-  errors.InputError (a ValueError) naming the file when it is missing, is
-  not JSON, or holds fields this version does not know.
+  defaults; fields this version removed (REMOVED_FIELDS) are ignored with a
+  warning. Raises errors.InputError (a ValueError) naming the file when it
+  is missing, is not JSON, holds fields this version does not know, or
+  describes a network this version no longer builds (RemovedNetwork).
   """
   path = os.path.join(run_dir, "config.json")
   if not os.path.isfile(path):
@@ -225,8 +244,8 @@ def load_config(run_dir: str) -> TrainConfig:
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
     raise errors.InputError(
         f"{path} is not readable JSON: {error}") from None
+  _refuse_removed_networks(saved, path)
   _drop_removed_fields(saved, path)
-  _old_runs_keras_init(saved)
   _old_runs_no_target(saved)
   try:
     return _dataclass_from_dict(TrainConfig, saved)
