@@ -86,8 +86,8 @@ def test_presets_are_the_flagfiles_of_flags(tmp_path):
       "prog", "--preset=x"]
   lines = presets.listing().splitlines()
   assert len(lines) == len(shipped)
-  assert re.fullmatch(r"quickstart +The main job: plain VAE vs self-critic "
-                      r"VAE on the embedded synthetic text\.",
+  assert re.fullmatch(r"quickstart +The main job: plain VAE, self-critic VAE "
+                      r"and BN-VAE on the embedded synthetic text\.",
                       lines[shipped.index("quickstart")])
   assert presets.wants_listing(["prog", "--preset=list"])
   assert presets.wants_listing(["prog", "--preset", "list"])

@@ -70,7 +70,7 @@ def test_train_runner_writes_metrics(tmp_path, run_runner):
 
 
 @pytest.mark.slow
-def test_quickstart_prints_both_rows(tmp_path, run_runner):
+def test_quickstart_prints_its_three_rows(tmp_path, run_runner):
   result = run_runner("quickstart.py", "--flagfile=flags/quickstart.cfg",
                 "--max_steps=10", f"--quickstart_dir={tmp_path}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -79,8 +79,10 @@ def test_quickstart_prints_both_rows(tmp_path, run_runner):
   columns = lines[header].split()[1:]
   for column in ("nll", "kl", "mi", "au", "infonce_bound"):
     assert column in columns
+  read = {}
   for row, name, run_dir in ((1, "plain VAE", "none"),
-                             (2, "self critic", "self")):
+                             (2, "self critic", "self"),
+                             (3, "BN-VAE 0.7", "bn_vae")):
     line = lines[header + row]
     assert line.startswith(name)
     cells = line[len(name):].split()
@@ -88,6 +90,7 @@ def test_quickstart_prints_both_rows(tmp_path, run_runner):
     with open(tmp_path / run_dir / "metrics.json") as f:
       metrics = json.load(f)
     _assert_plausible(metrics)
+    read[run_dir] = metrics
     # The table prints the run's own metrics.json, to its precision.
     for column, cell in zip(columns, cells):
       value = metrics.get(column)
@@ -97,7 +100,10 @@ def test_quickstart_prints_both_rows(tmp_path, run_runner):
         assert float(cell) == pytest.approx(value, abs=0.0051), column
   # Ten steps leave the code near collapse: the self critic's bound is 0 up
   # to float rounding (about 2e-6 nats either side), never clearly below.
-  assert metrics["infonce_bound"] > -1e-5
+  assert read["self"]["infonce_bound"] > -1e-5
+  with open(tmp_path / "bn_vae" / "flags.cfg") as f:
+    flagfile = f.read().splitlines()
+  assert "--bn_gamma=0.7" in flagfile and "--critic=none" in flagfile
 
 
 def test_bad_dataset_name_names_the_flag(run_runner):
