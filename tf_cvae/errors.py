@@ -17,6 +17,16 @@ class TrainingError(RuntimeError):
   """
 
 
+def lost_worker(error: Exception) -> TrainingError:
+  """The TrainingError of a multi_worker run whose collective `error`
+  (tf.errors.UnavailableError or AbortedError) says a worker is gone."""
+  reason = str(getattr(error, "message", error)).strip().splitlines()[0]
+  return TrainingError(
+      f"lost a worker of the multi_worker run ({reason.split('}} ')[-1]}); "
+      "start every worker again: they resume from the chief's last "
+      "checkpoint")
+
+
 class Interrupted(Exception):
   """Training stopped by a signal after saving a checkpoint.
 

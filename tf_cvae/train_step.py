@@ -272,11 +272,7 @@ class TrainStep:
       if not isinstance(self.strategy,
                         tf.distribute.MultiWorkerMirroredStrategy):
         raise
-      reason = error.message.strip().splitlines()[0].split("}} ")[-1]
-      raise errors.TrainingError(
-          f"lost a worker of the multi_worker run ({reason}); start every "
-          f"worker again: they resume from the chief's last checkpoint"
-      ) from None
+      raise errors.lost_worker(error) from None
 
 
 # Gradient lists: one entry per variable, a dense tensor, a tf.IndexedSlices

@@ -278,7 +278,13 @@ def run(config: TrainConfig, on_start=None) -> dict:
   lock.RunDirectoryLocked (an InputError) names the process holding it.
   """
   with build.run_lock(config):
-    return _run(config, on_start)
+    try:
+      return _run(config, on_start)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+      # Outside the step too (a checkpoint's or validation's collectives).
+      if config.strategy != "multi_worker":
+        raise
+      raise errors.lost_worker(error) from None
 
 
 def _run(config: TrainConfig, on_start) -> dict:
