@@ -38,7 +38,25 @@ def total_steps(max_steps: int | None, epochs: int,
   return max_steps if max_steps is not None else epochs * steps_per_epoch
 
 
-class TrainProgress:
+class _Bar:
+  """What both bars share: entered, log lines clear the drawn bar first;
+  left, the bar and its sink (where a bar that is not drawn goes) close."""
+
+  def __enter__(self):
+    if self.interactive:
+      self._clearer.attach()
+    return self
+
+  def _close(self) -> None:
+    if self.interactive:
+      self._clearer.detach()
+    if self.bar is not None:
+      self.bar.close()
+    if self._sink:
+      self._sink.close()
+
+
+class TrainProgress(_Bar):
   """The progress bar of a training run (see the module's docstring).
 
   The loop ticks `timer` (a timing.StepTimer whose steady rate, from the
@@ -144,25 +162,18 @@ class TrainProgress:
     logging.info("%s", self.line())
     self._logged_at, self._logged_step = self._clock(), self.bar.n
 
-  def __enter__(self):
-    if self.interactive:
-      self._clearer.attach()
-    return self
-
   def __exit__(self, *exc_info):
-    if self.interactive:
-      self._clearer.detach()
-    elif self.bar is not None and self._logged_step != self.bar.n:
+    if (not self.interactive and self.bar is not None
+        and self._logged_step != self.bar.n):
       self._read()                     # the last step, unless just logged
       self._log()
-    if self.bar is not None:
-      self.bar.close()
+    self._close()
     if self._sink:
       self._sink.close()
     return False
 
 
-class EvalProgress:
+class EvalProgress(_Bar):
   """One bar over every pass of an evaluation, with the ETA of the whole.
 
   Its unit is a pass: one example through the model once (the encode and
@@ -210,17 +221,8 @@ class EvalProgress:
           self.bar.format_dict,
           bar_format=LOG_FORMAT.replace("{unit}s", "passes"))))
 
-  def __enter__(self):
-    if self.interactive:
-      self._clearer.attach()
-    return self
-
   def __exit__(self, *exc_info):
-    if self.interactive:
-      self._clearer.detach()
-    self.bar.close()
-    if self._sink:
-      self._sink.close()
+    self._close()
     return False
 
 
