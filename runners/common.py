@@ -83,7 +83,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           critic_weight=f.critic_weight, critic_target=f.critic_target,
           critic_constraint=f.critic_constraint,
           critic_lambda_step=f.critic_lambda_step,
-          critic_bound_rate=f.critic_bound_rate,
           critic_lambda_max=f.critic_lambda_max,
           critic_lambda_kp=f.critic_lambda_kp,
           critic_lambda_follows_lr=f.critic_lambda_follows_lr),
@@ -97,15 +96,13 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
       max_steps=f.max_steps, optimizer=f.optimizer,
       learning_rate=f.learning_rate, clip_norm=f.clip_norm or None,
       critic_clip_norm=f.critic_clip_norm,
-      critic_learning_rate=f.critic_learning_rate,
       seed=f.seed, out_dir=f.out_dir or "", jit_compile=f.jit_compile,
       strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
       max_bad_steps=f.max_bad_steps, deterministic=f.deterministic,
       log_every=f.log_every, checkpoint_every=f.checkpoint_every,
       lr_patience=f.lr_patience, lr_warmup_epochs=f.lr_warmup_epochs,
       max_lr_decays=f.max_lr_decays or None, valid_examples=f.valid_examples,
-      validate_every=f.validate_every, select=f.select, select_by=f.select_by,
-      valid_iw_samples=f.valid_iw_samples)
+      validate_every=f.validate_every, select=f.select)
   fields.update(overrides)
   config = train.TrainConfig(**fields)
   if not config.out_dir:

@@ -126,10 +126,6 @@ def define_train_flags() -> None:
                      "--critic_constraint=lagrangian: lambda's step per nat "
                      "the bound's average is short of the target, per "
                      "training step.", lower_bound=0.0)
-  flags.DEFINE_float("critic_bound_rate", _OBJECTIVE.critic_bound_rate,
-                     "--critic_constraint=lagrangian: decay per step of the "
-                     "bound's moving average (0: this batch's bound alone).",
-                     lower_bound=0.0, upper_bound=0.999999)
   flags.DEFINE_float("critic_lambda_max", _OBJECTIVE.critic_lambda_max,
                      "--critic_constraint=lagrangian: lambda's ceiling (inf: "
                      "none); a target out of reach then costs the ELBO no "
@@ -206,9 +202,6 @@ def define_train_flags() -> None:
                      "apart from the negative ELBO's (--clip_norm); the two "
                      "are then summed (default: --clip_norm; 0: none).",
                      lower_bound=0.0)
-  flags.DEFINE_float("critic_learning_rate", _TRAIN.critic_learning_rate,
-                     "Learning rate of the Adam that trains the critics' "
-                     "own parameters.", lower_bound=0.0)
   flags.DEFINE_integer("data_seed", _DATA.seed,
                        "Seed of the generated data sets and "
                        "of the fixed test binarization: the same across "
@@ -280,17 +273,9 @@ def define_train_flags() -> None:
   flags.DEFINE_enum("select", _TRAIN.select, ["last", "best"],
                     "Which checkpoint's "
                     "test metrics metrics.json reports at its top level: "
-                    "last (the weights training ended with) or best (by "
-                    "--select_by). Both are always under test_last and "
+                    "last (the weights training ended with) or best (the "
+                    "lowest validation negative ELBO). Both are always under test_last and "
                     "test_best.")
-  flags.DEFINE_enum("select_by", _TRAIN.select_by, ["elbo", "nll"],
-                    "What makes a "
-                    "checkpoint the best: the validation negative ELBO (the "
-                    "paper's protocol) or the validation IW-NLL "
-                    "(--valid_iw_samples samples).")
-  flags.DEFINE_integer("valid_iw_samples", _TRAIN.valid_iw_samples,
-                       "--select_by=nll: importance "
-                       "samples of the validation NLL.", lower_bound=1)
   flags.DEFINE_enum("text_batching", _DATA.text_batching,
                     ["exact", "bucket"], "Text "
                     "batches: exact = every batch holds sentences of one "

@@ -26,14 +26,14 @@ from tf_cvae.training import config as config_lib
 
 # "last" (the default of every command): what training ended with
 # (run_dir/checkpoints), whose test metrics metrics.json reports by default;
-# "best": by the run's select_by (run_dir/best, written at its first
+# "best": the lowest validation negative ELBO (run_dir/best, written at its first
 # validation); "auto": the best once there is one, else the last.
 CHECKPOINTS = ("last", "best", "auto")
 DEFAULT_CHECKPOINT = "last"
 CHECKPOINT_HELP = ("Which weights: last (the default: what training ended "
                    "with, whose test metrics metrics.json reports unless the "
                    "run was trained with --select=best), best (the best "
-                   "validation, by the run's --select_by) or auto (the best "
+                   "validation negative ELBO) or auto (the best "
                    "once there is one, else the last).")
 
 

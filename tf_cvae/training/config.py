@@ -55,8 +55,6 @@ class TrainConfig:
   validate_every: int = 0              # steps; 0: epoch ends and the last step
   select: str = "last"                 # test metrics reported at top level:
                                        # last (what was trained) | best
-  select_by: str = "elbo"              # best by valid: elbo (neg. ELBO) | nll
-  valid_iw_samples: int = 50           # IW samples of select_by=nll
   deterministic: bool = False          # enable_op_determinism (GPU: slower)
   max_bad_steps: int = 20              # stop after this many non-finite steps in a row
 
@@ -87,7 +85,8 @@ class TrainConfig:
 REMOVED_FIELDS = {"critic_optimizer": "adam", "data.long_sentences": "drop",
                   "data.image_size": 28, "data.image_channels": 1,
                   "clip_mode": "separate", "model.init": "he",
-                  "model.hybrid_features": "hidden"}
+                  "model.hybrid_features": "hidden", "select_by": "elbo",
+                  "valid_iw_samples": 50}
 # Removed fields that shaped a text run's network, with what a text run
 # without the field had when it predates the field (its objective also lacks
 # critic_lambda_kp, which came after both): a run with another value than

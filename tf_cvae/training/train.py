@@ -198,7 +198,7 @@ class _Training:
     valid = self.validator(self.dataset, validation.valid_config(config),
                            inside_training=True)
     improved = state.best_validation.update(
-        validation.selection_value(valid, config.select_by), step)
+        validation.selection_value(valid), step)
     if improved:
       self.checkpoints.save_best(step)
     entry = validation.record(
@@ -269,7 +269,7 @@ def run(config: TrainConfig, on_start=None) -> dict:
 
   Returns the test metrics (see evaluation.evaluate) of the checkpoint that
   config.select names ("last": the weights training ended with; "best": the
-  best validation by config.select_by), with both under test_last and
+  lowest validation negative ELBO), with both under test_last and
   test_best, the checkpoint measured (evaluated_checkpoint, _path, _step)
   and the run's state (validation.run_results); the same dict is written
   to out_dir/metrics.json and under test/ in TensorBoard.

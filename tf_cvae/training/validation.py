@@ -42,11 +42,11 @@ class BestVariables(tf.Module):
 
 
 def valid_config(config) -> evaluation.EvalConfig:
-  """The EvalConfig of a validation pass of TrainConfig `config` (with the
-  IW-NLL only when config.select_by needs it)."""
+  """The EvalConfig of a validation pass of TrainConfig `config` (no IW-NLL:
+  the best checkpoint is the lowest validation negative ELBO)."""
   return evaluation.EvalConfig(
       split="valid", batch_size=config.batch_size,
-      iw_samples=config.valid_iw_samples if config.select_by == "nll" else 0,
+      iw_samples=0,
       iw_chunk_size=config.eval.iw_chunk_size, iw_report=(),
       max_examples=config.valid_examples, seed=eval_seed(config), probe=False)
 
@@ -57,9 +57,9 @@ def eval_seed(config) -> int:
   return config.eval.seed if config.eval.seed is not None else config.seed
 
 
-def selection_value(valid: dict, select_by: str) -> float:
-  """The number a best checkpoint minimizes: valid negative ELBO or IW-NLL."""
-  return valid["rec"] + valid["kl"] if select_by == "elbo" else valid["nll"]
+def selection_value(valid: dict) -> float:
+  """The number a best checkpoint minimizes: the valid negative ELBO, nats."""
+  return valid["rec"] + valid["kl"]
 
 
 def record(valid: dict, *, epochs_done: int, partial: bool,
@@ -131,7 +131,7 @@ def run_results(tested: dict, loop, step_fn, config, *, train_seconds: float,
                 steps: int, seconds_per_step: float | None) -> dict:
   """What metrics.json holds: `tested` (test_both's) plus the run's state at
   its end (`loop`: checkpointing.LoopState): epochs, lr_decays,
-  learning_rate, select, select_by, best_valid_value (of every validation),
+  learning_rate, select, best_valid_value (of every validation),
   best_epoch and best_valid_loss (the schedule's: epoch ends only),
   skipped_steps and, with a Lagrange multiplier, critic_lambda and
   critic_bound_average; and train_seconds, steps, seconds_per_step (when
@@ -140,7 +140,6 @@ def run_results(tested: dict, loop, step_fn, config, *, train_seconds: float,
   results = dict(tested, epochs=int(loop.epoch),
                  lr_decays=schedule_state.decays,
                  learning_rate=step_fn.learning_rate, select=config.select,
-                 select_by=config.select_by,
                  best_valid_value=float(loop.best_validation.value),
                  train_seconds=train_seconds, steps=steps,
                  skipped_steps=int(loop.bad_steps.total))
