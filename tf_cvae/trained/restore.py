@@ -22,6 +22,7 @@ from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
 from tf_cvae.data import vocabulary as vocab_lib
 from tf_cvae.training import build
+from tf_cvae.training import checkpointing
 from tf_cvae.training import config as config_lib
 
 # "last" (the default of every command): what training ended with
@@ -89,7 +90,7 @@ def checkpoint_path(run_dir: str, which: str = DEFAULT_CHECKPOINT
     raise errors.InputError(f"checkpoint must be one of "
                             f"{', '.join(CHECKPOINTS)}, got {which!r}")
   for candidate in (("best", "last") if which == "auto" else (which,)):
-    folder = os.path.join(run_dir, build.CHECKPOINT_DIRS[candidate])
+    folder = os.path.join(run_dir, checkpointing.CHECKPOINT_DIRS[candidate])
     path = tf.train.latest_checkpoint(folder)
     if path is not None:
       return candidate, path
@@ -142,6 +143,6 @@ def restore_run(run_dir: str, which: str = DEFAULT_CHECKPOINT,
   # Variables have one shape whatever the batch: a one-example batch of the
   # encoder's format builds them.
   step_fn.build(step_fn.vae.encoder.input_format(vocab).example_batch())
-  build.restore_model(step_fn, path)
+  checkpointing.restore_model(step_fn, path)
   logging.info("restored %s from %s", step_fn.vae.name, path)
   return RestoredRun(config, step_fn, vocab, dataset, which, path)

@@ -3,7 +3,7 @@
 `LoopState` is the training loop's own state (position in the data, this
 epoch's sums, best validation, aggressive switch, learning-rate schedule,
 skipped steps), booked on the device step by step. `Checkpoints` puts it
-with the networks and optimizers (build.training_checkpoint) and saves and
+with the networks and optimizers (training_checkpoint) and saves and
 restores it: out_dir/checkpoints keeps the last two, out_dir/best the best.
 """
 
@@ -18,10 +18,71 @@ import tensorflow as tf
 
 from tf_cvae import errors
 from tf_cvae import train_step as train_step_lib
-from tf_cvae.training import build
 from tf_cvae.training import faults
 from tf_cvae.training import schedule
 from tf_cvae.training import validation
+
+
+def model_parts(step_fn: train_step_lib.TrainStep) -> dict:
+  """The networks a checkpoint holds under these names (evaluation's share)."""
+  parts = dict(vae=step_fn.vae, critic=step_fn.critic,
+               model_critic=step_fn.model_critic)
+  return {name: part for name, part in parts.items() if part is not None}
+
+
+def restore_model(step_fn: train_step_lib.TrainStep, path: str) -> None:
+  """Loads the networks (not the optimizers) of checkpoint `path`."""
+  try:
+    status = tf.train.Checkpoint(**model_parts(step_fn)).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError) as error:
+    raise errors.InputError(f"checkpoint {path} does not fit the model of "
+                            f"its config.json: {error}") from None
+
+
+CHECKPOINT_DIRS = {"best": "best", "last": "checkpoints"}
+
+
+def training_checkpoint(step_fn: train_step_lib.TrainStep, out_dir: str,
+                        **state):
+  """(checkpoint, last manager, best manager) of a training run.
+
+  The checkpoint holds the networks, the optimizers, the negative queue, the
+  critic's Lagrange multiplier, the dropout random state and the `state`
+  variables (the loop's counters and
+  schedules), so a resumed run goes on exactly where it stopped.
+  """
+  tracked = dict(model_parts(step_fn), negatives=step_fn.negatives,
+                 encoder_optimizer=step_fn.encoder_optimizer,
+                 critic_optimizer=step_fn.critic_optimizer,
+                 critic_multiplier=step_fn.multiplier)
+  # Keras keeps dropout's random state in seed-generator variables that
+  # tf.train.Checkpoint does not reach through the layers: a resumed run
+  # would replay the first steps' dropout masks without them.
+  rng_states = [v.value for part in model_parts(step_fn).values()
+                for v in part.variables if "seed_generator" in v.path]
+  checkpoint = tf.train.Checkpoint(
+      optimizer=step_fn.optimizer, dropout_rng=rng_states, **state,
+      **{k: v for k, v in tracked.items() if v is not None})
+  managers = [tf.train.CheckpointManager(
+      checkpoint, os.path.join(out_dir, CHECKPOINT_DIRS[which]),
+      max_to_keep=keep) for which, keep in (("last", 2), ("best", 1))]
+  return checkpoint, *managers
+
+
+def restore_training(checkpoint: tf.train.Checkpoint,
+                     manager: tf.train.CheckpointManager) -> bool:
+  """Restores the manager's latest checkpoint whole; False if it has none."""
+  path = manager.latest_checkpoint
+  if not path:
+    return False
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except AssertionError as error:
+    raise errors.InputError(
+        f"{path} lacks parts of this version's training state (written by an "
+        f"older tf_cvae?); pass a new --out_dir: {error}") from None
+  return True
 
 
 class LoopState(tf.Module):
@@ -81,7 +142,7 @@ class Checkpoints:
 
   def __init__(self, step_fn: train_step_lib.TrainStep, out_dir: str,
                state: LoopState):
-    self.checkpoint, self.last, self.best = build.training_checkpoint(
+    self.checkpoint, self.last, self.best = training_checkpoint(
         step_fn, out_dir, **state.checkpointed())
 
   def best_path(self, step: int) -> str:
@@ -115,7 +176,7 @@ class Checkpoints:
 
   def restore_last(self) -> bool:
     """Restores the last checkpoint whole; False if there is none."""
-    return build.restore_training(self.checkpoint, self.last)
+    return restore_training(self.checkpoint, self.last)
 
 
 def _remove_partial(manager: tf.train.CheckpointManager, step: int) -> None:

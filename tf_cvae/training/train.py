@@ -313,7 +313,7 @@ def _run(config: TrainConfig, on_start) -> dict:
   best_path = training.checkpoints.best_path(best_step)
   tested = validation.test_both(
       lambda: training.validator(dataset, validation.final_eval_config(config)),
-      lambda: build.restore_model(step_fn, best_path), best_step, steps,
+      lambda: checkpointing.restore_model(step_fn, best_path), best_step, steps,
       config.select, dict(best=best_path, last=last_path), config.out_dir)
   results = validation.run_results(
       tested, training.state, step_fn, config, train_seconds=train_seconds,
