@@ -79,6 +79,11 @@ def test_each_knob_lands_in_its_field(mm, tmp_path):
   critic = mm.config_of("synthetic_text", mm.Point("self", 2.0, 0), runs)
   assert (critic.critic, critic.objective.critic_target,
           critic.objective.critic_constraint) == ("self", 2.0, "lagrangian")
+  both = mm.config_of("synthetic_text", mm.Point("bn_vae_hybrid", 3.0, 0),
+                      runs)
+  assert (both.critic, both.model.bn_gamma, both.objective.critic_target,
+          both.objective.critic_constraint) == ("hybrid", 0.7, 3.0,
+                                                "lagrangian")
   plain = mm.config_of("synthetic_text", mm.Point("vae", None, 0), runs)
   assert plain.critic == "none" and plain.model.bn_gamma == 0.0
   assert plain.eval.iw_samples == 0        # the test reading is `measure`'s
