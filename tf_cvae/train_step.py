@@ -94,7 +94,7 @@ class TrainStep:
     self._steps = self._trace()
 
   def _trace(self) -> dict:
-    # Exact-length text batches vary in size: shapes relax, not one trace each.
+    self._traced = set()        # updates traced for relaxed shapes
     return {update: tf.function(
         lambda batch, update=update: self._step(batch, update),
         jit_compile=self.jit_compile, reduce_retracing=True)
@@ -266,13 +266,35 @@ class TrainStep:
         raise errors.InputError("build the step on a global batch before "
                                 "stepping it on per-replica batches")
       self.build(batch)
+    step = self._steps[update]
+    if update not in self._traced:
+      # Exact-length text batches vary in length and size: one trace for
+      # them all, not one at the first shape and another once they relax.
+      step.get_concrete_function(relaxed_spec(batch))
+      self._traced.add(update)
     try:
-      return self._steps[update](batch)
+      return step(batch)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
       if not isinstance(self.strategy,
                         tf.distribute.MultiWorkerMirroredStrategy):
         raise
       raise errors.lost_worker(error) from None
+
+
+def relaxed_spec(batch: dict) -> dict:
+  """The type specs of a batch (tensors, or a strategy's per-replica
+  values) with the batch size open, and the length of integer [K, T]
+  tensors (token ids)."""
+  def relax(spec):
+    if not isinstance(spec, tf.TensorSpec):     # per replica: each relaxed
+      return type(spec)(*map(relax, spec._value_specs))  # pylint: disable=protected-access
+    shape = spec.shape.as_list()
+    if shape:
+      shape[0] = None
+      if len(shape) == 2 and spec.dtype.is_integer:
+        shape[1] = None
+    return tf.TensorSpec(shape, spec.dtype)
+  return {k: relax(tf.type_spec_from_value(v)) for k, v in batch.items()}
 
 
 # Gradient lists: one entry per variable, a dense tensor, a tf.IndexedSlices
