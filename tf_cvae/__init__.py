@@ -13,10 +13,12 @@ Reading order. The method, at the top of the package:
   models/      latent, encoders, decoders, the model registry
   data/        data sets and their tf.data pipelines
   aggressive   He et al.'s aggressive training, a baseline
+  methods      the compared methods as named changes to a TrainConfig
 Then the training protocol, training/ (config, train, build, checkpointing,
 timing, schedule, validation, evaluation, history, faults, determinism,
-progress, summaries, lock); the
-uses of a trained run, trained/ (restore, inputs, export, sampling); and the
-experiments built on all of it, experiments/ (methods, reproduction,
-results, benchmarking), which nothing above imports.
+progress, summaries, lock); the uses of a trained run, trained/ (restore,
+inputs, export, sampling); and benchmarking (the step's timing rows, with
+torch_reference, a PyTorch model at the same shapes, for the bench extra).
+The paper's reproduction and the matched-MI study import all of it from the
+repository's experiments/ folder, outside the installed package.
 """
