@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -111,3 +112,27 @@ def test_the_level_table_pairs_the_nll_with_the_vae_by_seed(mm, tmp_path,
   assert cells[-1] == "2.00 ± 0.00x"
   assert np.isclose(float(cells[4].split(" ± ")[0]), 105.5)
   assert "cannot reach" in mm.level_table(study, ["bn_vae"], 3.0, 2)
+
+
+def test_the_best_checkpoint_is_read_on_test_and_reported_apart(
+    mm, tmp_path, monkeypatch):
+  study = _calibrated(mm, tmp_path, "vae", [(None, 0.0)])
+  point = mm.Point("vae", None, 0)
+  _write(study, point, "train", dict(
+      method="vae", knob=None, seed=0, run_dir="runs/vae_seed0", valid_mi=0.0,
+      valid_kl=0.0, valid_au=0, valid_rec=10.0, steps=100,
+      train_seconds=50.0))
+  read = []
+  monkeypatch.setattr(mm.restore, "restore_run", lambda run_dir, which,
+                      with_data: read.append((run_dir, which)) or types
+                      .SimpleNamespace(vae=None, critic=None, dataset=None))
+  monkeypatch.setattr(mm.evaluation, "evaluate", lambda vae, critic, dataset,
+                      config: dict(nll=100.0 + (config.split == "valid"),
+                                   split=config.split, mi=0.1, au=0))
+  assert study.measure(point, "test_best")["split"] == "test"
+  assert study.measure(point, "test")["split"] == "test"
+  assert read == [("runs/vae_seed0", "best"), ("runs/vae_seed0", "last")]
+  assert study.measure(point, "test_best")["nll"] == 100.0   # cached
+  assert len(read) == 2
+  report = mm.report(study, ["vae"], (1.0,), 1)
+  assert "best checkpoints (lowest validation negative ELBO)" in report
