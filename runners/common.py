@@ -64,7 +64,6 @@ def train_config_from_flags(**overrides) -> train.TrainConfig:
           max_vocab=f.max_vocab, min_count=f.min_count,
           max_length=f.max_length,
           vocab_file=f.vocab_file, seed=f.data_seed,
-          text_batching=f.text_batching,
           valid_from_train=f.valid_from_train, download=f.download,
           held_out=f.held_out, binarize=f.binarize, threshold=f.threshold)),
       model=registry.ModelConfig(

@@ -276,18 +276,12 @@ def define_train_flags() -> None:
                     "last (the weights training ended with) or best (the "
                     "lowest validation negative ELBO). Both are always under test_last and "
                     "test_best.")
-  flags.DEFINE_enum("text_batching", _DATA.text_batching,
-                    ["exact", "bucket"], "Text "
-                    "batches: exact = every batch holds sentences of one "
-                    "length (He et al.; the latent cannot score by encoding "
-                    "the length alone); bucket = lengths of 4 ranges mix "
-                    "(the earlier protocol, for comparison).")
   flags.DEFINE_float("valid_from_train", _DATA.valid_from_train,
                      "Hold out this fraction of the "
                      "training split (seeded by --data_seed) as the "
                      "validation split, for corpora whose valid file is the "
-                     "training data (the vocabulary is still built from the "
-                     "whole training file); 0: use the valid split.",
+                     "training data (the vocabulary is built from the part "
+                     "left to train on); 0: use the valid split.",
                      lower_bound=0.0,
                      upper_bound=0.9)
   flags.DEFINE_string("iw_report", ",".join(map(str, _EVAL.iw_report)),

@@ -1,4 +1,5 @@
-"""The embedded default data: deterministic, bucketed, binarized as documented."""
+"""The embedded default data: deterministic, padded to a few shapes,
+binarized as documented."""
 
 import numpy as np
 

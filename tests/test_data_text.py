@@ -89,7 +89,7 @@ def test_ptb_max_length_drops_longer_sentences(data_file, caplog):
   assert dropped.max_length() <= 12
 
 
-def test_bucketed_batches_pad_after_end(ptb):
+def test_batches_pad_after_end_to_a_few_shapes(ptb):
   bounds = ptb.bucket_boundaries()
   seen = 0
   for batch in ptb.batches("valid", 32, shuffle=True, seed=3):

@@ -61,12 +61,6 @@ def test_exact_length_batches_hold_one_length_and_every_sentence_once(
   assert again != other
 
 
-def test_bucket_batching_stays_reachable_and_mixes_lengths(synthetic_text):
-  bucketed = dataclasses.replace(synthetic_text, batching="bucket")
-  mixed = [len(set(_lengths(b))) > 1 for b in bucketed.batches("train", 32)]
-  assert sum(mixed) > 0.7 * len(mixed)
-
-
 def test_full_batching_fills_every_batch_but_the_last(synthetic_text):
   bounds = synthetic_text.bucket_boundaries()
   for shuffle in (False, True):

@@ -51,7 +51,7 @@ def test_schedule_flags_reach_the_train_config():
     common.define_train_flags()
   flags.FLAGS(["train.py", "--lr_patience=3", "--lr_warmup_epochs=15",
                "--max_lr_decays=0", "--valid_examples=500", "--select=best",
-               "--validate_every=50", "--text_batching=bucket",
+               "--validate_every=50",
                "--valid_from_train=0.1", "--iw_report=10,50"])
   try:
     config = common.train_config_from_flags(out_dir="unused")
@@ -60,5 +60,5 @@ def test_schedule_flags_reach_the_train_config():
   assert (config.lr_patience, config.lr_warmup_epochs, config.max_lr_decays,
           config.valid_examples) == (3, 15, None, 500)
   assert (config.select, config.validate_every) == ("best", 50)
-  assert (config.data.text_batching, config.data.valid_from_train,
-          config.eval.iw_report) == ("bucket", 0.1, (10, 50))
+  assert (config.data.valid_from_train, config.eval.iw_report) == (
+      0.1, (10, 50))

@@ -34,8 +34,6 @@ class DataConfig:
                                        # dropped); None: no cap
   vocab_file: str | None = None        # reuse a saved vocabulary (text files)
   seed: int = 0                        # synthetic data and fixed binarization
-  text_batching: str = "exact"         # exact: one length a batch; bucket;
-                                       # full (base.TEXT_BATCHINGS)
   valid_from_train: float = 0.0        # > 0: hold out this fraction of train
                                        # as the valid split (the valid file
                                        # is then not read as validation)
@@ -176,8 +174,6 @@ def load(config: DataConfig) -> base.Dataset:
   """Loads the data set `config.name` (raises errors.InputError naming what is wrong)."""
   kind(config.name)
   dataset = _REGISTRY[config.name][1](config)
-  if dataset.kind == "text":
-    dataset = dataclasses.replace(dataset, batching=config.text_batching)
   if config.valid_from_train:
     dataset = hold_out(dataset, config.valid_from_train, config.seed)
   return dataset

@@ -26,12 +26,10 @@ SPLITS = ("train", "valid", "test")
 #   "exact":  every batch holds sentences of one length (He et al. 2019), so
 #             nothing the code learns about x can be its length alone; a
 #             length's leftover sentences form one smaller batch;
-#   "bucket": sentences of 4 length ranges mixed in a batch, full batches
-#             but for one leftover batch per range;
 #   "full":   sentences ordered by length range (lengths mix within a range)
 #             and cut into batches of batch_size: only the last is smaller
 #             (evaluation, so every estimate capped at log K sees K rows).
-TEXT_BATCHINGS = ("exact", "bucket", "full")
+TEXT_BATCHINGS = ("exact", "full")
 # [height, width, channels] of every image data set's examples.
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -196,9 +194,7 @@ class TextDataset:
     `batching == "exact"` a batch holds sentences of one length and a
     length's leftover rows make a smaller batch (see exact_length_batches;
     `drop_remainder` only refuses a split smaller than one batch); with
-    "bucket", lengths within a bucket mix and `drop_remainder` drops the
-    incomplete batches; with "full", only the last batch is smaller (see
-    full_batches). `seed` fixes the
+    "full", only the last batch is smaller (see full_batches). `seed` fixes the
     shuffle order (pass a new seed each epoch); `examples` restricts the pass
     to those row indices of the split; `batching` overrides self.batching.
     """
@@ -209,51 +205,16 @@ class TextDataset:
     sentences = self.splits[split]
     rows = _rows(len(sentences), examples)
     _check_batch(self.name, split, len(rows), batch_size, drop_remainder)
-    if batching in ("exact", "full"):
-      lengths = self.lengths(split)[rows]
-      if batching == "exact":
-        groups = exact_length_batches(lengths, batch_size, shuffle=shuffle,
-                                      seed=seed, multiple_of=multiple_of)
-      else:
-        groups = full_batches(lengths, self.bucket_boundaries(), batch_size,
-                              shuffle=shuffle, seed=seed,
-                              multiple_of=multiple_of)
-      return self._grouped_batches(split, [rows[g] for g in groups],
-                                   with_index)
     lengths = self.lengths(split)[rows]
-    padded = np.full((len(rows), lengths.max()), vocab_lib.PAD_ID, np.int32)
-    for out, row in enumerate(rows):
-      padded[out, :lengths[out]] = sentences[row]
-    ds = tf.data.Dataset.from_tensor_slices((padded, lengths, rows))
-    if shuffle:
-      ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=False)
-    ds = ds.map(lambda tokens, n, row: (tokens[:n], n, row))
-    bounds = self.bucket_boundaries()
-    # bucket_by_sequence_length uses [lo, hi) buckets; +1 so the boundary fits.
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda s, n, row: n,
-        bucket_boundaries=[b + 1 for b in bounds[:-1]],
-        bucket_batch_sizes=[batch_size] * len(bounds),
-        padded_shapes=([None], [], []),
-        padding_values=(vocab_lib.PAD_ID, 0, np.int64(0)),
-        pad_to_bucket_boundary=False,
-        drop_remainder=drop_remainder)
-    pad_to = tf.constant(bounds, tf.int32)
-
-    def to_bucket_shape(tokens, unused_lengths, index):
-      # Pad up to the smallest boundary that holds the batch: fixed shapes.
-      time = tf.shape(tokens)[1]
-      target = tf.gather(pad_to, tf.argmax(tf.cast(pad_to >= time, tf.int32)))
-      batch = {"tokens": tf.pad(tokens, [[0, 0], [0, target - time]])}
-      if with_index:
-        batch["index"] = index
-      return batch
-
-    ds = ds.map(to_bucket_shape, num_parallel_calls=tf.data.AUTOTUNE)
-    if shuffle:
-      # Buckets fill at different rates; shuffle batches so lengths mix.
-      ds = ds.shuffle(64, seed=seed + 1, reshuffle_each_iteration=False)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if batching == "exact":
+      groups = exact_length_batches(lengths, batch_size, shuffle=shuffle,
+                                    seed=seed, multiple_of=multiple_of)
+    else:
+      groups = full_batches(lengths, self.bucket_boundaries(), batch_size,
+                            shuffle=shuffle, seed=seed,
+                            multiple_of=multiple_of)
+    return self._grouped_batches(split, [rows[g] for g in groups],
+                                 with_index)
 
   def _grouped_batches(self, split, groups, with_index) -> tf.data.Dataset:
     """batches() of the given row groups, each padded to the smallest bucket

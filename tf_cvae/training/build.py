@@ -61,9 +61,9 @@ def epoch_batches(dataset, config: TrainConfig, epoch: int,
                   multiple_of: int = 1):
   """The training batches of `epoch` (0-based), in their seeded order.
 
-  Images and bucketed text: full batches. Text batched by exact length
-  (He et al.): a length's leftover sentences make a smaller batch, its size
-  a multiple of `multiple_of` (the replicas, which split every batch).
+  Images: full batches. Text, batched by exact length (He et al.): a
+  length's leftover sentences make a smaller batch, its size a multiple of
+  `multiple_of` (the replicas, which split every batch).
   """
   return dataset.batches("train", config.batch_size, shuffle=True,
                          seed=config.seed * 1000 + epoch, drop_remainder=True,
@@ -71,9 +71,9 @@ def epoch_batches(dataset, config: TrainConfig, epoch: int,
 
 
 def steps_per_epoch(dataset, config: TrainConfig, multiple_of: int = 1) -> int:
-  """Batches in one epoch of epoch_batches (for bucketed text: at most)."""
+  """Batches in one epoch of epoch_batches."""
   num = dataset.num_examples("train")
-  if dataset.kind == "text" and dataset.batching == "exact":
+  if dataset.kind == "text":
     return len(data_lib.base.exact_length_batches(
         dataset.lengths("train"), config.batch_size, shuffle=False, seed=0,
         multiple_of=multiple_of))
