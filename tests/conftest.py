@@ -23,9 +23,21 @@ _SLOW_FIXTURES = {"installed", "compared", "grid", "previous",
                   "text_run", "image_run", "tiny_runs"}
 
 
+# The files that take longest (a minute or more each, measured), first:
+# `-n auto --dist loadfile` hands files to the workers in collection order,
+# and a long file handed out last keeps one worker busy while the others
+# wait.
+_LONGEST_FIRST = ("test_notebook.py", "test_multi_worker.py",
+                  "test_reproduce.py", "test_train.py", "test_distribute.py",
+                  "test_wheel.py", "test_faults.py", "test_cli.py")
+
+
 def pytest_collection_modifyitems(items):
-  """Marks by fixture: a test that needs a trained run is slow; one that reads $TF_CVAE_DATA (data_dir, data_file)
-  is real_data."""
+  """Marks by fixture: a test that needs a trained run is slow; one that
+  reads $TF_CVAE_DATA (data_dir, data_file) is real_data. Puts the longest
+  files first (stable: each file's tests keep their order)."""
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
   for item in items:
     fixtures = getattr(item, "fixturenames", ())
     if _SLOW_FIXTURES.intersection(fixtures):
