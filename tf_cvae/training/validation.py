@@ -77,7 +77,7 @@ def record(valid: dict, *, epochs_done: int, partial: bool,
   epoch = epochs_done + (1 if partial else 0)
   epoch_fraction = epochs_done + (done / steps_per_epoch if partial else 0)
   out = dict(epoch=epoch, epoch_fraction=epoch_fraction, step=step,
-             partial=partial, valid_loss=valid["rec"] + valid["kl"],
+             partial=partial, valid_loss=selection_value(valid),
              learning_rate=learning_rate, improved=improved,
              best_step=best_step)
   out.update({f"valid_{k}": v for k, v in valid.items()
