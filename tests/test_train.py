@@ -154,45 +154,52 @@ def test_resuming_with_another_model_is_refused(resume_runs):
     train.run(other)
 
 
-# Seeds 0, 1, 2: the hybrid critic's MI 3.00, 3.06, 2.84 nats against the
-# plain VAE's 2.00, 1.60, 0.80 (log K = log 50 = 3.91); its NLL 188, 187, 189
-# against 200, 202, 206.
-@pytest.mark.slow
-def test_image_path_hybrid_critic_keeps_more_information_than_plain_vae(
-    tmp_path):
+@pytest.fixture(scope="module")
+def image_runs(tmp_path_factory):
+  """150 steps on synthetic images, the MLP model: the plain VAE and the
+  hybrid and NN critics at weight 1 (the default 1-nat target)."""
+  tmp_path = tmp_path_factory.mktemp("images")
   runs = {}
-  for critic, weight in (("none", 0.0), ("hybrid", 1.0)):
+  for critic, weight in (("none", 0.0), ("hybrid", 1.0), ("nn", 1.0)):
     runs[critic] = train.run(_config(
         tmp_path, critic, max_steps=150, critic=critic, batch_size=50,
         data=data_lib.DataConfig(name="synthetic_images"),
         model=registry.ModelConfig(hidden_dim=128, latent_dim=8),
         objective=objective.ObjectiveConfig(critic_weight=weight)))
     print(f"\nimages, critic {critic}:", _rounded(runs[critic]))
-  plain, hybrid = runs["none"], runs["hybrid"]
-  assert np.isfinite(hybrid["nll"]) and "ppl" not in hybrid
+  return runs
+
+
+# Seeds 0, 1, 2: the hybrid critic's MI 3.00, 3.06, 2.84 nats against the
+# plain VAE's 2.00, 1.60, 0.80 (log K = log 50 = 3.91); its NLL 188, 187, 189
+# against 200, 202, 206. The NN critic (seed 0): MI 3.79, NLL 186.
+@pytest.mark.slow
+@pytest.mark.parametrize("critic", ["hybrid", "nn"])
+def test_image_path_critics_keep_more_information_than_plain_vae(
+    image_runs, critic):
+  plain, run = image_runs["none"], image_runs[critic]
+  assert np.isfinite(run["nll"]) and "ppl" not in run
   # An MLP decoder cannot ignore z: even the plain VAE's latent is used.
   assert plain["au"] >= 1 and plain["mi"] > 0.5
   # The critic's term keeps more information in z than the ELBO alone ...
-  assert hybrid["mi"] >= plain["mi"] + 0.75
-  assert hybrid["mi_full"] >= plain["mi_full"] + 0.75
-  assert hybrid["infonce_bound"] <= hybrid["log_k"] + 1e-6
+  assert run["mi"] >= plain["mi"] + 0.75
+  assert run["mi_full"] >= plain["mi_full"] + 0.75
+  assert run["infonce_bound"] <= run["log_k"] + 1e-6
   # ... and costs no likelihood here.
-  assert hybrid["nll"] <= plain["nll"]
-  assert hybrid["nll"] < 200.0    # of 784 * log 2 = 543 nats for coin flips
+  assert run["nll"] <= plain["nll"]
+  assert run["nll"] < 200.0    # of 784 * log 2 = 543 nats for coin flips
 
 
-# MI gained over the plain VAE at least. The NN critic's own LSTM learns
-# slowly in 600 steps; under He et al.'s initialisation (tiny to_params) a
-# weight of 10 left MI at the plain VAE's (0.14 nats), 30 raised it to 2.0.
-@pytest.mark.parametrize("critic,weight,margin", [("hybrid", 10.0, 0.5),
-                                                  ("nn", 30.0, 0.25)])
-def test_hybrid_and_nn_critics_raise_mi(plain_and_critic, critic, weight,
-                                        margin):
+# The NN critic's own LSTM on text, from He et al.'s initialisation (tiny
+# to_params): at weight 30 without a target, 150 steps took MI from the
+# plain VAE's 0.04 nats to 1.73 (a weight of 10 had left it at the plain
+# VAE's after 600 steps).
+def test_nn_critic_raises_mi_on_text(plain_and_critic):
   tmp_path, plain, _ = plain_and_critic
   results = train.run(_config(
-      tmp_path, critic, max_steps=600, critic=critic,
-      objective=objective.ObjectiveConfig(critic_weight=weight,
+      tmp_path, "nn", max_steps=150, critic="nn",
+      objective=objective.ObjectiveConfig(critic_weight=30.0,
                                           critic_target=critics.NO_TARGET)))
-  print(f"\n{critic} critic:", _rounded(results))
-  assert results["mi"] >= plain["mi"] + margin
+  print("\nnn critic:", _rounded(results))
+  assert results["mi"] >= plain["mi"] + 0.5
   assert results["au"] >= 1

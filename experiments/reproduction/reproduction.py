@@ -306,7 +306,8 @@ def iw_convergence(run, examples: int = 500,
     results = evaluation.evaluate(
         restored.vae, restored.critic, dataset, dataclasses.replace(
             config.eval, batch_size=config.batch_size, seed=config.seed,
-            iw_samples=samples, iw_report=(20, 100), max_examples=examples))
+            iw_samples=samples, iw_report=(20, 100), max_examples=examples,
+            probe=False))
     return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")
             } | {f"nll_iw{samples}": results["nll"]}
   return _cached(os.path.join(run.config.out_dir, CONVERGENCE_FILE),
