@@ -66,6 +66,40 @@ def test_the_last_checkpoint_gives_back_networks_optimizer_and_loop_state(
     np.testing.assert_array_equal(before, after.numpy())
 
 
+def test_training_seconds_add_up_over_resumed_segments(text, tmp_path,
+                                                       monkeypatch):
+  """train_seconds is saved with each checkpoint: a run resumed from it
+  counts the seconds before the save, not only its own segment."""
+  now = [1000.0]
+  monkeypatch.setattr(checkpointing.time, "time", lambda: now[0])
+  step, _ = _step(text, critic="none")
+  state, checkpoints = _parts(step, tmp_path)
+  state.start_clock()
+  now[0] += 30.0
+  checkpoints.save_last(1)                    # 30 s into the first segment
+  now[0] += 500.0                             # lost: after the last save
+  state, checkpoints = _parts(step, tmp_path)
+  assert checkpoints.restore_last()
+  now[0] += 7.0                               # the restart itself
+  state.start_clock()
+  now[0] += 20.0
+  assert state.tick() == pytest.approx(50.0)
+
+
+def test_a_checkpoint_saved_without_training_seconds_resumes(text, tmp_path):
+  step, batch = _step(text, critic="none")
+  state, checkpoints = _parts(step, tmp_path)
+  state.book(step(batch))
+  parts = state.checkpointed()
+  del parts["train_seconds"]                  # what an earlier version saved
+  _, manager, _ = checkpointing.training_checkpoint(step, str(tmp_path),
+                                                      **parts)
+  manager.save(checkpoint_number=1)
+  state, checkpoints = _parts(step, tmp_path)
+  assert checkpoints.restore_last()
+  assert int(state.step_in_epoch) == 1 and float(state.train_seconds) == 0.0
+
+
 def test_two_last_checkpoints_and_one_best_are_kept(text, tmp_path):
   step, _ = _step(text, critic="none")
   _, checkpoints = _parts(step, tmp_path)

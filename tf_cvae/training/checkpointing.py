@@ -2,7 +2,7 @@
 
 `LoopState` is the training loop's own state (position in the data, this
 epoch's sums, best validation, aggressive switch, learning-rate schedule,
-skipped steps), booked on the device step by step. `Checkpoints` puts it
+skipped steps, training seconds over every resumed segment), booked on the device step by step. `Checkpoints` puts it
 with the networks and optimizers (training_checkpoint) and saves and
 restores it: out_dir/checkpoints keeps the last two, out_dir/best the best.
 """
@@ -11,6 +11,7 @@ import errno
 import glob
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -70,21 +71,6 @@ def training_checkpoint(step_fn: train_step_lib.TrainStep, out_dir: str,
   return checkpoint, *managers
 
 
-def restore_training(checkpoint: tf.train.Checkpoint,
-                     manager: tf.train.CheckpointManager) -> bool:
-  """Restores the manager's latest checkpoint whole; False if it has none."""
-  path = manager.latest_checkpoint
-  if not path:
-    return False
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched()
-  except AssertionError as error:
-    raise errors.InputError(
-        f"{path} lacks parts of this version's training state (written by an "
-        f"older tf_cvae?); pass a new --out_dir: {error}") from None
-  return True
-
-
 class LoopState(tf.Module):
   """The loop's counters and schedules, all tf.Variables (checkpointed)."""
 
@@ -103,6 +89,19 @@ class LoopState(tf.Module):
     self.decoder_reset = (schedule.DecoderReset(step_fn, pretrain_steps)
                           if pretrain_steps else None)
     self._iterations = step_fn.optimizer.iterations
+    # Wall seconds of training up to the last save, this segment included.
+    self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self._clock = (time.time(), 0.0)
+
+  def start_clock(self) -> None:
+    """Times a segment from now, after the seconds of the restored ones."""
+    self._clock = (time.time(), float(self.train_seconds.numpy()))
+
+  def tick(self) -> float:
+    """Training seconds so far, every segment (stored for the next save)."""
+    started, before = self._clock
+    self.train_seconds.assign(before + time.time() - started)
+    return float(self.train_seconds.numpy())
 
   def checkpointed(self) -> dict:
     """The variables by their names in the checkpoint."""
@@ -110,7 +109,8 @@ class LoopState(tf.Module):
                      epoch_sums=self.epoch_sums,
                      best_validation=self.best_validation,
                      aggressive=self.aggressive, lr_schedule=self.schedule,
-                     bad_steps=self.bad_steps)
+                     bad_steps=self.bad_steps,
+                     train_seconds=self.train_seconds)
     if self.decoder_reset is not None:
       variables["decoder_reset"] = self.decoder_reset
     return variables
@@ -142,8 +142,13 @@ class Checkpoints:
 
   def __init__(self, step_fn: train_step_lib.TrainStep, out_dir: str,
                state: LoopState):
+    self._state = state
+    parts = state.checkpointed()
     self.checkpoint, self.last, self.best = training_checkpoint(
-        step_fn, out_dir, **state.checkpointed())
+        step_fn, out_dir, **parts)
+    # What a checkpoint from before train_seconds was kept holds.
+    del parts["train_seconds"]
+    self._without_seconds = training_checkpoint(step_fn, out_dir, **parts)[0]
 
   def best_path(self, step: int) -> str:
     """The best checkpoint saved at update `step`."""
@@ -162,6 +167,7 @@ class Checkpoints:
     (the ckpt-<step>_temp folder and files no checkpoint list names are
     removed) and raises errors.TrainingError: one line naming the folder
     and the space a checkpoint needs."""
+    self._state.tick()
     try:
       return manager.save(checkpoint_number=step)
     except (tf.errors.ResourceExhaustedError, OSError) as error:
@@ -176,7 +182,20 @@ class Checkpoints:
 
   def restore_last(self) -> bool:
     """Restores the last checkpoint whole; False if there is none."""
-    return restore_training(self.checkpoint, self.last)
+    path = self.last.latest_checkpoint
+    if not path:
+      return False
+    names = {name for name, _ in tf.train.list_variables(path)}
+    checkpoint = (self.checkpoint if any(
+        n.startswith("train_seconds/") for n in names)
+                  else self._without_seconds)
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+    except AssertionError as error:
+      raise errors.InputError(
+          f"{path} lacks parts of this version's training state (written by "
+          f"an older tf_cvae?); pass a new --out_dir: {error}") from None
+    return True
 
 
 def _remove_partial(manager: tf.train.CheckpointManager, step: int) -> None:

@@ -10,7 +10,6 @@ last ones), best/ (the best one) and LOCK while it runs (lock.py).
 
 import dataclasses
 import os
-import time
 
 from absl import logging
 import tensorflow as tf
@@ -302,12 +301,12 @@ def _run(config: TrainConfig, on_start) -> dict:
   training = _Training(config, dataset, step_fn)
   training.resume()
   build.log_setup(config, dataset, step_fn)
-  started = time.time()
+  training.state.start_clock()
   with training.signals, training.progress:
     seconds_per_step = training.train()
     steps, _ = training.check()
-  train_seconds = time.time() - started
   last_path = training.checkpoints.save_last(steps)
+  train_seconds = float(training.state.train_seconds.numpy())
 
   best_step = int(training.state.best_validation.step)
   best_path = training.checkpoints.best_path(best_step)
