@@ -78,8 +78,8 @@ def data_file(data_dir):
 
 
 # A process that has imported TensorFlow once (as the runners do, quietly)
-# and the library (which defines no flags and starts no TensorFlow runtime)
-# and forks a child per command: the child runs the script as the main
+# and the library (which defines no flags and starts no TensorFlow runtime),
+# and generated the embedded data sets, and forks a child per command: the child runs the script as the main
 # program with its own argv, cwd, stdout and stderr files, as a fresh
 # `python runners/<script>` would, minus the start-up of TensorFlow. It
 # imports no command module, so every child defines its flags afresh.
@@ -90,6 +90,9 @@ import tf_cvae
 for module in pkgutil.walk_packages(tf_cvae.__path__, "tf_cvae."):
   if module.name != "tf_cvae.torch_reference":   # an extra's (torch) only
     importlib.import_module(module.name)
+from tf_cvae import data   # generated once (numpy only): every child has them
+for name in ("synthetic_text", "synthetic_images"):
+  data.load(data.DataConfig(name=name))
 print("ready", flush=True)
 for line in sys.stdin:
   job = json.loads(line)
@@ -215,6 +218,6 @@ def tiny_runs(tmp_path_factory) -> dict:
         data=data, model=model, max_steps=5, log_every=1000,
         checkpoint_every=1000, out_dir=str(root / name / "run"),
         eval=evaluation.EvalConfig(iw_samples=4, iw_chunk_size=4,
-                                   max_examples=64))
+                                   max_examples=64, probe=False))
     runs[name] = (config, train.run(config))
   return runs

@@ -299,14 +299,16 @@ def iw_convergence(run, examples: int = 500,
                    samples: int = CONVERGED_SAMPLES,
                    measure_it: bool = True) -> dict | None:
   """{"nll_iw20", "nll_iw100", "nll_iw500" (nats), "num_examples"} of the
-  last weights on a fixed subset of `examples` test examples."""
+  last weights on a fixed subset of `examples` test examples (at most the
+  run's own test subset, eval.max_examples)."""
   def measure():
     restored = restore.restore_run(run.config.out_dir, "last")
     dataset, config = restored.dataset, restored.config
+    subset = min(examples, config.eval.max_examples or examples)
     results = evaluation.evaluate(
         restored.vae, restored.critic, dataset, dataclasses.replace(
             config.eval, batch_size=config.batch_size, seed=config.seed,
-            iw_samples=samples, iw_report=(20, 100), max_examples=examples,
+            iw_samples=samples, iw_report=(20, 100), max_examples=subset,
             probe=False))
     return {k: results[k] for k in ("nll_iw20", "nll_iw100", "num_examples")
             } | {f"nll_iw{samples}": results["nll"]}
