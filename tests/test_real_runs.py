@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = ["--embed_dim=32", "--hidden_dim=64", "--latent_dim=8",
          "--iw_samples=5", "--iw_chunk_size=5", "--eval_examples=200",
-         "--log_every=20"]
+         "--valid_examples=200", "--log_every=20"]
 
 
 def _metrics(out):
