@@ -2,9 +2,10 @@
 
 `LoopState` is the training loop's own state (position in the data, this
 epoch's sums, best validation, aggressive switch, learning-rate schedule,
-skipped steps, training seconds over every resumed segment), booked on the device step by step. `Checkpoints` puts it
-with the networks and optimizers (training_checkpoint) and saves and
-restores it: out_dir/checkpoints keeps the last two, out_dir/best the best.
+skipped steps, training seconds over every resumed segment), booked on the
+device step by step. `Checkpoints` puts it with the networks and optimizers
+(training_checkpoint) and saves and restores it: out_dir/checkpoints keeps
+the last two, out_dir/best the best.
 """
 
 import errno
