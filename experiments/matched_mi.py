@@ -60,6 +60,26 @@ class Setup:
   epochs: int                   # the run's length (its max_steps)
   seeds: int                    # seeds at each matched point
   measure: evaluation.EvalConfig
+  # The report's probe columns, (metrics key, header, digits), the first
+  # plotted; and the shortcut baselines beside them, (key, what).
+  probes: tuple
+  shortcuts: tuple
+
+
+TEXT_PROBES = (("probe_r2_z", "probe R² z", 2),
+               ("probe_r2", "probe R² means", 2),
+               ("probe_r2_z_beyond_length", "R² z beyond length", 2))
+TEXT_SHORTCUTS = (("probe_r2_length", "probe R² of the length alone"),
+                  ("length_only_mi", "MI of a code holding only the length"))
+LABEL_PROBES = (("probe_acc_z_alphabet", "alphabet acc. z", 3),
+                ("probe_acc_alphabet", "alphabet acc. means", 3),
+                ("probe_acc_z_character", "character acc. z", 3))
+LABEL_SHORTCUTS = (
+    ("probe_acc_alphabet_majority", "alphabet accuracy of the majority class"),
+    ("probe_acc_alphabet_chance", "alphabet chance (1 / alphabets)"),
+    ("probe_acc_character_majority",
+     "character accuracy of the majority class"),
+    ("probe_acc_character_chance", "character chance (1 / characters)"))
 
 
 SETUPS = {
@@ -72,7 +92,11 @@ SETUPS = {
         batch_size=32, epochs=12, seeds=5,
         measure=evaluation.EvalConfig(iw_samples=500, iw_chunk_size=100,
                                       iw_report=(20, 100), max_examples=500,
-                                      text_batching="exact")),
+                                      text_batching="exact"),
+        probes=TEXT_PROBES, shortcuts=TEXT_SHORTCUTS),
+    # Omniglot as the data folder holds it (the local archive "background
+    # small 1": 2,176 / 272 / 272 images of 5 alphabets, 136 characters), a
+    # small PixelCNN decoder; 30 epochs.
     "omniglot": Setup(
         data_lib.DataConfig(name="omniglot"),
         registry.ModelConfig(name="pixelcnn", latent_dim=32,
@@ -81,7 +105,8 @@ SETUPS = {
         batch_size=50, epochs=30, seeds=3,
         measure=evaluation.EvalConfig(iw_samples=500, iw_chunk_size=50,
                                       iw_report=(20, 100),
-                                      max_examples=500)),
+                                      max_examples=500),
+        probes=LABEL_PROBES, shortcuts=LABEL_SHORTCUTS),
 }
 
 # method -> (registry method, knob as "section.field" or None, values).
@@ -281,11 +306,9 @@ def _cell(mean: float, se: float, digits: int = 2) -> str:
   return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
-# The report's test columns: (metrics key, header, digits).
+# The report's test columns before the setup's probes: (key, header, digits).
 COLUMNS = (("nll", "IW-NLL (500)", 2), ("mi", "MI", 2), ("kl", "KL", 2),
-           ("au", "AU", 1), ("z_reliance", "z reliance", 2),
-           ("probe_r2_z", "probe R² z", 2), ("probe_r2", "probe R² means", 2),
-           ("probe_r2_z_beyond_length", "R² z beyond length", 2))
+           ("au", "AU", 1), ("z_reliance", "z reliance", 2))
 
 
 def calibration_table(study: Study, methods) -> str:
@@ -313,9 +336,10 @@ def calibration_test_table(study: Study, methods) -> str:
   """Markdown: seed 0 of each calibrated knob on the test split, beside its
   validation MI (one seed: the shape of each method's curve, no interval)."""
   vae = study.done(Point("vae", None, 0), "test")
-  lines = ["| method | knob | valid MI | test MI | IW-NLL (500) | vs VAE | "
-           "probe R² z | R² z beyond length | probe R² means | z reliance "
-           "| AU |", "|" + "---|" * 11]
+  probes = study.setup.probes
+  header = ["method", "knob", "valid MI", "test MI", "IW-NLL (500)",
+            "vs VAE"] + [h for _, h, _ in probes] + ["z reliance", "AU"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for point in study.calibration_points(methods):
     train_summary, test = study.done(point, "train"), study.done(point, "test")
     if not train_summary or not test or "failed" in train_summary:
@@ -323,13 +347,13 @@ def calibration_test_table(study: Study, methods) -> str:
     knob = "" if point.knob is None else f"{point.knob:g}"
     delta = (f"{100 * (test['nll'] / vae['nll'] - 1):+.2f}%" if vae
              else "-")
-    cell = lambda key: ("-" if test.get(key) is None
-                        else f"{test[key]:.2f}")
-    lines.append(
-        f"| {point.method} | {knob} | {train_summary['valid_mi']:.2f} | "
-        f"{cell('mi')} | {cell('nll')} | {delta} | {cell('probe_r2_z')} | "
-        f"{cell('probe_r2_z_beyond_length')} | {cell('probe_r2')} | "
-        f"{cell('z_reliance')} | {test['au']:.0f} |")
+    cell = lambda key, digits=2: ("-" if test.get(key) is None
+                                  else f"{test[key]:.{digits}f}")
+    cells = [point.method, knob, f"{train_summary['valid_mi']:.2f}",
+             cell("mi"), cell("nll"), delta]
+    cells += [cell(key, digits) for key, _, digits in probes]
+    cells += [cell("z_reliance"), f"{test['au']:.0f}"]
+    lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
@@ -340,8 +364,9 @@ def level_table(study: Study, methods, level: float | None,
   against the VAE's, paired by seed, and the training time against it."""
   vae = {p.seed: (study.done(p, split), study.done(p, "train"))
          for p in (Point("vae", None, s) for s in range(seeds))}
+  columns = COLUMNS + study.setup.probes
   header = ["method", "knob", "seeds", "ΔNLL vs VAE (%)"] + [
-      c[1] for c in COLUMNS] + ["time vs VAE"]
+      c[1] for c in columns] + ["time vs VAE"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for method in methods:
     knob = None
@@ -353,7 +378,8 @@ def level_table(study: Study, methods, level: float | None,
                      + "| " * (len(header) - 2))
         continue
       if knob is None:
-        lines.append(f"| {method} | cannot reach {level:g} nats | "
+        lines.append(f"| {method} | no calibrated value reaches {level:g} "
+                     "nats | "
                      + "| " * (len(header) - 2))
         continue
       knob = float(f"{knob:.3g}")
@@ -371,7 +397,7 @@ def level_table(study: Study, methods, level: float | None,
     cells = [method, "" if knob is None else f"{knob:g}", str(len(rows)),
              _cell(*_mean_se(delta))]
     cells += [_cell(*_mean_se([t.get(key) for _, t, _ in rows]), digits)
-              for key, _, digits in COLUMNS]
+              for key, _, digits in columns]
     cells.append(_cell(*_mean_se(time_ratio)) + "x")
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -384,14 +410,12 @@ def baselines_line(study: Study, seeds: int) -> str:
   if not tests:
     return ""
   parts = []
-  for key, what in (("probe_r2_length", "probe R² of the length alone"),
-                    ("length_only_mi", "MI of a code holding only the "
-                     "length"),
-                    ("mi_noise_hi", "MI noise floor (97.5%)"),
-                    ("log_k", "size-weighted log K of the test batches")):
+  for key, what in study.setup.shortcuts + (
+      ("mi_noise_hi", "MI noise floor (97.5%)"),
+      ("log_k", "size-weighted log K of the test batches")):
     mean, se = _mean_se([t.get(key) for t in tests])
     if not math.isnan(mean):
-      parts.append(f"{what}: {_cell(mean, se)}")
+      parts.append(f"{what}: {_cell(mean, se, 3 if 'acc' in key else 2)}")
   return "Beside every row: " + "; ".join(parts) + "."
 
 
@@ -414,13 +438,15 @@ def curves(study: Study, methods) -> dict:
 
 
 def figure(study: Study, methods, path: str) -> None:
-  """PNG: the NLL against the VAE's and the probe R² on z samples, each
-  against the test MI; a point per knob (mean ± s.e. over its seeds), a line
-  per method; the length-only probe and 1% NLL beside them."""
+  """PNG: the NLL against the VAE's and the setup's first probe (on z
+  samples), each against the test MI; a point per knob (mean ± s.e. over
+  its seeds), a line per method; 1% NLL and the probe's shortcut baselines
+  (the VAE runs' readings) beside them."""
   import matplotlib  # noqa: I001  an extra (tf_cvae[plots]); report only
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt
   data = curves(study, methods)
+  probe_key, probe_header, _ = study.setup.probes[0]
   vae = dict(data.get("vae", [(None, {})])[0][1])
   vae_nll = np.mean([t["nll"] for t in vae.values()]) if vae else math.nan
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -432,7 +458,7 @@ def figure(study: Study, methods, path: str) -> None:
       nll.append(_mean_se([100 * (t["nll"] / vae[s]["nll"] - 1) if s in vae
                            else 100 * (t["nll"] / vae_nll - 1)
                            for s, t in tests]))
-      probe.append(_mean_se([t.get("probe_r2_z") for _, t in tests]))
+      probe.append(_mean_se([t.get(probe_key) for _, t in tests]))
     for ax, ys in ((axes[0], nll), (axes[1], probe)):
       ax.errorbar([x[0] for x in xs], [y[0] for y in ys],
                   xerr=[0 if math.isnan(x[1]) else x[1] for x in xs],
@@ -441,11 +467,13 @@ def figure(study: Study, methods, path: str) -> None:
   axes[0].axhline(1.0, color="grey", ls=":", lw=1)
   axes[0].set(xlabel="test MI (nats)", ylabel="IW-NLL vs the VAE (%)",
               title="cost")
-  length = _mean_se([t.get("probe_r2_length") for t in vae.values()])[0]
-  if not math.isnan(length):
-    axes[1].axhline(length, color="grey", ls="--", lw=1,
-                    label="length alone")
-  axes[1].set(xlabel="test MI (nats)", ylabel="probe R² on z samples",
+  family = probe_key.replace("_z", "", 1)    # the probe's own baselines
+  shortcuts = [s for s in study.setup.shortcuts if s[0].startswith(family)]
+  for (key, what), style in zip(shortcuts, ("--", ":")):
+    level = _mean_se([t.get(key) for t in vae.values()])[0]
+    if not math.isnan(level):
+      axes[1].axhline(level, color="grey", ls=style, lw=1, label=what)
+  axes[1].set(xlabel="test MI (nats)", ylabel=probe_header,
               title="information a linear probe finds")
   axes[1].legend(fontsize=8, ncol=2)
   fig.suptitle(f"{study.name}: mean ± s.e. over seeds, test split")
@@ -460,8 +488,9 @@ def report(study: Study, methods, levels, seeds: int) -> str:
          "![NLL and probe against MI](matched_mi.png)", "",
          "Calibration (seed 0, validation split, last weights):", "",
          calibration_table(study, methods), "",
-         "The same runs on the test split (seed 0, last weights; 500 test "
-         "examples, 500 importance samples; text in exact-length batches):",
+         "The same runs on the test split (seed 0, last weights; at most "
+         "500 test examples, 500 importance samples; text in exact-length "
+         "batches; the probes fit on the training codes):",
          "",
          calibration_test_table(study, methods), ""]
   for level in levels:
@@ -470,8 +499,9 @@ def report(study: Study, methods, levels, seeds: int) -> str:
             level_table(study, methods, level, seeds), ""]
     if any(f.endswith(".valid.json") for f in os.listdir(study.results_dir)):
       valid = level_table(study, methods, level, seeds, "valid")
-      out += ["The same points on the validation split (500 sentences, the "
-              "reading a choice between methods may use):", "", valid, ""]
+      out += ["The same points on the validation split (at most 500 "
+              "examples, the reading a choice between methods may use):",
+              "", valid, ""]
     if any(f.endswith(".test_best.json")
            for f in os.listdir(study.results_dir)):
       best = level_table(study, methods, level, seeds, "test_best")

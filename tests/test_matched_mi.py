@@ -111,7 +111,7 @@ def test_the_level_table_pairs_the_nll_with_the_vae_by_seed(mm, tmp_path,
   assert cells[:4] == ["bn_vae", "0.35", "2", "0.50 ± 0.50"]
   assert cells[-1] == "2.00 ± 0.00x"
   assert np.isclose(float(cells[4].split(" ± ")[0]), 105.5)
-  assert "cannot reach" in mm.level_table(study, ["bn_vae"], 3.0, 2)
+  assert "no calibrated value reaches 3 nats" in mm.level_table(study, ["bn_vae"], 3.0, 2)
 
 
 def test_the_best_checkpoint_is_read_on_test_and_reported_apart(
@@ -136,3 +136,31 @@ def test_the_best_checkpoint_is_read_on_test_and_reported_apart(
   assert len(read) == 2
   report = mm.report(study, ["vae"], (1.0,), 1)
   assert "best checkpoints (lowest validation negative ELBO)" in report
+
+
+def test_omniglot_reports_the_alphabet_probes_beside_majority_and_chance(
+    mm, tmp_path):
+  study = mm.Study("omniglot", str(tmp_path / "runs"),
+                   str(tmp_path / "results"))
+  for seed in range(2):
+    point = mm.Point("vae", None, seed)
+    _write(study, point, "train", dict(
+        method="vae", knob=None, seed=seed, valid_mi=0.9, valid_kl=1.3,
+        valid_au=32, valid_rec=85.0, steps=100, train_seconds=60.0))
+    _write(study, point, "test", dict(
+        nll=90.0, mi=0.9, kl=1.3, au=32, z_reliance=2.0,
+        probe_acc_z_alphabet=0.40 + 0.02 * seed, probe_acc_alphabet=0.5,
+        probe_acc_z_character=0.05, probe_acc_alphabet_majority=0.3,
+        probe_acc_alphabet_chance=0.2, probe_acc_character_majority=0.01,
+        probe_acc_character_chance=1 / 136))
+  table = mm.level_table(study, ["vae"], 1.0, 2)
+  header, _, row = table.splitlines()
+  assert "alphabet acc. z" in header and "probe R²" not in header
+  cells = dict(zip([c.strip() for c in header.strip("|").split("|")],
+                   [c.strip() for c in row.strip("|").split("|")]))
+  assert cells["alphabet acc. z"] == "0.410 ± 0.010"
+  assert cells["character acc. z"] == "0.050 ± 0.000"
+  line = mm.baselines_line(study, 2)
+  assert "alphabet accuracy of the majority class: 0.300 ± 0.000" in line
+  assert "alphabet chance (1 / alphabets): 0.200 ± 0.000" in line
+  assert "length" not in line
