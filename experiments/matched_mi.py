@@ -61,7 +61,7 @@ class Setup:
   seeds: int                    # seeds at each matched point
   measure: evaluation.EvalConfig
   # The report's probe columns, (metrics key, header, digits), the first
-  # plotted; and the shortcut baselines beside them, (key, what).
+  # plotted; and the shortcut baselines beside them, (key, what, digits).
   probes: tuple
   shortcuts: tuple
 
@@ -69,17 +69,19 @@ class Setup:
 TEXT_PROBES = (("probe_r2_z", "probe R² z", 2),
                ("probe_r2", "probe R² means", 2),
                ("probe_r2_z_beyond_length", "R² z beyond length", 2))
-TEXT_SHORTCUTS = (("probe_r2_length", "probe R² of the length alone"),
-                  ("length_only_mi", "MI of a code holding only the length"))
+TEXT_SHORTCUTS = (("probe_r2_length", "probe R² of the length alone", 2),
+                  ("length_only_mi", "MI of a code holding only the length",
+                   2))
 LABEL_PROBES = (("probe_acc_z_alphabet", "alphabet acc. z", 3),
                 ("probe_acc_alphabet", "alphabet acc. means", 3),
                 ("probe_acc_z_character", "character acc. z", 3))
 LABEL_SHORTCUTS = (
-    ("probe_acc_alphabet_majority", "alphabet accuracy of the majority class"),
-    ("probe_acc_alphabet_chance", "alphabet chance (1 / alphabets)"),
+    ("probe_acc_alphabet_majority", "alphabet accuracy of the majority class",
+     3),
+    ("probe_acc_alphabet_chance", "alphabet chance (1 / alphabets)", 3),
     ("probe_acc_character_majority",
-     "character accuracy of the majority class"),
-    ("probe_acc_character_chance", "character chance (1 / characters)"))
+     "character accuracy of the majority class", 3),
+    ("probe_acc_character_chance", "character chance (1 / characters)", 3))
 
 
 SETUPS = {
@@ -410,12 +412,12 @@ def baselines_line(study: Study, seeds: int) -> str:
   if not tests:
     return ""
   parts = []
-  for key, what in study.setup.shortcuts + (
-      ("mi_noise_hi", "MI noise floor (97.5%)"),
-      ("log_k", "size-weighted log K of the test batches")):
+  for key, what, digits in study.setup.shortcuts + (
+      ("mi_noise_hi", "MI noise floor (97.5%)", 2),
+      ("log_k", "size-weighted log K of the test batches", 2)):
     mean, se = _mean_se([t.get(key) for t in tests])
     if not math.isnan(mean):
-      parts.append(f"{what}: {_cell(mean, se, 3 if 'acc' in key else 2)}")
+      parts.append(f"{what}: {_cell(mean, se, digits)}")
   return "Beside every row: " + "; ".join(parts) + "."
 
 
@@ -469,7 +471,7 @@ def figure(study: Study, methods, path: str) -> None:
               title="cost")
   family = probe_key.replace("_z", "", 1)    # the probe's own baselines
   shortcuts = [s for s in study.setup.shortcuts if s[0].startswith(family)]
-  for (key, what), style in zip(shortcuts, ("--", ":")):
+  for (key, what, _), style in zip(shortcuts, ("--", ":")):
     level = _mean_se([t.get(key) for t in vae.values()])[0]
     if not math.isnan(level):
       axes[1].axhline(level, color="grey", ls=style, lw=1, label=what)

@@ -78,11 +78,12 @@ def data_file(data_dir):
 
 
 # A process that has imported TensorFlow once (as the runners do, quietly)
-# and the library (which defines no flags and starts no TensorFlow runtime),
-# and generated the embedded data sets, and forks a child per command: the child runs the script as the main
-# program with its own argv, cwd, stdout and stderr files, as a fresh
-# `python runners/<script>` would, minus the start-up of TensorFlow. It
-# imports no command module, so every child defines its flags afresh.
+# and the library (which defines no flags and starts no TensorFlow runtime)
+# and generated the embedded data sets, and that forks a child per command:
+# the child runs the script as the main program with its own argv, cwd,
+# stdout and stderr files, as a fresh `python runners/<script>` would, minus
+# the start-up of TensorFlow. It imports no command module, so every child
+# defines its flags afresh.
 _FORK_SERVER = r"""
 import importlib, json, os, pkgutil, runpy, sys, time, traceback
 import tf_cvae_runners  # TensorFlow, quietly
