@@ -196,6 +196,7 @@ class Checkpoints:
       raise errors.InputError(
           f"{path} lacks parts of this version's training state (written by "
           f"an older tf_cvae?); pass a new --out_dir: {error}") from None
+    self._state.start_clock()       # after the restored seconds
     return True
 
 
