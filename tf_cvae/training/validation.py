@@ -135,8 +135,8 @@ def run_results(tested: dict, loop, step_fn, config, *, train_seconds: float,
   best_epoch and best_valid_loss (the schedule's: epoch ends only),
   skipped_steps and, with a Lagrange multiplier, critic_lambda and
   critic_bound_average; and train_seconds (wall seconds of every resumed
-  segment, each up to its last save), steps, seconds_per_step (when
-  timed)."""
+  segment, each up to its last save; docs/faults.md), steps,
+  seconds_per_step (when timed)."""
   schedule_state = loop.schedule.read()
   results = dict(tested, epochs=int(loop.epoch),
                  lr_decays=schedule_state.decays,
