@@ -491,8 +491,10 @@ def report(study: Study, methods, levels, seeds: int) -> str:
          "Calibration (seed 0, validation split, last weights):", "",
          calibration_table(study, methods), "",
          "The same runs on the test split (seed 0, last weights; at most "
-         "500 test examples, 500 importance samples; text in exact-length "
-         "batches; the probes fit on the training codes):",
+         "500 test examples, 500 importance samples"
+         + ("; in exact-length batches"
+            if study.setup.measure.text_batching == "exact" else "")
+         + "; the probes fit on the training codes):",
          "",
          calibration_test_table(study, methods), ""]
   for level in levels:
