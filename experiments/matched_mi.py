@@ -12,7 +12,8 @@ done again):
              where they land);
   measure:   the last weights of every run, on the test split: IW-NLL,
              KL, MI, AU, z reliance, probes of the known latents beside
-             their shortcut baselines.
+             their shortcut baselines; --split=valid and --split=test_best
+             (the best checkpoint) read the matched points only.
 The choice of a knob reads the validation split only. `--dry_run` prints
 what is left and how long it should take (from the runs done so far).
 
@@ -558,8 +559,11 @@ def main(argv):
     points = study.calibration_points(FLAGS.methods)
   elif FLAGS.stage == "matched":
     points = study.matched_points(FLAGS.methods, LEVELS, seeds)
-  else:     # measure: what is trained of both, the calibration first
-    points = study.calibration_points(FLAGS.methods)
+  else:     # measure: on test what is trained of both, the calibration
+    # first (the figure's lines); on valid and test_best the matched points
+    # (the level tables), as the calibration reads validation when trained.
+    points = (study.calibration_points(FLAGS.methods)
+              if FLAGS.split == "test" else [])
     try:
       points += study.matched_points(FLAGS.methods, LEVELS, seeds)
     except ValueError:
