@@ -289,6 +289,18 @@ class Study:
           points += [Point(method, knob, s) for s in range(seeds)]
     return list(dict.fromkeys(points))
 
+  def measured_points(self, methods, levels, seeds, split) -> list[Point]:
+    """What the measure stage reads on `split`: on test the calibration
+    (the figure's lines) then the matched points; on valid and test_best
+    the matched points alone (the level tables; the calibration's
+    validation reading is taken when it trains)."""
+    points = self.calibration_points(methods) if split == "test" else []
+    try:
+      points += self.matched_points(methods, levels, seeds)
+    except ValueError:
+      pass                          # not calibrated yet: nothing matched
+    return list(dict.fromkeys(points))
+
 
 def _mean_se(values) -> tuple[float, float]:
   """(mean, standard error over seeds; nan with one value) of the finite
@@ -559,16 +571,8 @@ def main(argv):
     points = study.calibration_points(FLAGS.methods)
   elif FLAGS.stage == "matched":
     points = study.matched_points(FLAGS.methods, LEVELS, seeds)
-  else:     # measure: on test what is trained of both, the calibration
-    # first (the figure's lines); on valid and test_best the matched points
-    # (the level tables), as the calibration reads validation when trained.
-    points = (study.calibration_points(FLAGS.methods)
-              if FLAGS.split == "test" else [])
-    try:
-      points += study.matched_points(FLAGS.methods, LEVELS, seeds)
-    except ValueError:
-      pass                          # not calibrated yet: nothing matched
-    points = list(dict.fromkeys(points))
+  else:
+    points = study.measured_points(FLAGS.methods, LEVELS, seeds, FLAGS.split)
   if FLAGS.dry_run:
     left = [p for p in points if not study.done(p, "train")]
     print(f"{FLAGS.setup} {FLAGS.stage}: {len(points) - len(left)} of "

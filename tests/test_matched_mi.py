@@ -58,6 +58,19 @@ def test_a_knob_is_chosen_on_validation_mi(mm, tmp_path, monkeypatch):
                                       "bn_vae_0.425_seed1"]
 
 
+def test_valid_and_test_best_measure_the_matched_points_only(mm, tmp_path):
+  study = _calibrated(mm, tmp_path, "free_bits",
+                      [(0.05, 0.4), (0.1, 1.1), (0.25, 3.0), (0.5, 3.5)])
+  matched = ["free_bits_0.1_seed0", "free_bits_0.1_seed1"]
+  names = {split: [p.name for p in study.measured_points(
+      ["free_bits"], (1.0,), 2, split)] for split in
+           ("test", "valid", "test_best")}
+  assert names["test"] == ["free_bits_0.05_seed0", "free_bits_0.1_seed0",
+                           "free_bits_0.25_seed0", "free_bits_0.5_seed0",
+                           "free_bits_0.1_seed1"]
+  assert names["valid"] == names["test_best"] == matched
+
+
 def test_an_uncalibrated_method_is_refused(mm, tmp_path):
   study = _calibrated(mm, tmp_path, "free_bits", [(0.05, 0.3)])
   with pytest.raises(ValueError, match="not calibrated"):
