@@ -23,13 +23,24 @@ _SLOW_FIXTURES = {"installed", "compared", "grid", "previous",
                   "text_run", "image_run", "tiny_runs"}
 
 
-# The files that take longest (a minute or more each, measured), first:
-# `-n auto --dist loadfile` hands files to the workers in collection order,
-# and a long file handed out last keeps one worker busy while the others
-# wait.
-_LONGEST_FIRST = ("test_notebook.py", "test_multi_worker.py",
-                  "test_reproduce.py", "test_train.py", "test_distribute.py",
-                  "test_wheel.py", "test_faults.py", "test_cli.py")
+# The files that take longest (40 s or more of test time each, measured in a
+# full run), longest first: `-n auto --dist loadfile` hands whole files to
+# the workers in collection order (see pytest_configure), and a long file
+# handed out last keeps one worker busy while the other waits.
+_LONGEST_FIRST = ("test_train.py", "test_distribute.py", "test_faults.py",
+                  "test_notebook.py", "test_multi_worker.py",
+                  "test_reproduce.py", "test_cli.py", "test_wheel.py",
+                  "test_measurement.py", "test_protocol.py",
+                  "test_runners.py", "test_constraint.py", "test_export.py",
+                  "test_benchmark.py")
+
+
+def pytest_configure(config):
+  """Keeps the collection order under --dist loadfile: pytest-xdist would
+  otherwise hand out the files with the most tests first, which puts the
+  few long tests of a file such as test_notebook.py last."""
+  if hasattr(config.option, "loadscopereorder"):     # pytest-xdist >= 3.6
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):

@@ -106,28 +106,23 @@ TINY = ("--embed_dim=16", "--hidden_dim=32", "--latent_dim=4",
 
 
 @pytest.mark.slow
-def test_train_runner_on_two_cpu_replicas_resumes(tmp_path, run_runner):
+def test_train_runner_on_two_cpu_replicas(tmp_path, run_runner):
   """--strategy=mirrored on 2 logical CPUs with the self and the model critic
   (critic_side=both) and dropout: it trains, logs the replicas and the global
-  K, and a second invocation with more steps resumes from its checkpoint,
-  its training seconds adding to the first's."""
+  K, and tests the run. (A distributed run's resume: test_multi_worker.py.)"""
   out = tmp_path / "run"
-  flags = ("--strategy=mirrored", "--num_cpu_devices=2", "--critic=self",
-           "--critic_side=both", "--critic_weight=1", "--batch_size=16",
-           "--checkpoint_every=5", f"--out_dir={out}", *TINY)
-  result = run_runner("train.py", "--max_steps=10", *flags)
+  result = run_runner(
+      "train.py", "--max_steps=10", "--strategy=mirrored",
+      "--num_cpu_devices=2", "--critic=self", "--critic_side=both",
+      "--critic_weight=1", "--batch_size=16", f"--out_dir={out}", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "2 replica(s), K = 16" in result.stderr
   with open(out / "metrics.json") as f:
-    first = json.load(f)
-  again = run_runner("train.py", "--max_steps=15", *flags)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert "resumed from" in again.stderr and "at step 10" in again.stderr
-  with open(out / "metrics.json") as f:
     metrics = json.load(f)
-  assert metrics["steps"] == 15
+  assert metrics["steps"] == 10
+  assert math.isfinite(metrics["nll"]) and metrics["nll"] > 0
   assert metrics["infonce_bound"] <= math.log(16) + 1e-6
-  assert metrics["train_seconds"] > first["train_seconds"]
+  assert "model_bound=" in result.stderr          # the model critic trained
 
 
 def test_batch_that_does_not_split_over_replicas_names_the_flag(run_runner):

@@ -181,8 +181,14 @@ def _history(run_dir):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
+def test_sigterm_then_sigkill_resume_to_the_uninterrupted_result(
     text_files, tmp_path, run_runner):
+  """A run stopped by SIGTERM saves a checkpoint and exits 128 + 15; the same
+  command resumes there; killed by SIGKILL in its 4th epoch, the same
+  command resumes from the last checkpoint; the run ends with the history
+  and metrics of a run never interrupted."""
+  whole = run_runner("train.py", *_flags(text_files, tmp_path / "whole"))
+  assert whole.returncode == 0, whole.stderr[-3000:]
   out = tmp_path / "run"
   process = _start_and_wait(_runner(text_files, out), tmp_path / "log1",
                             lambda log: "epoch 2 of 6: " in log)
@@ -193,29 +199,22 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(
   saved = tf.train.latest_checkpoint(str(out / "checkpoints"))
   stopped_at = int(saved.rsplit("-", 1)[1])
   assert stopped_at >= 2 and f"saved {saved}" in log
-  again = run_runner("train.py", *_flags(text_files, out))
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert f"at step {stopped_at}," in again.stderr
-  assert [r["epoch"] for r in _history(out)] == [1, 2, 3, 4, 5, 6]
 
-
-@pytest.mark.slow
-def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(text_files,
-                                                             tmp_path,
-                                                             run_runner):
-  whole = run_runner("train.py", *_flags(text_files, tmp_path / "whole"))
-  assert whole.returncode == 0, whole.stderr[-3000:]
-  out = tmp_path / "killed"
   process = _start_and_wait(
-      _runner(text_files, out), tmp_path / "log",
-      lambda log: "epoch 3 of 6: " in log)  # after epoch 2's checkpoint
+      _runner(text_files, out), tmp_path / "log2",
+      lambda log: "epoch 4 of 6: " in log)  # after epoch 3's checkpoint
   process.kill()
   process.wait(timeout=60)
-  assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
+  assert f"at step {stopped_at}," in (tmp_path / "log2").read_text()
+  killed_at = int(tf.train.latest_checkpoint(
+      str(out / "checkpoints")).rsplit("-", 1)[1])
+  assert killed_at > stopped_at
   again = run_runner("train.py", *_flags(text_files, out))
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "resumed from" in again.stderr
+  assert f"at step {killed_at}," in again.stderr
+
   want, got = _history(tmp_path / "whole"), _history(out)
+  assert [r["epoch"] for r in got] == [1, 2, 3, 4, 5, 6]
   assert [r["step"] for r in got] == [r["step"] for r in want]
   for a, b in zip(got, want):
     for key in b:
