@@ -178,11 +178,23 @@ def markdown_section(size: str, config, results: dict) -> str:
               f"decoder's work shared across samples, "
               f"{ev['examples_per_second_before']:.3g} with the batch "
               f"repeated per sample as before ({ev['speedup']:.2f}x, median "
-              f"of the rounds' ratios); peak memory "
+              f"of the rounds' ratios){_iw_flops_note(ev)}; peak memory "
               f"({ev['memory_measured_as']}): {memory}. Input pipeline "
               f"alone: {pipe['examples_per_second']:.0f} examples/s; the "
               f"plain step takes {pipe['step_examples_per_second']:.0f}."]
   return "\n".join(lines) + "\n"
+
+
+def _iw_flops_note(ev: dict) -> str:
+  """The IW-NLL's matmul FLOPs and fraction of peak, where they are known."""
+  if "flops" not in ev:
+    return ""
+  per_example = lambda key: ev[key] / ev["examples"] / 1e9
+  return (f"; its matmuls {per_example('flops'):.1f} GFLOP an example "
+          f"({per_example('flops_before'):.1f} repeated per sample, so "
+          f"sharing saves at most {ev['flops_before'] / ev['flops']:.2f}x), "
+          f"{ev['achieved_gflops']:.0f} GFLOP/s, "
+          f"{ev['fraction_of_peak']:.2f} of peak")
 
 
 def bookkeeping_fns(config) -> dict:

@@ -46,8 +46,18 @@ def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
   assert plain["evaluation"]["examples_per_second_before"] > 0
   assert set(plain["evaluation"]["peak_memory_mb_by_iw_samples"]) == {
       "50", "200", "500"}
+  # The self critic's own clipped gradient is a second encoder backward.
+  assert rows["self"]["flops_per_step"] == plain["flops_per_step"] + 2 * encoder
+  evaluation = plain["evaluation"]
+  shape = [evaluation["examples"],
+           evaluation["tokens"] // evaluation["examples"]]
+  assert evaluation["flops"] == benchmarking.iw_flops(
+      sizes_stub(), {"tokens": np.zeros(shape)}, 20)["shared"]
+  assert 0 < evaluation["fraction_of_peak"] == pytest.approx(
+      evaluation["achieved_gflops"] / evaluation["peak_gflops"])
   assert plain["pipeline"]["examples_per_second"] > 0
   text = markdown.read_text()
+  assert "so sharing saves at most" in text
   assert "## paper\n\nkept as it was" in text
   assert "## small" in text and "| aggressive |" in text
 
@@ -128,6 +138,30 @@ def test_lstm_flops_follow_the_shapes():
   decoder = 2 * 2 * 4 * ((3 + 2 + 4) * 16 + 4 * 30) + 2 * 2 * 2 * 4
   assert flops["encoder"] == encoder and flops["decoder"] == decoder
   assert flops["step"] == 3 * (encoder + decoder)
+
+
+def sizes_stub(e=8, h=16, z=4, vocab=50):
+  """An object with the LSTM VAE's sizes, as iw_flops reads them."""
+  ns = lambda **kw: type("Stub", (), kw)()
+  lstm = ns(units=h)
+  return ns(latent_dim=z, encoder=ns(embedding=ns(output_dim=e), lstm=lstm),
+            decoder=ns(embedding=ns(output_dim=e), lstm=lstm,
+                       to_vocab=ns(units=vocab)))
+
+
+def test_iw_flops_follow_the_shapes():
+  # B 2, T 5 (4 predicted positions), E 3, H 4, Z 2, V 30, S 10 samples.
+  flops = benchmarking.iw_flops(sizes_stub(3, 4, 2, 30),
+                                {"tokens": np.zeros([2, 5])}, 10)
+  encoder = 2 * 2 * 5 * (3 + 4) * 16 + 2 * 2 * 4 * 4
+  rows = 10 * 2
+  per_sample = 4 * (2 * rows * 4 * 16 + 2 * rows * 4 * 30)  # recurrence, vocab
+  z_in = 2 * rows * 2 * 16 + 2 * rows * 2 * 4               # gates, cell
+  assert flops["shared"] == encoder + per_sample + z_in + 4 * 2 * 2 * 3 * 16
+  assert flops["repeated"] == (encoder + per_sample + 4 * 2 * rows * (3 + 2)
+                               * 16 + 2 * rows * 2 * 4)
+  assert flops["repeated"] > flops["shared"]
+  assert benchmarking.iw_flops(sizes_stub(), {"image": None}, 10) is None
 
 
 def test_peak_memory_sees_a_large_allocation():

@@ -220,6 +220,9 @@ def count_flops(step, batch, kind: str) -> dict:
   if kind == "aggressive":    # encoder update (decoder: input grads only)
     return dict(parts, step=(3 * enc + 2 * dec) + (enc + 3 * dec))
   total = 3 * (enc + dec + parts["critic"])
+  if kind in ("self", "hybrid", "nn"):   # the critic's own gradient (its
+    parts.update(critic_encoder_backward=2 * enc)   # clip): a 2nd backward
+    total += 2 * enc
   if kind == "model":         # forward-only sampling; relaxed pass trained
     critic = _critic_flops(step.model_critic, batch, z, t)
     if t:                     # expected embeddings: probs [B, T, V] @ E
@@ -228,6 +231,30 @@ def count_flops(step, batch, kind: str) -> dict:
     parts.update(sampling=sampling, model_critic=critic)
     total += sampling + 3 * (dec + critic)
   return dict(parts, step=total)
+
+
+def iw_flops(vae, batch, samples: int) -> dict | None:
+  """Matmul FLOPs of one IW-NLL pass over `batch` with `samples` per example
+  (LSTM decoder; None for others): "shared" as sample_log_likelihood scores
+  (embeddings' input projection once, per sample the recurrence and the
+  vocabulary projection at every position), "repeated" with the batch
+  repeated per sample; both include the encoder's one forward."""
+  decoder = getattr(vae, "decoder", None)
+  if "tokens" not in batch or not hasattr(decoder, "to_vocab"):
+    return None
+  b, t = batch["tokens"].shape
+  e, h = decoder.embedding.output_dim, decoder.lstm.units
+  z_dim, vocab = vae.latent_dim, decoder.to_vocab.units
+  encoder = (_lstm_flops(b, t, vae.encoder.embedding.output_dim,
+                         vae.encoder.lstm.units)
+             + 2 * b * vae.encoder.lstm.units * 2 * z_dim)
+  rows = samples * b
+  per_sample = (t - 1) * (_lstm_flops(rows, 1, 0, h) + 2 * rows * h * vocab)
+  z_in = 2 * rows * z_dim * 4 * h + 2 * rows * z_dim * h   # gates, cell
+  shared = encoder + per_sample + z_in + (t - 1) * 2 * b * e * 4 * h
+  repeated = encoder + per_sample + (t - 1) * 2 * rows * (e + z_dim) * 4 * h + (
+      2 * rows * z_dim * h)
+  return {"shared": shared, "repeated": repeated}
 
 
 def memory_in_use() -> int:
@@ -258,11 +285,13 @@ def peak_memory_mb(fn, start: int | None = None) -> float:
   return (max(samples + [memory_in_use()]) - start) / 2**20
 
 
-def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
+def measure_evaluation(vae, dataset, config: BenchConfig,
+                       peak_gflops: float) -> dict:
   """IW-NLL examples/s at config.iw_samples, the decoder's shared-work
   sample_log_likelihood ("after") and the batch repeated per sample
   ("before") timed in turn, config.iw_repeats rounds; peak memory per
-  sample count (after)."""
+  sample count (after); with an LSTM decoder, the matmul FLOPs of each and
+  the fraction of the peak the shared one reached."""
   batch = next(iter(dataset.batches("test", config.eval_examples)))
   estimators = {
       "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size),
@@ -281,7 +310,13 @@ def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
   per_second = {name: config.eval_examples / timing.median_and_best(r)[0]
                 for name, r in rounds.items()}
   gpu = tf.config.list_physical_devices("GPU")
-  return {"iw_samples": config.iw_samples, "iw_chunk_size":
+  flops = iw_flops(vae, batch, config.iw_samples)
+  if flops is not None:
+    gflops = flops["shared"] / 1e9 * per_second["after"] / config.eval_examples
+    flops = {"flops": flops["shared"], "flops_before": flops["repeated"],
+             "achieved_gflops": gflops, "peak_gflops": peak_gflops,
+             "fraction_of_peak": gflops / peak_gflops}
+  return {**(flops or {}), "iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
           "tokens": int(tf.size(batch["tokens"])),
           "examples_per_second": per_second["after"],
@@ -348,7 +383,8 @@ def run(config: BenchConfig) -> dict:
   if "none" in results:
     plain = results["none"]["seconds_per_step"]
     results["none"].update(
-        evaluation=measure_evaluation(fns["none"][2].vae, dataset, config),
+        evaluation=measure_evaluation(fns["none"][2].vae, dataset, config,
+                                      peak),
         pipeline={"examples_per_second": measure_pipeline(dataset, config),
                   "step_examples_per_second": config.batch_size / plain})
   return results
