@@ -171,6 +171,17 @@ def _lstm_flops(batch, time_steps, inputs, units):
   return 2 * batch * time_steps * (inputs + units) * 4 * units
 
 
+def _text_flops(vae, rows: int, t: int) -> tuple[int, int]:
+  """Forward matmul FLOPs of the LSTM encoder and decoder on [rows, t]
+  tokens (the decoder predicts t - 1 of them, fed z at every step)."""
+  e, h = vae.encoder.embedding.output_dim, vae.encoder.lstm.units
+  z_dim, vocab = vae.latent_dim, vae.decoder.to_vocab.units
+  enc = _lstm_flops(rows, t, e, h) + 2 * rows * h * 2 * z_dim
+  dec = ((t - 1) * (_lstm_flops(rows, 1, e + z_dim, h)
+                    + 2 * rows * h * vocab) + 2 * rows * z_dim * h)
+  return enc, dec
+
+
 def _graph_flops(fn, *args) -> int:
   """2 m n k of every MatMul and Conv2D of fn's graph (loops not entered)."""
   total = 0
@@ -204,11 +215,8 @@ def count_flops(step, batch, kind: str) -> dict:
   z = tf.zeros([next(iter(batch.values())).shape[0], vae.latent_dim])
   if "tokens" in batch:
     b, t = batch["tokens"].shape
-    e, h = vae.encoder.embedding.output_dim, vae.encoder.lstm.units
-    z_dim, vocab = vae.latent_dim, vae.decoder.to_vocab.units
-    enc = _lstm_flops(b, t, e, h) + 2 * b * h * 2 * z_dim
-    dec = ((t - 1) * (_lstm_flops(b, 1, e + z_dim, h) + 2 * b * h * vocab)
-           + 2 * b * z_dim * h)
+    enc, dec = _text_flops(vae, b, t)
+    vocab = vae.decoder.to_vocab.units
     sampling = dec            # word by word: the same matmuls
   else:
     t = None
@@ -243,18 +251,14 @@ def iw_flops(vae, batch, samples: int) -> dict | None:
   if "tokens" not in batch or not hasattr(decoder, "to_vocab"):
     return None
   b, t = batch["tokens"].shape
-  e, h = decoder.embedding.output_dim, decoder.lstm.units
-  z_dim, vocab = vae.latent_dim, decoder.to_vocab.units
-  encoder = (_lstm_flops(b, t, vae.encoder.embedding.output_dim,
-                         vae.encoder.lstm.units)
-             + 2 * b * vae.encoder.lstm.units * 2 * z_dim)
-  rows = samples * b
-  per_sample = (t - 1) * (_lstm_flops(rows, 1, 0, h) + 2 * rows * h * vocab)
-  z_in = 2 * rows * z_dim * 4 * h + 2 * rows * z_dim * h   # gates, cell
-  shared = encoder + per_sample + z_in + (t - 1) * 2 * b * e * 4 * h
-  repeated = encoder + per_sample + (t - 1) * 2 * rows * (e + z_dim) * 4 * h + (
-      2 * rows * z_dim * h)
-  return {"shared": shared, "repeated": repeated}
+  rows, e, h = samples * b, decoder.embedding.output_dim, decoder.lstm.units
+  encoder, _ = _text_flops(vae, b, t)
+  _, repeated = _text_flops(vae, rows, t)
+  # Shared: the embeddings' part of the input projection once per example,
+  # z's once per sample instead of at every position.
+  shared = (repeated - (t - 1) * 2 * rows * (e + vae.latent_dim) * 4 * h
+            + (t - 1) * 2 * b * e * 4 * h + 2 * rows * vae.latent_dim * 4 * h)
+  return {"shared": encoder + shared, "repeated": encoder + repeated}
 
 
 def memory_in_use() -> int:
