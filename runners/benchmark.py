@@ -83,7 +83,9 @@ HEADER = """# Benchmarks
 
 Written by `tf-cvae-benchmark --size=SIZE` (a section per size; with
 `--bookkeeping`, a section per size and model), never by hand. FLOPs:
-forward matmuls and convolutions from the shapes, 3 x what is trained.
+forward matmuls and convolutions from the shapes, 3 x what is trained, and
+for the self, hybrid and NN critics their own backward pass through the
+encoder (2 x its forward).
 Peak: the best fp32 2048^3 `tf.matmul` in the same process. s/step: median
 (best) of repeats after warm-up and compilation, rows round-robin in one
 process; other processes slow it down (then fewer than 2 cores busy).

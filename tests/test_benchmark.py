@@ -138,6 +138,12 @@ def test_lstm_flops_follow_the_shapes():
   decoder = 2 * 2 * 4 * ((3 + 2 + 4) * 16 + 4 * 30) + 2 * 2 * 2 * 4
   assert flops["encoder"] == encoder and flops["decoder"] == decoder
   assert flops["step"] == 3 * (encoder + decoder)
+  # The self critic's gradient, clipped apart, is a second encoder backward.
+  step = build.build_train_step(
+      benchmarking._train_config(config, "self"), dataset)
+  step.build(batch)
+  flops = benchmarking.count_flops(step, batch, "self")
+  assert flops["step"] == 3 * (encoder + decoder + flops["critic"]) + 2 * encoder
 
 
 def sizes_stub(e=8, h=16, z=4, vocab=50):
