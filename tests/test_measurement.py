@@ -217,7 +217,7 @@ def test_a_collapsed_encoder_reads_inside_the_noise_floor(synthetic_text):
   the probe show nothing, within the interval the evaluation states."""
   vae = registry.build_vae(TINY_TEXT, synthetic_text)
   batch = next(iter(synthetic_text.batches("test", 4)))
-  vae(batch)
+  vae.encode(batch)
   for variable in vae.encoder.to_params.variables:
     variable.assign(tf.zeros_like(variable))
   results = evaluation.evaluate(vae, None, synthetic_text, evaluation.EvalConfig(
@@ -282,7 +282,7 @@ def test_z_reliance_pairs_rows_of_one_length_in_mixed_batches(synthetic_text):
   length, though batches mix lengths); one that reads the first word from
   z reads far above 0."""
   vae = registry.build_vae(TINY_TEXT, synthetic_text)
-  vae(next(iter(synthetic_text.batches("test", 4))))
+  vae.encode(next(iter(synthetic_text.batches("test", 4))))
   _planted_codes(vae)
   config = evaluation.EvalConfig(iw_samples=0, max_examples=300, probe=False)
   def length(batch):
@@ -325,7 +325,7 @@ def test_length_probes_split_a_latent_into_length_and_the_rest(
   length reads as length and about 0 beyond it; a latent made of the first
   word reads about 0 from length and fully beyond it."""
   vae = registry.build_vae(TINY_TEXT, synthetic_text)
-  vae(next(iter(synthetic_text.batches("test", 4))))
+  vae.encode(next(iter(synthetic_text.batches("test", 4))))
   _planted_codes(vae)
   noise = np.random.default_rng(0)
   by_length = _with_latents(synthetic_text, lambda s: [
@@ -355,7 +355,7 @@ def test_label_probes_read_a_planted_class_and_not_a_random_one():
           for s, x in images.splits.items()})
   vae = registry.build_vae(registry.ModelConfig(hidden_dim=16, latent_dim=4),
                            images)
-  vae(next(iter(images.batches("test", 4))))
+  vae.encode(next(iter(images.batches("test", 4))))
   cuts = np.quantile(images.splits["train"].sum((1, 2, 3)), [1 / 3, 2 / 3])
   def encode(batch, training=False):
     del training

@@ -16,6 +16,12 @@ import numpy as np
 from experiments.reproduction import stats as stats_lib
 
 
+def _legend(ax, **kwargs) -> None:
+  """A legend where something is labelled (a report with no runs has none)."""
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(**kwargs)
+
+
 def _save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig.tight_layout()
@@ -54,7 +60,7 @@ def mi_per_epoch(setup: str, rows: list, methods, log_k: float,
   ax.set(xlabel="epoch", ylabel="validation MI (nats)",
          title=f"{setup}: validation MI (mean ± s.e. over seeds)")
   ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # whole epochs
-  ax.legend(fontsize=7, ncol=2)
+  _legend(ax, fontsize=7, ncol=2)
   return _save(fig, path)
 
 
@@ -72,7 +78,7 @@ def nll_vs_mi(setup: str, stats: dict, methods, path: str) -> str:
                 xytext=(4, 4), textcoords="offset points")
   ax.set(xlabel="MI (nats)", ylabel="NLL (nats per example)",
          title=f"{setup}: NLL against MI (lower right is better)")
-  ax.legend(fontsize=7, ncol=2)
+  _legend(ax, fontsize=7, ncol=2)
   return _save(fig, path)
 
 
@@ -103,7 +109,8 @@ def trade_off(setup: str, stats: dict, families: list, path: str) -> str:
   axes[0].set(ylabel="NLL vs the plain VAE (%)")
   axes[0].set_title(f"{setup}: what each knob buys (labels: knob values; "
                     "dotted: +1% NLL)", fontsize=9, loc="left")
-  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  _legend(axes[1], fontsize=7, loc="upper left",
+          bbox_to_anchor=(1.02, 1.0))
   return _save(fig, path)
 
 
@@ -128,5 +135,5 @@ def mi_vs_k(setup: str, stats: dict, families: list, batch_size: int,
   ax.set(xlabel="K (candidates of each z: batch, or batch + queue)",
          ylabel="nats",
          title=f"{setup}: MI against K (self critic)")
-  ax.legend(fontsize=6)
+  _legend(ax, fontsize=6)
   return _save(fig, path)
