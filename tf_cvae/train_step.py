@@ -24,39 +24,21 @@ def _unique(variables) -> list:
 class TrainStep:
   """One optimizer step on the negative ELBO plus the critic losses.
 
-  Calling it with a batch returns scalar tensors (nats): loss, rec, kl, mi
-  (batch estimate), with critics infonce_bound / model_infonce_bound, the
-  global gradient norms before clipping elbo_grad_norm and critic_grad_norm
-  (over the main optimizer's variables), critic_term (lambda times the critics' losses, 0 without
-  them), with a critic critic_lambda (lambda as the step used it, warmed
-  up) and critic_lambda_effective (lambda times the share of the critic's
-  gradient its clip kept), and the nonfinite bitmask.
-  `update` picks what the step trains: "all"; "encoder" (the inference side:
-  encoder and inference critic, with `encoder_optimizer`, for He et al.'s
-  aggressive inner loop); "decoder" (decoder and model critic). With a
-  `critic_optimizer`, the critics' own parameters (not those shared with the
-  encoder) are updated by it, in the same step, unclipped. With a lagrangian
-  target (objective.dual_config), `multiplier` holds lambda, updated after
-  each finite "all"/"decoder" step from the replicas' mean bound (the
-  inference critic's when there is one, else the model critic's; one lambda
-  weighs both critics' losses); the step
-  then also returns critic_lambda, critic_bound_average and
-  critic_constraint_active.
-
-  The gradients of the ELBO part and of the critic part (objective.loss)
-  are clipped apart, each by its global norm (`clip_norm`,
-  `critic_clip_norm`; None or 0: no clip), then summed: the critic's
-  gradient never shrinks the ELBO's step. While the critic's clip binds,
-  the multiplier's lambda does not rise (more of it would not move the
-  update). The optimizers must not clip themselves (no global_clipnorm).
-
-  With a `strategy` of R replicas (networks and optimizers must have been
-  created in its scope), a call takes the per-replica batches of
-  replicas.distribute_batches: replica r trains on rows [r K/R, (r+1) K/R)
-  of the global batch, the critics contrast against the gathered global
-  batch, and the update equals the single-device update on the same batch
-  (tested, on one host and on two workers). XLA is not used across replicas
-  (its collectives do not compile).
+  A call returns scalar tensors (nats): loss, rec, kl, mi (batch estimate),
+  infonce_bound / model_infonce_bound with critics, the global gradient
+  norms before clipping (elbo_grad_norm, critic_grad_norm), critic_term
+  (lambda times the critics' losses), critic_lambda (as used, warmed up),
+  critic_lambda_effective (lambda times the share of the critic's gradient
+  its clip kept), with a multiplier critic_bound_average and
+  critic_constraint_active, and the nonfinite bitmask. `update`: "all",
+  "encoder" (encoder and inference critic, with `encoder_optimizer`: the
+  aggressive inner loop) or "decoder" (decoder and model critic). The
+  ELBO's and the critics' gradients are clipped apart (`clip_norm`,
+  `critic_clip_norm`; None or 0: no clip) and summed; `critic_optimizer`
+  updates the critics' own parameters, unclipped. Under a `strategy` of R
+  replicas (networks and optimizers built in its scope) a call takes the
+  batches of replicas.distribute_batches and makes the single-device update.
+  docs/design.md says why the clips are apart and how lambda moves.
   """
 
   def __init__(self, vae, critic, optimizer: keras.optimizers.Optimizer,
