@@ -132,8 +132,9 @@ def describe(config) -> str:
            f"{model.pixelcnn_layers} + 1 layers of {model.pixelcnn_channels}"
            if model.name == "pixelcnn" else f"hidden {model.hidden_dim}")
   gpus = len(tf.config.list_physical_devices("GPU"))
-  return (f"{datetime.date.today()}, {platform.machine()} {os.cpu_count()} "
-          f"CPU cores, {gpus} GPUs; Python {platform.python_version()}, "
+  return (f"{datetime.date.today()}, {platform.machine()} "
+          f"{benchmarking.cpu_name()}, {os.cpu_count()} CPU cores, {gpus} "
+          f"GPUs; Python {platform.python_version()}, "
           f"TensorFlow {tf.__version__}, Keras {keras.__version__}. "
           f"{model.name}: batch {config.batch_size}, {shape}, latent "
           f"{model.latent_dim}.")

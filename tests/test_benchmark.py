@@ -58,6 +58,7 @@ def test_runner_writes_json_and_keeps_other_markdown_sections(tmp_path,
   assert plain["pipeline"]["examples_per_second"] > 0
   text = markdown.read_text()
   assert "so sharing saves at most" in text
+  assert benchmarking.cpu_name() in text
   assert "## paper\n\nkept as it was" in text
   assert "## small" in text and "| aggressive |" in text
 
@@ -168,6 +169,17 @@ def test_iw_flops_follow_the_shapes():
                                * 16 + 2 * rows * 2 * 4)
   assert flops["repeated"] > flops["shared"]
   assert benchmarking.iw_flops(sizes_stub(), {"image": None}, 10) is None
+
+
+def test_the_sections_name_the_cpu(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n"
+                     "flags\t\t: fpu avx2 avx512f fma\n\nprocessor\t: 1\n"
+                     "model name\t: Other\n")
+  assert benchmarking.cpu_name(str(cpuinfo)) == "Some CPU 9000 with AVX-512"
+  cpuinfo.write_text("model name\t: Old CPU\nflags\t: fpu avx2\n")
+  assert benchmarking.cpu_name(str(cpuinfo)) == "Old CPU"
+  assert benchmarking.cpu_name(str(tmp_path / "absent"))      # a name, not an error
 
 
 def test_peak_memory_sees_a_large_allocation():

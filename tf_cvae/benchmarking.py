@@ -11,6 +11,7 @@ For text models, a PyTorch implementation of He et al.'s LSTM-VAE
 import dataclasses
 import importlib.util
 import os
+import platform
 import threading
 
 import keras
@@ -65,6 +66,21 @@ class BenchConfig:
   def data_kind(self) -> str:
     """"text" or "image": what the model's registry entry models."""
     return registry.MODELS[self.model.name][0]
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU's model name, "with AVX-512" where its flags say so (ratios to
+  PyTorch differ between CPUs); platform.processor() without /proc."""
+  try:
+    with open(cpuinfo, encoding="utf-8") as f:
+      first = f.read().split("\n\n")[0]        # the first processor's block
+  except OSError:
+    return platform.processor() or "unknown CPU"
+  fields = {k.strip(): v.strip() for k, _, v in
+            (line.partition(":") for line in first.splitlines())}
+  avx512 = "avx512f" in fields.get("flags", "").split()
+  return (fields.get("model name") or platform.processor() or "unknown CPU"
+          ) + (" with AVX-512" if avx512 else "")
 
 
 def measure_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
