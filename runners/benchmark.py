@@ -174,9 +174,10 @@ def markdown_section(size: str, config, results: dict) -> str:
     ev, pipe = results["none"]["evaluation"], results["none"]["pipeline"]
     memory = ", ".join(f"{k} samples {v:.0f} MB" for k, v in
                        ev["peak_memory_mb_by_iw_samples"].items())
+    tokens = f", {ev['tokens']} token positions" if "tokens" in ev else ""
     lines += ["", f"IW-NLL ({ev['iw_samples']} samples in chunks of "
-              f"{ev['iw_chunk_size']}, {ev['examples']} examples, "
-              f"{ev['tokens']} token positions): "
+              f"{ev['iw_chunk_size']}, {ev['examples']} examples"
+              f"{tokens}): "
               f"{ev['examples_per_second']:.3g} examples/s with the "
               f"decoder's work shared across samples, "
               f"{ev['examples_per_second_before']:.3g} with the batch "

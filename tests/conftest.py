@@ -188,6 +188,18 @@ def run_experiment(run_script):
 
 
 @pytest.fixture(scope="session")
+def checkpoint_step():
+  """checkpoint_step(folder) -> the step of the folder's latest checkpoint
+  (0: none yet)."""
+  import tensorflow as tf  # the fixtures above start without it
+
+  def step(folder) -> int:
+    path = tf.train.latest_checkpoint(str(folder))
+    return int(path.rsplit("-", 1)[1]) if path else 0
+  return step
+
+
+@pytest.fixture(scope="session")
 def text_files(tmp_path_factory) -> dict:
   """A small seeded corpus as --dataset=text files: 320 / 64 / 64 sentences
   of 3-11 words over 40 (9 steps an epoch at batch 32); {split}_file keys."""

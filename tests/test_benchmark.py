@@ -3,6 +3,7 @@
 import json
 import re
 import time
+from types import SimpleNamespace as ns
 
 import keras
 import numpy as np
@@ -115,6 +116,25 @@ def test_mlp_step_flops_match_a_hand_count():
   assert flops["critic"] == 0 and flops["step"] == 3 * (encoder + decoder)
 
 
+def test_image_models_time_their_iw_nll_without_token_counts():
+  # The image sizes' IW-NLL timing read batch["tokens"] and stopped there.
+  config = benchmarking.BenchConfig(
+      model=registry.ModelConfig(name="mlp", hidden_dim=8, latent_dim=2),
+      iw_samples=4, iw_chunk_size=2, iw_repeats=1, eval_examples=2,
+      memory_iw_samples=(2, 4))
+  dataset = benchmarking.synthetic_dataset(config, 8)
+  step = build.build_train_step(
+      benchmarking._train_config(config, "none"), dataset)
+  step.build(benchmarking.bench_batch(config, dataset))
+  evaluation = benchmarking.measure_evaluation(step.vae, dataset, config,
+                                               peak=100.0)
+  assert evaluation["examples"] == 2
+  assert evaluation["examples_per_second"] > 0
+  assert evaluation["examples_per_second_before"] > 0
+  assert set(evaluation["peak_memory_mb_by_iw_samples"]) == {"2", "4"}
+  assert "tokens" not in evaluation and "flops" not in evaluation
+
+
 def test_bench_config_holds_a_model_config():
   config = benchmarking.BenchConfig()
   assert config.model == registry.ModelConfig(name="lstm", embed_dim=256,
@@ -149,11 +169,10 @@ def test_lstm_flops_follow_the_shapes():
 
 def sizes_stub(e=8, h=16, z=4, vocab=50):
   """An object with the LSTM VAE's sizes, as iw_flops reads them."""
-  ns = lambda **kw: type("Stub", (), kw)()
   lstm = ns(units=h)
   return ns(latent_dim=z, encoder=ns(embedding=ns(output_dim=e), lstm=lstm),
             decoder=ns(embedding=ns(output_dim=e), lstm=lstm,
-                       to_vocab=ns(units=vocab)))
+                       to_vocab=ns(units=vocab), sample_log_likelihood=None))
 
 
 def test_iw_flops_follow_the_shapes():
@@ -168,7 +187,9 @@ def test_iw_flops_follow_the_shapes():
   assert flops["repeated"] == (encoder + per_sample + 4 * 2 * rows * (3 + 2)
                                * 16 + 2 * rows * 2 * 4)
   assert flops["repeated"] > flops["shared"]
-  assert benchmarking.iw_flops(sizes_stub(), {"image": None}, 10) is None
+  # A decoder without the shared scoring (the image decoders): not counted.
+  assert benchmarking.iw_flops(ns(latent_dim=2, decoder=ns()),
+                               {"image": None}, 10) is None
 
 
 def test_the_sections_name_the_cpu(tmp_path):

@@ -182,7 +182,7 @@ def _history(run_dir):
 
 @pytest.mark.slow
 def test_sigterm_then_sigkill_resume_to_the_uninterrupted_result(
-    text_files, tmp_path, run_runner):
+    text_files, tmp_path, run_runner, checkpoint_step):
   """A run stopped by SIGTERM saves a checkpoint and exits 128 + 15; the same
   command resumes there; killed by SIGKILL in its 4th epoch, the same
   command resumes from the last checkpoint; the run ends with the history
@@ -197,7 +197,7 @@ def test_sigterm_then_sigkill_resume_to_the_uninterrupted_result(
   log = (tmp_path / "log1").read_text()
   assert "SIGTERM received" in log and "interrupted: stopped by signal" in log
   saved = tf.train.latest_checkpoint(str(out / "checkpoints"))
-  stopped_at = int(saved.rsplit("-", 1)[1])
+  stopped_at = checkpoint_step(out / "checkpoints")
   assert stopped_at >= 2 and f"saved {saved}" in log
 
   process = _start_and_wait(
@@ -206,8 +206,7 @@ def test_sigterm_then_sigkill_resume_to_the_uninterrupted_result(
   process.kill()
   process.wait(timeout=60)
   assert f"at step {stopped_at}," in (tmp_path / "log2").read_text()
-  killed_at = int(tf.train.latest_checkpoint(
-      str(out / "checkpoints")).rsplit("-", 1)[1])
+  killed_at = checkpoint_step(out / "checkpoints")
   assert killed_at > stopped_at
   again = run_runner("train.py", *_flags(text_files, out))
   assert again.returncode == 0, again.stderr[-3000:]

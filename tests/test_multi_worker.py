@@ -109,14 +109,13 @@ class _Workers:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def _write_corpus(root, train_size: int) -> dict:
-  """--dataset=text files: train_size / 32 / 32 sentences of 8 words over
-  40, so every batch has one shape (one trace of each step) and the batches
-  of 16 (train_size / 16 steps an epoch) are the same for 1 and 2 replicas;
-  {split}_file keys."""
+def _write_corpus(root) -> dict:
+  """--dataset=text files: 160 / 32 / 32 sentences of 8 words over 40, so
+  every batch has one shape (one trace of each step) and the batches of 16
+  (10 steps an epoch) are the same for 1 and 2 replicas; {split}_file keys."""
   rng = np.random.default_rng(0)
   files = {}
-  for split, size in (("train", train_size), ("valid", 32), ("test", 32)):
+  for split, size in (("train", 160), ("valid", 32), ("test", 32)):
     starts, strides = rng.integers(0, 40, size), rng.integers(1, 4, size)
     (root / f"{split}.txt").write_text("".join(
         " ".join(f"w{(start + stride * i) % 40}" for i in range(8)) + "\n"
@@ -125,10 +124,10 @@ def _write_corpus(root, train_size: int) -> dict:
   return files
 
 
-def _case(corpus, out_dir, strategy, **overrides) -> dict:
-  case = dict(files=corpus, out_dir=str(out_dir), strategy=strategy,
-              max_steps=8, checkpoint_every=4)
-  return dict(case, **overrides)
+def _case(corpus, out_dir, strategy) -> dict:
+  """25 steps, a checkpoint every 3."""
+  return dict(files=corpus, out_dir=str(out_dir), strategy=strategy,
+              max_steps=25, checkpoint_every=3)
 
 
 def _train_losses(run_dir) -> list[tuple[int, float]]:
@@ -154,13 +153,9 @@ def _checkpoint_values(run_dir) -> dict:
   return values
 
 
-def _latest_step(run_dir) -> int:
-  path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-  return int(path.rsplit("-", 1)[1]) if path else 0
-
-
 @pytest.mark.slow
-def test_two_workers_take_the_single_device_steps_and_resume_a_kill(tmp_path):
+def test_two_workers_take_the_single_device_steps_and_resume_a_kill(
+    tmp_path, checkpoint_step):
   """25 steps of the self critic with a queue, epochs of 10 steps. Worker 1
   is killed after the chief's checkpoint at step 12 or later: the chief
   stops with a TrainingError that says to start both again (a hang would be
@@ -169,15 +164,14 @@ def test_two_workers_take_the_single_device_steps_and_resume_a_kill(tmp_path):
   either start, and the final checkpoint (weights, optimizer slots, queue,
   multiplier, loop state) equal the 1-device run's; the chief alone wrote
   the run directory, and the second worker deleted its temporary one."""
-  corpus = _write_corpus(tmp_path, 160)
+  corpus = _write_corpus(tmp_path)
   one_dir, run_dir = tmp_path / "one", tmp_path / "run"
-  case = _case(corpus, run_dir, "multi_worker", max_steps=25,
-               checkpoint_every=3)
-  single = _Workers(tmp_path, dict(case, out_dir=str(one_dir),
-                                   strategy="default"), 1, "one")
+  case = _case(corpus, run_dir, "multi_worker")
+  single = _Workers(tmp_path, _case(corpus, one_dir, "default"), 1, "one")
   first = _Workers(tmp_path, dict(case, step_delay=0.2), 2, "first")
   deadline = time.time() + 240
-  while _latest_step(run_dir) < 12 and time.time() < deadline:
+  while (checkpoint_step(run_dir / "checkpoints") < 12
+         and time.time() < deadline):
     assert all(p.poll() is None for p in first.procs), first.output(0)[-3000:]
     time.sleep(0.2)
   first.procs[1].send_signal(signal.SIGKILL)
@@ -185,7 +179,7 @@ def test_two_workers_take_the_single_device_steps_and_resume_a_kill(tmp_path):
   assert "2 replica(s), K = 16" in first.output(0)
   assert "TrainingError: lost a worker of the multi_worker run" in (
       first.output(0)), first.output(0)[-3000:]
-  killed_at = _latest_step(run_dir)
+  killed_at = checkpoint_step(run_dir / "checkpoints")
   assert 12 <= killed_at < 25, killed_at
   assert not os.path.exists(run_dir / "metrics.json")
 

@@ -54,10 +54,6 @@ def _metrics(path) -> dict:
     return json.load(f)
 
 
-def _checkpoint_step(folder) -> int:
-  return int(tf.train.latest_checkpoint(str(folder)).rsplit("-", 1)[1])
-
-
 # End to end.
 
 
@@ -92,7 +88,8 @@ def protocol_run(text_files, tmp_path_factory):
           _history(config.out_dir))
 
 
-def test_best_checkpoint_has_the_lowest_validation_loss(protocol_run):
+def test_best_checkpoint_has_the_lowest_validation_loss(protocol_run,
+                                                        checkpoint_step):
   config, metrics, history = protocol_run
   losses = [r["valid_loss"] for r in history]
   best = int(np.argmin(losses)) + 1
@@ -103,7 +100,7 @@ def test_best_checkpoint_has_the_lowest_validation_loss(protocol_run):
   assert not any(r["partial"] for r in history)     # it ended at an epoch end
   assert metrics["best_valid_loss"] == pytest.approx(min(losses))
   best_dir = os.path.join(config.out_dir, "best")
-  assert _checkpoint_step(best_dir) == history[best - 1]["step"]
+  assert checkpoint_step(best_dir) == history[best - 1]["step"]
   assert len(glob.glob(os.path.join(best_dir, "*.index"))) == 1
   # Patience 1: every epoch that does not improve halves the rate.
   assert [r["lr_halved"] for r in history] == [
@@ -211,7 +208,8 @@ def test_interrupted_run_continues_the_schedule(text_files, tmp_path,
 
 
 @pytest.mark.slow
-def test_a_final_partial_epoch_is_validated_and_tested(text_files, tmp_path):
+def test_a_final_partial_epoch_is_validated_and_tested(text_files, tmp_path,
+                                                       checkpoint_step):
   """max_steps inside the first epoch: the final step is validated (a
   partial record), becomes the best checkpoint and is what the test reads."""
   out = tmp_path / "short"
@@ -220,7 +218,7 @@ def test_a_final_partial_epoch_is_validated_and_tested(text_files, tmp_path):
   assert results["evaluated_checkpoint"] == "best"
   assert results["best_step"] == results["steps"] == 3
   assert "best_epoch" not in results and results["epochs"] == 0
-  assert _checkpoint_step(str(out / "best")) == 3
+  assert checkpoint_step(out / "best") == 3
   history = _history(out)
   assert [(r["step"], r["partial"], r["epoch"]) for r in history] == [
       (3, True, 1)]
@@ -277,8 +275,8 @@ def test_evaluate_runner_on_a_missing_run_dir_is_one_clear_line(tmp_path,
 
 
 @pytest.mark.slow
-def test_validation_inside_epochs_and_best_by_validation_elbo(text_files,
-                                                               tmp_path):
+def test_validation_inside_epochs_and_best_by_validation_elbo(
+    text_files, tmp_path, checkpoint_step):
   """validate_every adds validations inside epochs, ranked by the validation
   negative ELBO; the best checkpoint is the lowest one, and validation reads
   no IW-NLL."""
@@ -290,7 +288,7 @@ def test_validation_inside_epochs_and_best_by_validation_elbo(text_files,
   assert {7, 14, 21, 25} <= set(partial)           # 25: the final step
   assert not any("valid_nll" in r for r in history)
   best = min(history, key=lambda r: r["valid_rec"] + r["valid_kl"])
-  assert results["best_step"] == best["step"] == _checkpoint_step(out / "best")
+  assert results["best_step"] == best["step"] == checkpoint_step(out / "best")
   assert results["best_valid_value"] == pytest.approx(best["valid_loss"])
   fractions = [r["epoch_fraction"] for r in history]
   assert fractions == sorted(fractions)

@@ -75,7 +75,7 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     with open(cpuinfo, encoding="utf-8") as f:
       first = f.read().split("\n\n")[0]        # the first processor's block
   except OSError:
-    return platform.processor() or "unknown CPU"
+    first = ""
   fields = {k.strip(): v.strip() for k, _, v in
             (line.partition(":") for line in first.splitlines())}
   avx512 = "avx512f" in fields.get("flags", "").split()
@@ -249,7 +249,7 @@ def count_flops(step, batch, kind: str) -> dict:
   if kind == "aggressive":    # encoder update (decoder: input grads only)
     return dict(parts, step=(3 * enc + 2 * dec) + (enc + 3 * dec))
   total = 3 * (enc + dec + parts["critic"])
-  if objective.has_critic_term(step.objective_config, step.critic, None):
+  if step.with_critic and step.critic is not None:
     # The inference critic's gradient, clipped apart: a 2nd encoder backward.
     parts.update(critic_encoder_backward=2 * enc)
     total += 2 * enc
@@ -270,7 +270,7 @@ def iw_flops(vae, batch, samples: int) -> dict | None:
   vocabulary projection at every position), "repeated" with the batch
   repeated per sample; both include the encoder's one forward."""
   decoder = getattr(vae, "decoder", None)
-  if "tokens" not in batch or not hasattr(decoder, "to_vocab"):
+  if not hasattr(decoder, "sample_log_likelihood"):   # as vae_lib decides
     return None
   b, t = batch["tokens"].shape
   rows, z_dim = samples * b, vae.latent_dim
@@ -282,6 +282,13 @@ def iw_flops(vae, batch, samples: int) -> dict | None:
             + 2 * rows * z_dim * 4 * h + 2 * rows * z_dim * h)  # z: gates, cell
   return {"shared": encoder + shared,
           "repeated": encoder + _decoder_flops(vae, rows, t)}
+
+
+def _rates(flops: int, seconds: float, peak: float) -> dict:
+  """GFLOP/s of `flops` in `seconds`, and its share of `peak` (GFLOP/s)."""
+  achieved = flops / 1e9 / seconds
+  return {"achieved_gflops": achieved, "peak_gflops": peak,
+          "fraction_of_peak": achieved / peak}
 
 
 def memory_in_use() -> int:
@@ -312,12 +319,13 @@ def peak_memory_mb(fn, start: int | None = None) -> float:
   return (max(samples + [memory_in_use()]) - start) / 2**20
 
 
-def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
+def measure_evaluation(vae, dataset, config: BenchConfig,
+                       peak: float) -> dict:
   """IW-NLL examples/s at config.iw_samples, the decoder's shared-work
   sample_log_likelihood ("after") and the batch repeated per sample
   ("before") timed in turn, config.iw_repeats rounds; peak memory per
   sample count (after); with an LSTM decoder, the matmul FLOPs of each
-  (iw_flops) and the shared one's GFLOP/s."""
+  (iw_flops) and the shared one's GFLOP/s against `peak` (GFLOP/s)."""
   batch = next(iter(dataset.batches("test", config.eval_examples)))
   estimators = {
       "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size),
@@ -333,17 +341,17 @@ def measure_evaluation(vae, dataset, config: BenchConfig) -> dict:
   for _ in range(config.iw_repeats):     # in turn
     for name, seconds in rounds.items():
       seconds.append(timing.seconds(lambda: nll(config.iw_samples, name)))
-  per_second = {name: config.eval_examples / timing.median_and_best(r)[0]
-                for name, r in rounds.items()}
+  seconds = {name: timing.median_and_best(r)[0] for name, r in rounds.items()}
+  per_second = {name: config.eval_examples / s for name, s in seconds.items()}
   gpu = tf.config.list_physical_devices("GPU")
-  flops = iw_flops(vae, batch, config.iw_samples)
-  if flops is not None:
-    flops = {"flops": flops["shared"], "flops_before": flops["repeated"],
-             "achieved_gflops": flops["shared"] / 1e9 * per_second["after"]
-             / config.eval_examples}
-  return {**(flops or {}), "iw_samples": config.iw_samples, "iw_chunk_size":
+  counted = iw_flops(vae, batch, config.iw_samples)
+  rates = {} if counted is None else dict(
+      flops=counted["shared"], flops_before=counted["repeated"],
+      **_rates(counted["shared"], seconds["after"], peak))
+  return {**rates, "iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
-          "tokens": int(tf.size(batch["tokens"])),
+          **({"tokens": int(tf.size(batch["tokens"]))} if "tokens" in batch
+             else {}),
           "examples_per_second": per_second["after"],
           "examples_per_second_before": per_second["before"],
           "speedup": timing.median_ratio(rounds["before"], rounds["after"]),
@@ -386,13 +394,11 @@ def run(config: BenchConfig) -> dict:
   peak = max(peak, measure_peak_gflops())
 
   def row(name, flops, jit_compile):
-    (median, best), gflop = (timing.median_and_best(rounds[name]),
-                             flops["step"] / 1e9)
+    median, best = timing.median_and_best(rounds[name])
     return {"seconds_per_step": median, "flops_per_step": flops["step"],
-            "flops_by_part": flops, "achieved_gflops": gflop / median,
-            "peak_gflops": peak, "fraction_of_peak": gflop / median / peak,
+            "flops_by_part": flops, **_rates(flops["step"], median, peak),
             "best_seconds_per_step": best, "best_fraction_of_peak":
-            gflop / best / peak, "cores_busy_while_timing": cores,
+            flops["step"] / 1e9 / best / peak, "cores_busy_while_timing": cores,
             "load_average_before_timing": load,
             "ratio_to_plain": (timing.median_ratio(rounds[name], rounds["none"])
                                if "none" in rounds else None),
@@ -407,10 +413,8 @@ def run(config: BenchConfig) -> dict:
                                                  rounds[TORCH]))
   if "none" in results:
     plain = results["none"]["seconds_per_step"]
-    evaluation = measure_evaluation(fns["none"][2].vae, dataset, config)
-    if "achieved_gflops" in evaluation:
-      evaluation.update(peak_gflops=peak, fraction_of_peak=evaluation[
-          "achieved_gflops"] / peak)
+    evaluation = measure_evaluation(fns["none"][2].vae, dataset, config,
+                                    peak)
     results["none"].update(
         evaluation=evaluation,
         pipeline={"examples_per_second": measure_pipeline(dataset, config),

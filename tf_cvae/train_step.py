@@ -54,7 +54,8 @@ class TrainStep:
            for o in (optimizer, encoder_optimizer)):
       raise errors.InputError("pass clip_norm to TrainStep, not the "
                               "optimizer's global_clipnorm (it would clip again)")
-    objective_lib.has_critic_term(objective_config, critic, model_critic)
+    self.with_critic = objective_lib.has_critic_term(
+        objective_config, critic, model_critic)
     self.clip_norm = clip_norm
     self.critic_clip_norm = (clip_norm if critic_clip_norm is None
                              else critic_clip_norm)
@@ -176,9 +177,7 @@ class TrainStep:
           tf.random.experimental.stateless_fold_in(seed, 3),
           tf.cast(self.encoder_optimizer.iterations, tf.int32))
     model_samples = self._model_samples(batch, seed)
-    with_critic = objective_lib.has_critic_term(
-        self.objective_config, self.critic, self.model_critic)
-    with tf.GradientTape(persistent=with_critic) as tape:
+    with tf.GradientTape(persistent=self.with_critic) as tape:
       terms = objective_lib.forward(
           self.vae, self.critic, batch, seed, training=True,
           model_critic=self.model_critic, negatives=self.negatives,
@@ -188,7 +187,7 @@ class TrainStep:
       loss = losses.total
       # Optimizers sum the replicas' gradients: each takes 1/R of its loss.
       shares = [p / replicas.num_replicas()
-                for p in ([losses.elbo, losses.critic_term] if with_critic
+                for p in ([losses.elbo, losses.critic_term] if self.with_critic
                           else [loss])]
     main, own = self._split(self._groups[update])
     parts = [tape.gradient(share, main + own) for share in shares]
@@ -200,7 +199,7 @@ class TrainStep:
     # clip: the effective weight is lambda * clip / norm, and more lambda
     # would change nothing, so the multiplier's integral may not rise.
     critic_scale = (clip_scale(norms[1], self.critic_clip_norm)
-                    if with_critic else tf.ones([]))
+                    if self.with_critic else tf.ones([]))
     clipped = critic_scale < 1.0
     effective_weight = losses.critic_weight * critic_scale
     nonfinite = _nonfinite_mask(terms, gradients)
@@ -234,7 +233,7 @@ class TrainStep:
       out.update(critic_lambda=losses.critic_weight,
                  critic_lambda_effective=effective_weight)
     out.update(elbo_grad_norm=norms[0],
-               critic_grad_norm=norms[1] if with_critic else tf.zeros([]),
+               critic_grad_norm=norms[1] if self.with_critic else tf.zeros([]),
                critic_term=losses.critic_term, nonfinite=nonfinite)
     return out
 
