@@ -321,40 +321,42 @@ def peak_memory_mb(fn, start: int | None = None) -> float:
 
 def measure_evaluation(vae, dataset, config: BenchConfig,
                        peak: float) -> dict:
-  """IW-NLL examples/s at config.iw_samples, the decoder's shared-work
-  sample_log_likelihood ("after") and the batch repeated per sample
-  ("before") timed in turn, config.iw_repeats rounds; peak memory per
-  sample count (after); with an LSTM decoder, the matmul FLOPs of each
-  (iw_flops) and the shared one's GFLOP/s against `peak` (GFLOP/s)."""
+  """IW-NLL examples/s at config.iw_samples, config.iw_repeats rounds; peak
+  memory per sample count. With a decoder that shares work across samples
+  (the LSTM's), its scoring ("after") and the batch repeated per sample
+  ("before") in turn, with the matmul FLOPs of each (iw_flops) and the
+  shared one's GFLOP/s against `peak` (GFLOP/s)."""
   batch = next(iter(dataset.batches("test", config.eval_examples)))
   estimators = {
-      "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size),
-      "before": metrics.ImportanceWeightedNLL(
-          vae, config.iw_chunk_size, vae_lib.repeated_log_likelihood)}
+      "after": metrics.ImportanceWeightedNLL(vae, config.iw_chunk_size)}
+  counted = iw_flops(vae, batch, config.iw_samples)
+  if counted is not None:      # else "after" repeats the batch already
+    estimators["before"] = metrics.ImportanceWeightedNLL(
+        vae, config.iw_chunk_size, vae_lib.repeated_log_likelihood)
   nll = lambda n, name="after": float(tf.reduce_sum(
       estimators[name](batch, n)))
   before = memory_in_use()               # before the first chunk (and trace)
   memory = {str(n): round(peak_memory_mb(lambda n=n: nll(n), before), 1)
             for n in sorted(config.memory_iw_samples)}
-  nll(1, "before")                       # traced
-  rounds = {"before": [], "after": []}
+  if "before" in estimators:
+    nll(1, "before")                     # traced
+  rounds = {name: [] for name in ("before", "after") if name in estimators}
   for _ in range(config.iw_repeats):     # in turn
     for name, seconds in rounds.items():
       seconds.append(timing.seconds(lambda: nll(config.iw_samples, name)))
   seconds = {name: timing.median_and_best(r)[0] for name, r in rounds.items()}
   per_second = {name: config.eval_examples / s for name, s in seconds.items()}
   gpu = tf.config.list_physical_devices("GPU")
-  counted = iw_flops(vae, batch, config.iw_samples)
-  rates = {} if counted is None else dict(
+  shared = {} if counted is None else dict(
       flops=counted["shared"], flops_before=counted["repeated"],
-      **_rates(counted["shared"], seconds["after"], peak))
-  return {**rates, "iw_samples": config.iw_samples, "iw_chunk_size":
+      **_rates(counted["shared"], seconds["after"], peak),
+      examples_per_second_before=per_second["before"],
+      speedup=timing.median_ratio(rounds["before"], rounds["after"]))
+  return {**shared, "iw_samples": config.iw_samples, "iw_chunk_size":
           config.iw_chunk_size, "examples": config.eval_examples,
           **({"tokens": int(tf.size(batch["tokens"]))} if "tokens" in batch
              else {}),
           "examples_per_second": per_second["after"],
-          "examples_per_second_before": per_second["before"],
-          "speedup": timing.median_ratio(rounds["before"], rounds["after"]),
           "peak_memory_mb_by_iw_samples": memory, "memory_measured_as": (
               "GPU allocator" if gpu else "process RSS") + " peak above the "
           "memory in use before the first call"}
